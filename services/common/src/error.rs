@@ -1,0 +1,101 @@
+//! The one error type every handler returns, and its JSON mapping: `{"detail": "..."}`, the
+//! shape the guide's FastAPI original used.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is well formed but asks for something the rules forbid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 with `WWW-Authenticate: Bearer`: no token, or one we could not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a verified caller asks for something that is not theirs to ask.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: nothing by that id that the caller may see.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request collides with existing state (a duplicate email, say).
+    #[error("{0}")]
+    Conflict(String),
+    /// 422: the body or query does not validate; `detail` says why.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 422 with a list of field errors, as FastAPI answers validation failures.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 4xx as the framework chose it (415 for a missing content type, 413 for a body too
+    /// large): a request refused before any of our code saw it.
+    #[error("{detail}")]
+    Rejected { status: StatusCode, detail: String },
+    /// 503: a dependency is down; the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an infrastructure failure. The cause chain is logged, never sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// One field's validation failure, shaped like FastAPI's `{"loc": [...], "msg": ..., "type": ...}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FieldError {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(location: &str, field: &str, message: impl Into<String>) -> Self {
+        Self { loc: vec![location.to_owned(), field.to_owned()], msg: message.into(), kind: "value_error".to_owned() }
+    }
+}
+
+impl ApiError {
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) | ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Rejected { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed with an internal error");
+                json!({ "detail": "Internal server error" })
+            }
+            ApiError::Unavailable(message) => {
+                tracing::warn!(%message, "request failed because a dependency is unavailable");
+                json!({ "detail": message })
+            }
+            ApiError::Validation(errors) => json!({ "detail": errors }),
+            other => json!({ "detail": other.to_string() }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,39 @@
+//! The HTTP server loop shared by every service: bind, serve with request tracing and JSON
+//! fallbacks, stop gracefully when the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::Request;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::config::HttpSettings;
+use crate::error::ApiError;
+
+/// Binds the listener. Port 0 picks a free port; read it back with `local_addr`.
+pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
+    let address = format!("{}:{}", settings.host, settings.port);
+    TcpListener::bind(&address).await.with_context(|| format!("failed to bind {address}"))
+}
+
+/// Adds what every service's router needs around its routes: a JSON 404 for unknown paths and a
+/// tracing span per request (method, path, status, latency).
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(|| async {
+            ApiError::NotFound("Not Found".into())
+        })
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let address: SocketAddr = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server failed")
+}

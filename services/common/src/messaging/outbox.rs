@@ -1,0 +1,110 @@
+//! The outbox relay: the other half of "a stored entity is never left without its event".
+//!
+//! A service that must publish because of an HTTP request (a product created, an order placed or
+//! cancelled) does not publish in the request. It stores the event in the same atomic write as the
+//! entity (for MongoDB, inside the entity's own document), answers, and wakes the relay. The
+//! relay publishes every pending event with publisher confirms and only then marks it sent. If the
+//! broker is down the events wait and the relay keeps retrying; if the process dies between the
+//! publish and the mark, the event is published again and the idempotent consumer ignores it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::types::FieldTable;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Message, Publisher};
+
+/// An event waiting to be published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Unique per event; also the AMQP message id.
+    pub id: String,
+    pub queue: String,
+    pub correlation_id: String,
+    /// The message serialised as JSON text.
+    pub payload: String,
+}
+
+impl OutboxMessage {
+    pub fn new<M: Message>(message: &M) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            queue: M::QUEUE.to_owned(),
+            correlation_id: message.correlation_id(),
+            payload: serde_json::to_string(message).expect("messages always serialise"),
+        }
+    }
+}
+
+/// Where a service keeps its pending events.
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Up to `limit` events not yet marked published, oldest first.
+    fn pending(&self, limit: usize) -> impl Future<Output = anyhow::Result<Vec<OutboxMessage>>> + Send;
+    /// Marks one event published; marking one that is already gone is not an error.
+    fn mark_published(&self, message: &OutboxMessage) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Publishes what an [`OutboxStore`] holds.
+pub struct OutboxRelay<S> {
+    store: S,
+    publisher: Arc<Publisher>,
+    /// Notified by the service right after it stores an event, so publishing starts at once
+    /// instead of at the next poll.
+    wake: Arc<Notify>,
+    /// How often to look for events without being woken: catches events stored by another
+    /// instance, or left over from before a restart.
+    poll_interval: Duration,
+}
+
+impl<S: OutboxStore> OutboxRelay<S> {
+    pub fn new(store: S, publisher: Arc<Publisher>, wake: Arc<Notify>) -> Self {
+        Self { store, publisher, wake, poll_interval: Duration::from_secs(1) }
+    }
+
+    /// Runs until cancelled.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut consecutive_failures: u32 = 0;
+        loop {
+            match self.publish_pending().await {
+                Ok(()) => consecutive_failures = 0,
+                Err(error) => {
+                    consecutive_failures += 1;
+                    if consecutive_failures == 1 || consecutive_failures % 20 == 0 {
+                        tracing::warn!(error = format!("{error:#}"), "outbox relay cannot publish yet; will retry");
+                    }
+                }
+            }
+            let wait = if consecutive_failures == 0 {
+                self.poll_interval
+            } else {
+                Duration::from_millis(100 * 2u64.pow(consecutive_failures.min(5)))
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.wake.notified(), if consecutive_failures == 0 => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn publish_pending(&self) -> anyhow::Result<()> {
+        loop {
+            let batch = self.store.pending(100).await.context("failed to read the outbox")?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for message in &batch {
+                self.publisher
+                    .publish_raw(&message.queue, &message.correlation_id, &message.id, message.payload.as_bytes(), FieldTable::default())
+                    .await?;
+                self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
+                tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
+            }
+        }
+    }
+}

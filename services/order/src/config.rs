@@ -1,0 +1,31 @@
+//! Configuration from the environment, with defaults for a developer machine.
+
+use common::config::{HttpSettings, env_or};
+
+pub const PORT: u16 = 8001;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpSettings,
+    /// The MongoDB server; the database name is separate so tests can pick a fresh one.
+    pub mongodb_url: String,
+    pub mongodb_database: String,
+    pub rabbitmq_url: String,
+    /// The user service's JWKS document, for verifying tokens.
+    pub jwks_url: String,
+    /// The product service, asked for each item's product and price when an order is placed.
+    pub product_service_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            http: HttpSettings::from_env(PORT)?,
+            mongodb_url: env_or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
+            mongodb_database: env_or("MONGODB_DATABASE", "orders"),
+            rabbitmq_url: common::config::rabbitmq_url_from_env(),
+            jwks_url: common::config::jwks_url_from_env(),
+            product_service_url: env_or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
+        })
+    }
+}

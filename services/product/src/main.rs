@@ -1,0 +1,8 @@
+use product_service::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::telemetry::init("info");
+    let application = Application::build(Config::from_env()?).await?;
+    application.run_until_stopped(common::shutdown::signal()).await
+}
