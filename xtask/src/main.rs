@@ -1,1 +1,48 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`:
+//!
+//! - `e2e`: sets up what the tests need on this machine (idempotently, saying what it does), runs
+//!   the whole test suite (unit, integration and the Gherkin features) and ends with one summary
+//!   line.
+//! - `up [--gateway-port N]`: sets up the same, builds and starts the four services as separate
+//!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
+//!   commands work as written), prints where everything is, and stops everything it started on
+//!   Ctrl-C or SIGTERM.
+//! - `load [goose options]`: runs the goose load tests against a running system.
+//!
+//! Few dependencies on purpose: `cargo xtask` should start fast.
+
+mod infrastructure;
+mod system;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let result = match arguments.first().map(String::as_str) {
+        Some("e2e") => system::end_to_end(&arguments[1..]),
+        Some("up") => system::up(&arguments[1..]),
+        Some("load") => system::load(&arguments[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask e2e | up [--gateway-port N] | load [goose options]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cargo` as the one that invoked us (`$CARGO`), run from the workspace root.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}

@@ -43,7 +43,7 @@ impl HttpSettings {
 }
 
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 pub const DEFAULT_USER_SERVICE_URL: &str = "http://127.0.0.1:8003";
 

@@ -1,26 +1,81 @@
-//! Start-up: `Application::build` binds (port 0 works; read the port back with `port()`),
-//! `run_until_stopped` serves until the shutdown future resolves. The binary and the test
-//! harness both start the service through these two calls.
+//! Start-up: `Application::build` creates the database if needed, runs the migrations and binds
+//! (port 0 works; read the port back with `port()`); `run_until_stopped` serves HTTP and runs the
+//! four consumers until the shutdown future resolves, then stops them (each finishes the message
+//! in hand), waits for them and closes the broker connection and the pool. The binary and the
+//! test harness both start the service through these two calls.
+//!
+//! Only PostgreSQL must be reachable at start-up: the consumers connect to RabbitMQ in the
+//! background and keep retrying, and the user service's keys are fetched on first use.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
+use common::auth::TokenVerifier;
+use common::messaging::events::{InventoryRelease, OrderCreated, ProductCreated, ProductDeleted};
+use common::messaging::{ConsumerSettings, Publisher, consume};
+use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Config;
+use crate::state::AppState;
+
+pub const SERVICE_NAME: &str = "inventory-service";
+
+/// Catalog events are handled one at a time, so stock records are created in the order the
+/// products were created (their ids follow the catalog's order) and a burst of events after an
+/// outage cannot take every pooled connection. Each one is a single short statement.
+const PRODUCT_EVENT_PREFETCH: u16 = 1;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Inventory service", description = "Stock per product, its history, and reservations for orders."),
+    modifiers(&BearerSecurity),
+)]
+struct ApiDocumentation;
+
+/// Declares the `bearer` security scheme every endpoint names.
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    /// The database, shared by handlers and consumers; closed on shutdown.
+    pool: PgPool,
+    rabbitmq_url: String,
+    /// Announces reservation outcomes; its connection is closed on shutdown.
+    publisher: Arc<Publisher>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        common::postgres::ensure_database(&config.database_url).await?;
+        let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
+        crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
+
+        let state = AppState { pool: pool.clone(), token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())) };
+        let router = router(state);
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        let router = common::http::finish(Router::new().merge(common::health::router("inventory-service")));
-        Ok(Self { port, listener, router })
+        let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
+        Ok(Self { port, listener, router, pool, rabbitmq_url: config.rabbitmq_url, publisher })
     }
 
     pub fn port(&self) -> u16 {
@@ -28,6 +83,86 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        common::http::serve(self.listener, self.router, shutdown).await
+        let background = CancellationToken::new();
+        let mut consumers = start_consumers(&self.pool, &self.publisher, &self.rabbitmq_url, &background);
+
+        let served = common::http::serve(self.listener, self.router, shutdown).await;
+
+        background.cancel();
+        while let Some(finished) = consumers.join_next().await {
+            if let Err(error) = finished {
+                tracing::error!(%error, "a consumer task failed");
+            }
+        }
+        self.publisher.close().await;
+        self.pool.close().await;
+        served
     }
+}
+
+/// Starts one supervised consumer per queue inventory listens to.
+fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str, cancel: &CancellationToken) -> JoinSet<()> {
+    let mut consumers = JoinSet::new();
+    let product_event_settings =
+        |queue: &str| ConsumerSettings { prefetch: PRODUCT_EVENT_PREFETCH, ..ConsumerSettings::new(format!("{SERVICE_NAME}.{queue}")) };
+
+    let handler_pool = pool.clone();
+    consumers.spawn(consume::<ProductCreated, _, _>(
+        rabbitmq_url.to_owned(),
+        product_event_settings("product_created"),
+        move |event| {
+            let pool = handler_pool.clone();
+            async move { crate::inventory::on_product_created(&pool, event).await }
+        },
+        cancel.clone(),
+    ));
+
+    let handler_pool = pool.clone();
+    consumers.spawn(consume::<ProductDeleted, _, _>(
+        rabbitmq_url.to_owned(),
+        product_event_settings("product_deleted"),
+        move |event| {
+            let pool = handler_pool.clone();
+            async move { crate::inventory::on_product_deleted(&pool, event).await }
+        },
+        cancel.clone(),
+    ));
+
+    // Orders use the default prefetch: reservations for different orders run concurrently, and
+    // their row locks keep them correct.
+    let handler_pool = pool.clone();
+    let handler_publisher = Arc::clone(publisher);
+    consumers.spawn(consume::<OrderCreated, _, _>(
+        rabbitmq_url.to_owned(),
+        ConsumerSettings::new(format!("{SERVICE_NAME}.order_created")),
+        move |order| {
+            let pool = handler_pool.clone();
+            let publisher = Arc::clone(&handler_publisher);
+            async move { crate::reservations::on_order_created(&pool, &publisher, order).await }
+        },
+        cancel.clone(),
+    ));
+
+    let handler_pool = pool.clone();
+    consumers.spawn(consume::<InventoryRelease, _, _>(
+        rabbitmq_url.to_owned(),
+        ConsumerSettings::new(format!("{SERVICE_NAME}.inventory_release")),
+        move |release| {
+            let pool = handler_pool.clone();
+            async move { crate::reservations::on_inventory_release(&pool, release).await }
+        },
+        cancel.clone(),
+    ));
+    consumers
+}
+
+/// The whole HTTP surface: health, documentation and the inventory resource. Pure, so tests can
+/// call it without a socket.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) =
+        OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::inventory::router()).split_for_parts();
+    let api = api.with_state(state);
+    common::http::finish(
+        Router::new().merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(openapi)).merge(api),
+    )
 }

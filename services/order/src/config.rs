@@ -1,6 +1,8 @@
 //! Configuration from the environment, with defaults for a developer machine.
 
-use common::config::{HttpSettings, env_or};
+use std::time::Duration;
+
+use common::config::{HttpSettings, env_or, env_parse};
 
 pub const PORT: u16 = 8001;
 
@@ -10,11 +12,17 @@ pub struct Config {
     /// The MongoDB server; the database name is separate so tests can pick a fresh one.
     pub mongodb_url: String,
     pub mongodb_database: String,
+    /// The most MongoDB connections this instance opens; tests run many instances at once.
+    pub mongodb_max_pool_size: u32,
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
     /// The product service, asked for each item's product and price when an order is placed.
     pub product_service_url: String,
+    /// How long one product lookup may take before the order is refused with a 503.
+    pub product_lookup_timeout: Duration,
+    /// How many deliveries each consumer handles at once (the AMQP prefetch).
+    pub consumer_prefetch: u16,
 }
 
 impl Config {
@@ -23,9 +31,12 @@ impl Config {
             http: HttpSettings::from_env(PORT)?,
             mongodb_url: env_or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: env_or("MONGODB_DATABASE", "orders"),
+            mongodb_max_pool_size: env_parse("MONGODB_MAX_POOL_SIZE", 20)?,
             rabbitmq_url: common::config::rabbitmq_url_from_env(),
             jwks_url: common::config::jwks_url_from_env(),
             product_service_url: env_or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
+            product_lookup_timeout: Duration::from_millis(env_parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),
+            consumer_prefetch: env_parse("CONSUMER_PREFETCH", 8)?,
         })
     }
 }

@@ -1,26 +1,74 @@
 //! Start-up: `Application::build` binds (port 0 works; read the port back with `port()`),
 //! `run_until_stopped` serves until the shutdown future resolves. The binary and the test
 //! harness both start the service through these two calls.
+//!
+//! Only MongoDB must be reachable at start-up (the indexes are created then). RabbitMQ and the
+//! user service may be down: the consumers and the outbox relay retry in the background, and the
+//! token verifier fetches its keys on first use.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
+use common::auth::TokenVerifier;
+use common::messaging::{ConsumerSettings, OutboxRelay, Publisher};
+use mongodb::options::ClientOptions;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Config;
+use crate::catalog::CatalogClient;
+use crate::consumers::{self, ConsumerContext};
+use crate::orders::{self, OrdersState};
+use crate::orders::store::OrderStore;
+
+/// The name the service gives itself in logs, health answers and broker connections.
+pub const SERVICE_NAME: &str = "order-service";
+
+#[derive(OpenApi)]
+#[openapi(info(title = "Order Service", description = "Orders and their status"))]
+struct ApiDocumentation;
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    config: Config,
+    mongodb: mongodb::Client,
+    store: OrderStore,
+    /// Shared by the outbox relay and the `inventory_reserved` consumer.
+    publisher: Arc<Publisher>,
+    /// Handed to the HTTP handlers too: they notify it after storing an event.
+    relay_wake: Arc<Notify>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut mongodb_options = ClientOptions::parse(&config.mongodb_url).await.context("failed to parse MONGODB_URL")?;
+        mongodb_options.app_name = Some(SERVICE_NAME.to_owned());
+        mongodb_options.max_pool_size = Some(config.mongodb_max_pool_size);
+        let mongodb = mongodb::Client::with_options(mongodb_options).context("failed to create the MongoDB client")?;
+        let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
+        store.create_indexes().await?;
+
+        let publisher = Arc::new(Publisher::new(&config.rabbitmq_url, format!("{SERVICE_NAME} publisher")));
+        let relay_wake = Arc::new(Notify::new());
+        let state = OrdersState {
+            store: store.clone(),
+            catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
+            verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
+            relay_wake: Arc::clone(&relay_wake),
+        };
+        let router = router(state);
+
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        let router = common::http::finish(Router::new().merge(common::health::router("order-service")));
-        Ok(Self { port, listener, router })
+        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake })
     }
 
     pub fn port(&self) -> u16 {
@@ -28,6 +76,33 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        common::http::serve(self.listener, self.router, shutdown).await
+        let cancel = CancellationToken::new();
+        let mut background = JoinSet::new();
+        let relay = OutboxRelay::new(self.store.clone(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake));
+        background.spawn(relay.run(cancel.clone()));
+        let mut settings = ConsumerSettings::new(SERVICE_NAME);
+        settings.prefetch = self.config.consumer_prefetch;
+        let context = ConsumerContext { store: self.store.clone(), publisher: Arc::clone(&self.publisher) };
+        consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
+
+        let served = common::http::serve(self.listener, self.router, shutdown).await;
+
+        // HTTP has stopped: stop the consumers and the relay, let them finish what they hold,
+        // then close the broker and database connections.
+        cancel.cancel();
+        while let Some(finished) = background.join_next().await {
+            if let Err(error) = finished {
+                tracing::error!(%error, "a background task of the order service failed");
+            }
+        }
+        self.publisher.close().await;
+        self.mongodb.shutdown().await;
+        served
     }
+}
+
+/// Every route of the service, with health, the OpenAPI document and Swagger UI.
+pub fn router(state: OrdersState) -> Router {
+    let (api, specification) = OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(orders::router(state)).split_for_parts();
+    common::http::finish(api.merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(specification)))
 }

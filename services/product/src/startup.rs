@@ -1,26 +1,97 @@
-//! Start-up: `Application::build` binds (port 0 works; read the port back with `port()`),
-//! `run_until_stopped` serves until the shutdown future resolves. The binary and the test
-//! harness both start the service through these two calls.
+//! Start-up: `Application::build` connects to MongoDB, creates the indexes and binds (port 0
+//! works; read the port back with `port()`); `run_until_stopped` serves HTTP and runs the outbox
+//! relay until the shutdown future resolves, then stops both and closes the connections. The
+//! binary and the test harness both start the service through these two calls.
+//!
+//! Only MongoDB must be reachable at start-up: RabbitMQ is reached by the relay, which retries in
+//! the background, and the user service's keys are fetched on the first authenticated request.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
+use common::auth::TokenVerifier;
+use common::messaging::document_outbox::DocumentOutboxStore;
+use common::messaging::{OutboxRelay, Publisher};
+use mongodb::options::ClientOptions;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Config;
+use crate::products::store::ProductStore;
+use crate::state::AppState;
+
+pub const SERVICE_NAME: &str = "product-service";
+
+/// How long a MongoDB operation waits for a usable server before failing, so that an outage
+/// answers requests with an error in seconds instead of hanging them for the driver's 30 s.
+const MONGODB_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Product service", description = "The shop's catalog."),
+    modifiers(&BearerSecurity),
+)]
+struct ApiDocumentation;
+
+/// Declares the `bearer` security scheme the write endpoints name.
+struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
     router: Router,
+    /// Kept to close its connections on shutdown.
+    mongodb_client: mongodb::Client,
+    /// Publishes the events stored in product documents; started by `run_until_stopped`.
+    outbox_relay: OutboxRelay<DocumentOutboxStore>,
+    /// The relay's broker connection, closed on shutdown.
+    publisher: Arc<Publisher>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut client_options = ClientOptions::parse(&config.mongodb_url)
+            .await
+            .with_context(|| format!("invalid MongoDB URL {}", config.mongodb_url))?;
+        client_options.app_name = Some(SERVICE_NAME.to_owned());
+        client_options.server_selection_timeout = Some(MONGODB_SERVER_SELECTION_TIMEOUT);
+        let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
+        let database = mongodb_client.database(&config.mongodb_database);
+
+        let products = ProductStore::new(&database);
+        products.create_indexes().await?;
+
+        let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
+        let outbox_wake = Arc::new(Notify::new());
+        let outbox_relay = OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake));
+
+        let state = AppState {
+            products,
+            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+            outbox_wake,
+        };
+        let router = router(state);
+
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        let router = common::http::finish(Router::new().merge(common::health::router("product-service")));
-        Ok(Self { port, listener, router })
+        Ok(Self { port, listener, router, mongodb_client, outbox_relay, publisher })
     }
 
     pub fn port(&self) -> u16 {
@@ -28,6 +99,30 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        common::http::serve(self.listener, self.router, shutdown).await
+        let background = CancellationToken::new();
+        let relay = tokio::spawn(self.outbox_relay.run(background.clone()));
+
+        let served = common::http::serve(self.listener, self.router, shutdown).await;
+
+        background.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "the outbox relay task failed");
+        }
+        self.publisher.close().await;
+        // Immediate: every request has finished and the relay has stopped, so nothing still
+        // needs the connections.
+        self.mongodb_client.shutdown().immediate(true).await;
+        served
     }
+}
+
+/// The whole HTTP surface: health, documentation and the catalog. Pure, so tests can call it
+/// without a socket.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) =
+        OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::products::router()).split_for_parts();
+    let api = api.with_state(state);
+    common::http::finish(
+        Router::new().merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(openapi)).merge(api),
+    )
 }

@@ -6,6 +6,8 @@
 //! order id, a product id), so a message delivered twice changes nothing the second time.
 
 pub mod consumer;
+#[cfg(feature = "mongodb")]
+pub mod document_outbox;
 pub mod events;
 pub mod outbox;
 pub mod publisher;

@@ -1,0 +1,146 @@
+//! The transactional outbox for MongoDB services: pending events live inside the document they
+//! are about, in an array field named [`OUTBOX_FIELD`].
+//!
+//! Why inside the document: MongoDB makes a write to one document atomic without a multi-document
+//! transaction (which a standalone server rejects). So a service stores an entity and the event
+//! that announces it in one `insert_one` (or changes an entity and appends its event in one
+//! `update_one` with `$push`), and it is impossible to end up with one without the other.
+//!
+//! How it is drained: [`DocumentOutboxStore`] implements [`OutboxStore`] for the
+//! [`super::OutboxRelay`]. `pending` reads the documents that still hold events (oldest document
+//! first, events in the order they were pushed); `mark_published` removes one event with `$pull`
+//! after the broker confirmed it. A crash between the publish and the `$pull` publishes the event
+//! again, which the idempotent consumers ignore.
+//!
+//! Usage, for a service keeping `Thing`s in a collection:
+//!
+//! ```ignore
+//! // Writing: the entity and its event, in one single-document write.
+//! let event = OutboxMessage::new(&ThingCreated { .. });
+//! let mut document = bson::to_document(&thing)?;
+//! document.insert(OUTBOX_FIELD, outbox_array(&[event])?);
+//! collection.insert_one(document).await?;
+//! wake.notify_one(); // the relay publishes at once instead of at its next poll
+//!
+//! // At start-up: the index `mark_published` needs, then the relay.
+//! let store = DocumentOutboxStore::new(collection.clone_with_type());
+//! store.create_indexes().await?;
+//! tokio::spawn(OutboxRelay::new(store, publisher, wake).run(cancel));
+//! ```
+//!
+//! Every read the service serves must leave the field out (a projection `{ outbox: 0 }`, or a
+//! response type without it): pending events are an implementation detail, never an API field.
+//!
+//! It deliberately knows nothing of any one entity: deletion policies (tombstones) are expressed
+//! with [`DocumentOutboxStore::deleting_drained_documents_matching`].
+
+use anyhow::Context;
+use bson::{Bson, Document, doc};
+use futures::TryStreamExt;
+use mongodb::{Collection, IndexModel};
+
+use super::{OutboxMessage, OutboxStore};
+
+/// The array field that holds a document's pending events.
+pub const OUTBOX_FIELD: &str = "outbox";
+
+/// Events as the BSON array to store under [`OUTBOX_FIELD`] (or to `$push` with `$each`).
+pub fn outbox_array(messages: &[OutboxMessage]) -> anyhow::Result<Bson> {
+    bson::to_bson(messages).context("failed to encode outbox events as BSON")
+}
+
+/// One event as the BSON value to `$push` onto [`OUTBOX_FIELD`].
+pub fn outbox_entry(message: &OutboxMessage) -> anyhow::Result<Bson> {
+    bson::to_bson(message).context("failed to encode an outbox event as BSON")
+}
+
+/// Reads and drains the events embedded in the documents of one collection.
+#[derive(Clone)]
+pub struct DocumentOutboxStore {
+    collection: Collection<Document>,
+    /// Documents that match this filter are deleted once their last event is published. A
+    /// service that deletes an entity by turning it into a tombstone carrying its "deleted" event
+    /// uses it so that the tombstone disappears once the event is safely with the broker.
+    delete_when_drained: Option<Document>,
+}
+
+impl DocumentOutboxStore {
+    pub fn new(collection: Collection<Document>) -> Self {
+        Self { collection, delete_when_drained: None }
+    }
+
+    /// Deletes a document matching `filter` as soon as its outbox is empty (see the field doc).
+    pub fn deleting_drained_documents_matching(mut self, filter: Document) -> Self {
+        self.delete_when_drained = Some(filter);
+        self
+    }
+
+    /// Creates the index on the event ids, which both finding pending events and removing a
+    /// published one use. Idempotent: call it at every start.
+    pub async fn create_indexes(&self) -> anyhow::Result<()> {
+        let index = IndexModel::builder().keys(doc! { format!("{OUTBOX_FIELD}.id"): 1 }).build();
+        self.collection
+            .create_index(index)
+            .await
+            .with_context(|| format!("failed to create the outbox index on {}", self.collection.name()))?;
+        Ok(())
+    }
+}
+
+impl OutboxStore for DocumentOutboxStore {
+    async fn pending(&self, limit: usize) -> anyhow::Result<Vec<OutboxMessage>> {
+        let document_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let documents: Vec<Document> = self
+            .collection
+            // "Has at least one event whose id exists": a document with an empty outbox does not
+            // match, and the multikey index on `outbox.id` serves the query.
+            .find(doc! { format!("{OUTBOX_FIELD}.id"): { "$exists": true } })
+            .projection(doc! { OUTBOX_FIELD: 1 })
+            // Oldest document first (ObjectIds grow with time), so events leave roughly in the
+            // order they were stored.
+            .sort(doc! { "_id": 1 })
+            .limit(document_limit)
+            .await
+            .with_context(|| format!("failed to look for pending events in {}", self.collection.name()))?
+            .try_collect()
+            .await
+            .with_context(|| format!("failed to read pending events from {}", self.collection.name()))?;
+
+        let mut messages = Vec::new();
+        for document in documents {
+            let Ok(events) = document.get_array(OUTBOX_FIELD) else { continue };
+            for event in events {
+                let message: OutboxMessage = bson::from_bson(event.clone())
+                    .with_context(|| format!("an outbox event in {} does not decode", self.collection.name()))?;
+                messages.push(message);
+            }
+        }
+        messages.truncate(limit);
+        Ok(messages)
+    }
+
+    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        let event_id_field = format!("{OUTBOX_FIELD}.id");
+        let drained = self
+            .collection
+            .find_one_and_update(
+                doc! { event_id_field.as_str(): &message.id },
+                doc! { "$pull": { OUTBOX_FIELD: { "id": &message.id } } },
+            )
+            .projection(doc! { "_id": 1 })
+            .await
+            .with_context(|| format!("failed to remove published event {} from {}", message.id, self.collection.name()))?;
+
+        if let (Some(document), Some(filter)) = (drained, &self.delete_when_drained) {
+            let mut delete_filter = filter.clone();
+            delete_filter.insert("_id", document.get("_id").cloned().unwrap_or(Bson::Null));
+            // Only once nothing else is waiting in it: a document may carry several events.
+            delete_filter.insert(OUTBOX_FIELD, doc! { "$size": 0 });
+            self.collection
+                .delete_one(delete_filter)
+                .await
+                .with_context(|| format!("failed to delete a drained tombstone from {}", self.collection.name()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! The stock side of the order flow: `order_created` reserves, `inventory_release` releases.
+//!
+//! A reservation's outcome is committed before it is announced, and the message is acknowledged
+//! only after the announcement is confirmed by the broker (the handler returns Ok only then). A
+//! crash in between means a redelivery, which finds the recorded outcome, changes no stock and
+//! announces it again; the order service ignores an announcement it has already acted on.
+
+pub mod store;
+
+use anyhow::Context;
+use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
+use common::messaging::{HandlerError, Publisher};
+use sqlx::PgPool;
+
+use self::store::{ReleaseOutcome, ReservationOutcome};
+
+/// `order_created`: reserve every line or none, record the outcome, then publish it.
+pub async fn on_order_created(pool: &PgPool, publisher: &Publisher, order: OrderCreated) -> Result<(), HandlerError> {
+    let order_id = order.order_id.clone();
+    let outcome = store::reserve(pool, &order).await?;
+    match outcome {
+        ReservationOutcome::Reserved => {
+            publisher
+                .publish(&InventoryReserved { order_id: order_id.clone() })
+                .await
+                .with_context(|| format!("failed to announce the reservation of order {order_id}"))?;
+            tracing::info!(order_id, "reserved stock for order");
+        }
+        ReservationOutcome::Failed { reason } => {
+            publisher
+                .publish(&InventoryFailed { order_id: order_id.clone(), reason: reason.clone() })
+                .await
+                .with_context(|| format!("failed to announce the failed reservation of order {order_id}"))?;
+            tracing::info!(order_id, reason, "could not reserve stock for order");
+        }
+        ReservationOutcome::OrderCancelled => {
+            tracing::info!(order_id, "order was cancelled before its reservation; nothing reserved or published");
+        }
+    }
+    Ok(())
+}
+
+/// `inventory_release`: give back what the cancelled order holds, once.
+pub async fn on_inventory_release(pool: &PgPool, release: InventoryRelease) -> Result<(), HandlerError> {
+    let order_id = release.order_id;
+    match store::release(pool, &order_id).await? {
+        ReleaseOutcome::Released { lines } => tracing::info!(order_id, lines, "released stock of cancelled order"),
+        ReleaseOutcome::RecordedBeforeReservation => {
+            tracing::info!(order_id, "release arrived before the reservation; the order will reserve nothing")
+        }
+        ReleaseOutcome::NothingHeld => tracing::info!(order_id, "order held no stock; nothing to release"),
+        ReleaseOutcome::AlreadyReleased => tracing::info!(order_id, "order released before; message ignored"),
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use common::auth::TokenVerifier;
+use sqlx::PgPool;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The service's own database; the pool is bounded by configuration.
+    pub pool: PgPool,
+    /// Verifies every request's bearer token against the user service's JWKS.
+    pub token_verifier: Arc<TokenVerifier>,
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.token_verifier)
+    }
+}

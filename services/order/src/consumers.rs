@@ -1,0 +1,140 @@
+//! The order service's consumers: what inventory and payment say about an order.
+//!
+//! - `inventory_reserved`: pending -> processing, then the (simulated) payment is announced on
+//!   `order_processed`.
+//! - `order_processed`: processing -> paid.
+//! - `inventory_failed`: pending -> cancelled, with the reason inventory gave.
+//!
+//! Every change is conditional on the status the event expects, so an event that arrives twice,
+//! or late for an order that has moved on (cancelled by its customer meanwhile), changes nothing.
+//! The consumer's span carries the order id as `correlation_id`, so every line logged while
+//! handling an event names its order.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bson::oid::ObjectId;
+use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcessed};
+use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
+use tokio_util::sync::CancellationToken;
+
+use crate::orders::model::OrderStatus;
+use crate::orders::store::{OrderStore, StatusChange};
+
+/// What the consumers share.
+#[derive(Clone)]
+pub struct ConsumerContext {
+    pub store: OrderStore,
+    /// Publishes `order_processed` with confirms: the `inventory_reserved` delivery is acked
+    /// only after the broker has the payment event, so a crash in between means a redelivery
+    /// that publishes it again (harmless: `order_processed` is conditional on `processing`).
+    pub publisher: Arc<Publisher>,
+}
+
+/// Starts the three consumers; each runs until `cancel` fires.
+pub fn spawn_all(
+    rabbitmq_url: &str,
+    settings: &ConsumerSettings,
+    context: ConsumerContext,
+    cancel: &CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let reserved_context = context.clone();
+    tasks.spawn(consume::<InventoryReserved, _, _>(
+        rabbitmq_url.to_owned(),
+        settings.clone(),
+        move |event| {
+            let context = reserved_context.clone();
+            async move { on_inventory_reserved(&context, event).await }
+        },
+        cancel.clone(),
+    ));
+    let processed_context = context.clone();
+    tasks.spawn(consume::<OrderProcessed, _, _>(
+        rabbitmq_url.to_owned(),
+        settings.clone(),
+        move |event| {
+            let context = processed_context.clone();
+            async move { on_order_processed(&context, event).await }
+        },
+        cancel.clone(),
+    ));
+    let failed_context = context;
+    tasks.spawn(consume::<InventoryFailed, _, _>(
+        rabbitmq_url.to_owned(),
+        settings.clone(),
+        move |event| {
+            let context = failed_context.clone();
+            async move { on_inventory_failed(&context, event).await }
+        },
+        cancel.clone(),
+    ));
+}
+
+pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryReserved) -> Result<(), HandlerError> {
+    let order_id = parse_order_id(&event.order_id)?;
+    let change = context.store.change_status(order_id, None, OrderStatus::Pending, OrderStatus::Processing, None).await?;
+    let should_announce_payment = match change {
+        StatusChange::Changed(_) => {
+            tracing::info!(order_id = %order_id, "stock reserved; order is processing");
+            true
+        }
+        StatusChange::NotFound => return Err(unknown_order(order_id)),
+        StatusChange::StatusMovedOn => {
+            let current = current_status(context, order_id).await?;
+            // Still processing: we moved it before but may have died before the payment event
+            // reached the broker, so announce it again. Any other status: nothing to do.
+            tracing::info!(order_id = %order_id, status = %current, "stock reserved for an order that has moved on");
+            current == OrderStatus::Processing
+        }
+    };
+    if should_announce_payment {
+        // Payment is simulated: it always succeeds at once.
+        context
+            .publisher
+            .publish(&OrderProcessed { order_id: event.order_id.clone() })
+            .await
+            .with_context(|| format!("failed to announce the payment of order {order_id}"))?;
+    }
+    Ok(())
+}
+
+pub async fn on_order_processed(context: &ConsumerContext, event: OrderProcessed) -> Result<(), HandlerError> {
+    let order_id = parse_order_id(&event.order_id)?;
+    match context.store.change_status(order_id, None, OrderStatus::Processing, OrderStatus::Paid, None).await? {
+        StatusChange::Changed(_) => tracing::info!(order_id = %order_id, "payment done; order is paid"),
+        StatusChange::StatusMovedOn => tracing::info!(order_id = %order_id, "payment event for an order that has moved on; ignored"),
+        StatusChange::NotFound => return Err(unknown_order(order_id)),
+    }
+    Ok(())
+}
+
+pub async fn on_inventory_failed(context: &ConsumerContext, event: InventoryFailed) -> Result<(), HandlerError> {
+    let order_id = parse_order_id(&event.order_id)?;
+    let change = context
+        .store
+        .change_status(order_id, None, OrderStatus::Pending, OrderStatus::Cancelled, Some(&event.reason))
+        .await?;
+    match change {
+        StatusChange::Changed(_) => tracing::info!(order_id = %order_id, reason = %event.reason, "stock unavailable; order cancelled"),
+        StatusChange::StatusMovedOn => tracing::info!(order_id = %order_id, "reservation failure for an order that has moved on; ignored"),
+        StatusChange::NotFound => return Err(unknown_order(order_id)),
+    }
+    Ok(())
+}
+
+async fn current_status(context: &ConsumerContext, order_id: ObjectId) -> Result<OrderStatus, HandlerError> {
+    let order = context.store.find(order_id).await?.ok_or_else(|| unknown_order(order_id))?;
+    Ok(order.status)
+}
+
+/// An id that is not an ObjectId can never name an order: dead-letter it at once.
+fn parse_order_id(text: &str) -> Result<ObjectId, HandlerError> {
+    ObjectId::parse_str(text).map_err(|error| HandlerError::Reject(anyhow::anyhow!("order id {text:?} is not an ObjectId: {error}")))
+}
+
+/// Orders are never deleted, so an event about an order we do not have is about an order that
+/// never existed here: retrying cannot help.
+fn unknown_order(order_id: ObjectId) -> HandlerError {
+    HandlerError::Reject(anyhow::anyhow!("order {order_id} does not exist"))
+}

@@ -1,0 +1,340 @@
+//! The orders resource: `POST/GET /api/v1/orders/`, `GET/DELETE /api/v1/orders/{id}`,
+//! `PUT /api/v1/orders/{id}/status`. Every endpoint needs an access token, and a customer only
+//! ever sees and changes their own orders (another customer's order is a 404).
+//!
+//! Handlers never publish to the broker: an event is stored in the order's outbox by the same
+//! write as the change it announces, and the outbox relay (woken here) publishes it.
+
+pub mod model;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use bson::oid::ObjectId;
+use common::ApiError;
+use common::ApiResult;
+use common::auth::{CurrentUser, TokenVerifier};
+use common::error::FieldError;
+use common::extract::{Json, Path, Query};
+use tokio::sync::Notify;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::catalog::{CatalogClient, CatalogEntry};
+use model::{
+    CreateOrderRequest, ListOrdersQuery, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus, StatusUpdateRequest,
+    StoredOrderItem,
+};
+use store::{OrderStore, StatusChange};
+
+/// The most units of one product a single order line may ask for; far above any real order,
+/// low enough that no total can overflow.
+pub const MAXIMUM_QUANTITY: i64 = 1_000_000;
+
+/// How many times a status change is re-evaluated when another change got there first.
+const STATUS_CHANGE_ATTEMPTS: usize = 3;
+
+/// What the order handlers share.
+#[derive(Clone)]
+pub struct OrdersState {
+    pub store: OrderStore,
+    pub catalog: CatalogClient,
+    /// Verifies the caller's access token against the user service's JWKS.
+    pub verifier: Arc<TokenVerifier>,
+    /// Wakes the outbox relay after a write that stored an event, so it publishes at once.
+    pub relay_wake: Arc<Notify>,
+}
+
+impl FromRef<OrdersState> for Arc<TokenVerifier> {
+    fn from_ref(state: &OrdersState) -> Self {
+        Arc::clone(&state.verifier)
+    }
+}
+
+pub fn router(state: OrdersState) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order, cancel_order))
+        .routes(routes!(update_order_status))
+        // The gateway also forwards `/api/v1/orders` without the trailing slash; answer it the
+        // same way instead of with a 404 or a redirect that would drop a POST body.
+        .route("/api/v1/orders", axum::routing::get(list_orders).post(create_order))
+        .with_state(state)
+}
+
+/// Places an order. Answers at once with `pending`; inventory and payment follow asynchronously.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/",
+    tag = "orders",
+    request_body = CreateOrderRequest,
+    responses(
+        (status = 201, description = "Order accepted, pending", body = OrderResponse),
+        (status = 400, description = "A product does not exist or its price differs from the catalog"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 403, description = "user_id is not the caller"),
+        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price"),
+        (status = 503, description = "The product service is unavailable"),
+    )
+)]
+async fn create_order(
+    State(state): State<OrdersState>,
+    caller: CurrentUser,
+    Json(request): Json<CreateOrderRequest>,
+) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
+    if request.user_id != caller.id.to_string() {
+        return Err(ApiError::Forbidden("You can only place orders for yourself".into()));
+    }
+    validate_items(&request)?;
+    let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
+    let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    let items = priced_items(&request, &catalog)?;
+    let order = OrderDocument::new_pending(request.user_id, items, request.shipping_address);
+    state.store.insert(&order).await?;
+    state.relay_wake.notify_one();
+    tracing::info!(order_id = %order.id, correlation_id = %order.id, user_id = %order.user_id, total_cents = order.total_price_cents, "order placed");
+    Ok((StatusCode::CREATED, Json(order.into())))
+}
+
+/// Lists the caller's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/",
+    tag = "orders",
+    params(ListOrdersQuery),
+    responses(
+        (status = 200, description = "The caller's orders, newest first", body = [OrderResponse]),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 422, description = "Invalid skip, limit or status"),
+    )
+)]
+async fn list_orders(
+    State(state): State<OrdersState>,
+    caller: CurrentUser,
+    Query(query): Query<ListOrdersQuery>,
+) -> ApiResult<Json<Vec<OrderResponse>>> {
+    if !(1..=MAXIMUM_LIMIT).contains(&query.limit) {
+        return Err(ApiError::Validation(vec![FieldError::new("query", "limit", format!("limit must be between 1 and {MAXIMUM_LIMIT}"))]));
+    }
+    let orders = state.store.list_for_user(&caller.id.to_string(), query.status, query.skip, query.limit).await?;
+    Ok(Json(orders.into_iter().map(OrderResponse::from).collect()))
+}
+
+/// One of the caller's orders.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 404, description = "No such order among the caller's orders"),
+    )
+)]
+async fn get_order(State(state): State<OrdersState>, caller: CurrentUser, Path(order_id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+    let order_id = parse_order_id(&order_id)?;
+    let order = state.store.find_for_user(order_id, &caller.id.to_string()).await?.ok_or_else(|| ApiError::not_found("Order"))?;
+    Ok(Json(order.into()))
+}
+
+/// Moves one of the caller's orders along the status machine.
+#[utoipa::path(
+    put,
+    path = "/api/v1/orders/{order_id}/status",
+    tag = "orders",
+    params(("order_id" = String, Path, description = "The order's id")),
+    request_body = StatusUpdateRequest,
+    responses(
+        (status = 200, description = "The order with its new status", body = OrderResponse),
+        (status = 400, description = "The transition is not allowed; the detail names the allowed ones"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 404, description = "No such order among the caller's orders"),
+        (status = 422, description = "Unknown status value"),
+    )
+)]
+async fn update_order_status(
+    State(state): State<OrdersState>,
+    caller: CurrentUser,
+    Path(order_id): Path<String>,
+    Json(request): Json<StatusUpdateRequest>,
+) -> ApiResult<Json<OrderResponse>> {
+    let order_id = parse_order_id(&order_id)?;
+    let order = change_status(&state, order_id, &caller.id.to_string(), request.status, |current, next| {
+        format!(
+            "Cannot change order status from {current} to {next}. Allowed transitions from {current}: {}",
+            current.describe_allowed_transitions()
+        )
+    })
+    .await?;
+    Ok(Json(order.into()))
+}
+
+/// Cancels one of the caller's orders and releases its stock.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = String, Path, description = "The order's id")),
+    responses(
+        (status = 204, description = "Cancelled; its stock is released asynchronously"),
+        (status = 400, description = "The order is shipped, delivered, cancelled or refunded"),
+        (status = 401, description = "Missing or invalid token"),
+        (status = 404, description = "No such order among the caller's orders"),
+    )
+)]
+async fn cancel_order(State(state): State<OrdersState>, caller: CurrentUser, Path(order_id): Path<String>) -> ApiResult<StatusCode> {
+    let order_id = parse_order_id(&order_id)?;
+    change_status(&state, order_id, &caller.id.to_string(), OrderStatus::Cancelled, |current, _| {
+        format!("Order cannot be cancelled: it is {current}")
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Applies a customer's status change as a conditional update on the status just read. If a
+/// consumer moved the order in between, the change is judged again against the new status.
+async fn change_status(
+    state: &OrdersState,
+    order_id: ObjectId,
+    user_id: &str,
+    next: OrderStatus,
+    refusal: impl Fn(OrderStatus, OrderStatus) -> String,
+) -> ApiResult<OrderDocument> {
+    for _ in 0..STATUS_CHANGE_ATTEMPTS {
+        let order = state.store.find_for_user(order_id, user_id).await?.ok_or_else(|| ApiError::not_found("Order"))?;
+        if !order.status.can_become(next) {
+            return Err(ApiError::BadRequest(refusal(order.status, next)));
+        }
+        match state.store.change_status(order_id, Some(user_id), order.status, next, None).await? {
+            StatusChange::Changed(changed) => {
+                if order.status.releases_stock_when_becoming(next) {
+                    state.relay_wake.notify_one();
+                }
+                tracing::info!(order_id = %order_id, correlation_id = %order_id, from = %order.status, to = %next, "order status changed by the customer");
+                return Ok(changed);
+            }
+            StatusChange::StatusMovedOn => continue,
+            StatusChange::NotFound => return Err(ApiError::not_found("Order")),
+        }
+    }
+    Err(ApiError::Conflict("The order changed while we were updating it; please try again".into()))
+}
+
+/// A path segment that is not an ObjectId cannot name an order: 404, like any unknown id.
+fn parse_order_id(text: &str) -> ApiResult<ObjectId> {
+    ObjectId::parse_str(text).map_err(|_| ApiError::not_found("Order"))
+}
+
+/// The checks that need no other service: at least one item, quantities above zero, each
+/// product once (one line per product keeps inventory's all-or-none reservation simple).
+fn validate_items(request: &CreateOrderRequest) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    if request.items.is_empty() {
+        errors.push(FieldError::new("body", "items", "An order needs at least one item"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (index, item) in request.items.iter().enumerate() {
+        let location = |field: &str| FieldError {
+            loc: vec!["body".into(), "items".into(), index.to_string(), field.into()],
+            msg: String::new(),
+            kind: "value_error".into(),
+        };
+        if item.quantity <= 0 {
+            errors.push(FieldError { msg: "Quantity must be greater than 0".into(), ..location("quantity") });
+        } else if item.quantity > MAXIMUM_QUANTITY {
+            errors.push(FieldError { msg: format!("Quantity must be at most {MAXIMUM_QUANTITY}"), ..location("quantity") });
+        }
+        if !seen.insert(item.product_id.as_str()) {
+            errors.push(FieldError { msg: "Each product may appear only once; combine the quantities".into(), ..location("product_id") });
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+}
+
+/// Checks every item against the catalog: the product must exist and the price the customer
+/// sent must be the catalog price to the cent.
+fn priced_items(request: &CreateOrderRequest, catalog: &HashMap<String, CatalogEntry>) -> ApiResult<Vec<StoredOrderItem>> {
+    let mut problems = Vec::new();
+    let mut items = Vec::with_capacity(request.items.len());
+    for item in &request.items {
+        match catalog.get(&item.product_id) {
+            Some(CatalogEntry::Found { price }) if *price == item.price => {
+                items.push(StoredOrderItem { product_id: item.product_id.clone(), quantity: item.quantity, price_cents: price.0 });
+            }
+            Some(CatalogEntry::Found { price }) => {
+                problems.push(format!("Price of product {} is {price}, not {}", item.product_id, item.price));
+            }
+            Some(CatalogEntry::Missing) | None => problems.push(format!("Product {} not found", item.product_id)),
+        }
+    }
+    if problems.is_empty() { Ok(items) } else { Err(ApiError::BadRequest(problems.join("; "))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::money::Cents;
+
+    use super::model::{OrderItemRequest, ShippingAddress};
+    use super::*;
+
+    fn request(items: Vec<(&str, i64, i64)>) -> CreateOrderRequest {
+        CreateOrderRequest {
+            user_id: "1".into(),
+            items: items
+                .into_iter()
+                .map(|(product_id, quantity, cents)| OrderItemRequest { product_id: product_id.into(), quantity, price: Cents(cents) })
+                .collect(),
+            shipping_address: ShippingAddress {
+                line1: "1 Street".into(),
+                line2: None,
+                city: "City".into(),
+                state: "ST".into(),
+                postal_code: "1".into(),
+                country: "Country".into(),
+            },
+        }
+    }
+
+    fn status_and_detail(error: ApiError) -> (StatusCode, String) {
+        (error.status(), format!("{error:?}"))
+    }
+
+    #[test]
+    fn an_order_without_items_or_with_a_zero_quantity_is_a_422() {
+        let (status, _) = status_and_detail(validate_items(&request(vec![])).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, detail) = status_and_detail(validate_items(&request(vec![("a", 0, 100)])).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("greater than 0"), "{detail}");
+        assert!(validate_items(&request(vec![("a", 1, 100), ("b", 3, 100)])).is_ok());
+    }
+
+    #[test]
+    fn the_same_product_twice_is_a_422() {
+        let (status, detail) = status_and_detail(validate_items(&request(vec![("a", 1, 100), ("a", 2, 100)])).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("only once"), "{detail}");
+    }
+
+    #[test]
+    fn a_price_that_differs_from_the_catalog_by_a_cent_is_a_400() {
+        let catalog = HashMap::from([("a".to_owned(), CatalogEntry::Found { price: Cents(89999) })]);
+        let error = priced_items(&request(vec![("a", 1, 89998)]), &catalog).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.to_string(), "Price of product a is 899.99, not 899.98");
+        let items = priced_items(&request(vec![("a", 2, 89999)]), &catalog).unwrap();
+        assert_eq!(items, vec![StoredOrderItem { product_id: "a".into(), quantity: 2, price_cents: 89999 }]);
+    }
+
+    #[test]
+    fn an_unknown_product_is_a_400_that_names_it() {
+        let catalog = HashMap::from([("a".to_owned(), CatalogEntry::Missing)]);
+        let error = priced_items(&request(vec![("a", 1, 100)]), &catalog).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.to_string(), "Product a not found");
+    }
+}

@@ -1,0 +1,337 @@
+//! What an order is: its status machine, the document stored in MongoDB, and the JSON shapes the
+//! API accepts and answers. Nothing here talks to a database or a broker.
+
+use bson::oid::ObjectId;
+use chrono::{DateTime, SubsecRound, Utc};
+use common::messaging::OutboxMessage;
+use common::messaging::events::{OrderCreated, OrderLine};
+use common::money::Cents;
+use serde::{Deserialize, Serialize};
+
+/// The life of an order. Every change is a conditional update on the status it starts from, so
+/// two changes racing each other (a customer's cancel against an inventory event) never both win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Processing,
+    Paid,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Refunded,
+}
+
+impl OrderStatus {
+    /// The statuses an order may move to from this one, in flow order.
+    pub fn allowed_transitions(self) -> &'static [OrderStatus] {
+        use OrderStatus::*;
+        match self {
+            Pending => &[Processing, Cancelled],
+            Processing => &[Paid, Cancelled],
+            Paid => &[Shipped, Cancelled, Refunded],
+            Shipped => &[Delivered, Refunded],
+            Delivered => &[Refunded],
+            Cancelled | Refunded => &[],
+        }
+    }
+
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        self.allowed_transitions().contains(&next)
+    }
+
+    /// Whether the order still holds (or may soon hold) reserved stock that leaving this status
+    /// for `next` must give back. A cancel always releases: inventory releases whatever the order
+    /// holds and ignores a release for an order that holds nothing. A refund releases only from
+    /// `paid`, when the goods never left the warehouse; a refund after shipping is a refund of
+    /// money for goods the customer already has, so the stock stays as it is.
+    pub fn releases_stock_when_becoming(self, next: OrderStatus) -> bool {
+        match next {
+            OrderStatus::Cancelled => true,
+            OrderStatus::Refunded => self == OrderStatus::Paid,
+            _ => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use OrderStatus::*;
+        match self {
+            Pending => "pending",
+            Processing => "processing",
+            Paid => "paid",
+            Shipped => "shipped",
+            Delivered => "delivered",
+            Cancelled => "cancelled",
+            Refunded => "refunded",
+        }
+    }
+
+    /// "processing, cancelled", or "none" for a final status: used in error details.
+    pub fn describe_allowed_transitions(self) -> String {
+        let allowed = self.allowed_transitions();
+        if allowed.is_empty() {
+            "none".to_owned()
+        } else {
+            allowed.iter().map(|status| status.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The current time at the precision BSON stores (milliseconds), so that the timestamps in the
+/// answer to `POST` and in every later `GET` are the same.
+pub fn storable_now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// An order as stored in the `orders` collection. Money is kept as integer cents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderDocument {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    pub user_id: String,
+    pub items: Vec<StoredOrderItem>,
+    pub total_price_cents: i64,
+    pub status: OrderStatus,
+    pub shipping_address: ShippingAddress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<String>,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "bson::serde_helpers::chrono_datetime_as_bson_datetime")]
+    pub updated_at: DateTime<Utc>,
+    /// Events about this order not yet confirmed by the broker. They live inside the order's own
+    /// document so that the order and its event are written by one single-document operation,
+    /// which is atomic on every MongoDB deployment (no transaction, no replica set needed).
+    #[serde(default)]
+    pub outbox: Vec<OutboxMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOrderItem {
+    pub product_id: String,
+    pub quantity: i64,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShippingAddress {
+    pub line1: String,
+    /// Optional, as in the guide's load-test script; answered as `null` when absent.
+    #[serde(default)]
+    pub line2: Option<String>,
+    pub city: String,
+    pub state: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+impl OrderDocument {
+    /// A new pending order whose `OrderCreated` event waits in its outbox.
+    pub fn new_pending(user_id: String, items: Vec<StoredOrderItem>, shipping_address: ShippingAddress) -> Self {
+        let id = ObjectId::new();
+        let now = storable_now();
+        let total_price_cents = items.iter().map(|item| item.price_cents * item.quantity).sum();
+        let event = OrderCreated {
+            order_id: id.to_hex(),
+            user_id: user_id.clone(),
+            items: items.iter().map(|item| OrderLine { product_id: item.product_id.clone(), quantity: item.quantity }).collect(),
+        };
+        Self {
+            id,
+            user_id,
+            items,
+            total_price_cents,
+            status: OrderStatus::Pending,
+            shipping_address,
+            cancellation_reason: None,
+            created_at: now,
+            updated_at: now,
+            outbox: vec![OutboxMessage::new(&event)],
+        }
+    }
+}
+
+/// `POST /api/v1/orders/` body.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct CreateOrderRequest {
+    /// The caller's own id, as a string (`"1"`).
+    pub user_id: String,
+    pub items: Vec<OrderItemRequest>,
+    pub shipping_address: ShippingAddress,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct OrderItemRequest {
+    pub product_id: String,
+    pub quantity: i64,
+    /// The price the customer saw; it must equal the catalog price to the cent.
+    #[schema(value_type = f64, example = 899.99)]
+    pub price: Cents,
+}
+
+/// `PUT /api/v1/orders/{id}/status` body. An unknown status value does not deserialize: 422.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct StatusUpdateRequest {
+    pub status: OrderStatus,
+}
+
+/// `GET /api/v1/orders/` query.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    #[serde(default)]
+    pub skip: u64,
+    /// 1 to 100; 100 when absent.
+    #[serde(default = "default_limit")]
+    pub limit: i64,
+    pub status: Option<OrderStatus>,
+}
+
+pub const MAXIMUM_LIMIT: i64 = 100;
+
+fn default_limit() -> i64 {
+    MAXIMUM_LIMIT
+}
+
+/// An order as the API answers it, in the guide's field order. The outbox is never shown.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderResponse {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: String,
+    pub items: Vec<OrderItemResponse>,
+    #[schema(value_type = f64, example = 609.97)]
+    pub total_price: Cents,
+    pub status: OrderStatus,
+    pub shipping_address: ShippingAddress,
+    #[serde(with = "common::timestamp")]
+    #[schema(value_type = String, example = "2025-05-15T11:50:00.123000+00:00")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "common::timestamp")]
+    #[schema(value_type = String, example = "2025-05-15T11:50:00.123000+00:00")]
+    pub updated_at: DateTime<Utc>,
+    /// Present only on an order that inventory could not serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderItemResponse {
+    pub product_id: String,
+    pub quantity: i64,
+    #[schema(value_type = f64, example = 899.99)]
+    pub price: Cents,
+}
+
+impl From<OrderDocument> for OrderResponse {
+    fn from(order: OrderDocument) -> Self {
+        Self {
+            id: order.id.to_hex(),
+            user_id: order.user_id,
+            items: order
+                .items
+                .into_iter()
+                .map(|item| OrderItemResponse { product_id: item.product_id, quantity: item.quantity, price: Cents(item.price_cents) })
+                .collect(),
+            total_price: Cents(order.total_price_cents),
+            status: order.status,
+            shipping_address: order.shipping_address,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            cancellation_reason: order.cancellation_reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> ShippingAddress {
+        ShippingAddress {
+            line1: "123 Example Street".into(),
+            line2: Some("Apt 4B".into()),
+            city: "Example City".into(),
+            state: "EX".into(),
+            postal_code: "12345".into(),
+            country: "Example Country".into(),
+        }
+    }
+
+    #[test]
+    fn the_status_machine_follows_the_decisions() {
+        use OrderStatus::*;
+        let every_status = [Pending, Processing, Paid, Shipped, Delivered, Cancelled, Refunded];
+        let allowed = [
+            (Pending, Processing),
+            (Processing, Paid),
+            (Paid, Shipped),
+            (Shipped, Delivered),
+            (Pending, Cancelled),
+            (Processing, Cancelled),
+            (Paid, Cancelled),
+            (Paid, Refunded),
+            (Shipped, Refunded),
+            (Delivered, Refunded),
+        ];
+        for from in every_status {
+            for to in every_status {
+                assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_cancels_and_refunds_of_unshipped_orders_release_stock() {
+        use OrderStatus::*;
+        assert!(Pending.releases_stock_when_becoming(Cancelled));
+        assert!(Paid.releases_stock_when_becoming(Cancelled));
+        assert!(Paid.releases_stock_when_becoming(Refunded));
+        assert!(!Shipped.releases_stock_when_becoming(Refunded));
+        assert!(!Delivered.releases_stock_when_becoming(Refunded));
+        assert!(!Paid.releases_stock_when_becoming(Shipped));
+    }
+
+    #[test]
+    fn the_allowed_transitions_are_described_for_error_messages() {
+        assert_eq!(OrderStatus::Paid.describe_allowed_transitions(), "shipped, cancelled, refunded");
+        assert_eq!(OrderStatus::Cancelled.describe_allowed_transitions(), "none");
+    }
+
+    #[test]
+    fn a_new_order_totals_exactly_and_carries_its_created_event() {
+        let items = vec![
+            StoredOrderItem { product_id: "a".into(), quantity: 1, price_cents: 24999 },
+            StoredOrderItem { product_id: "b".into(), quantity: 2, price_cents: 17999 },
+        ];
+        let order = OrderDocument::new_pending("1".into(), items, address());
+        assert_eq!(order.total_price_cents, 60997);
+        assert_eq!(order.status, OrderStatus::Pending);
+        assert_eq!(order.outbox.len(), 1);
+        assert_eq!(order.outbox[0].queue, "order_created");
+        assert_eq!(order.outbox[0].correlation_id, order.id.to_hex());
+        let event: OrderCreated = serde_json::from_str(&order.outbox[0].payload).unwrap();
+        assert_eq!(event.items, vec![OrderLine { product_id: "a".into(), quantity: 1 }, OrderLine { product_id: "b".into(), quantity: 2 }]);
+    }
+
+    #[test]
+    fn the_response_has_the_guides_fields_in_order_and_hides_the_outbox() {
+        let items = vec![StoredOrderItem { product_id: "p".into(), quantity: 1, price_cents: 89999 }];
+        let order = OrderDocument::new_pending("1".into(), items, address());
+        let json = serde_json::to_string(&OrderResponse::from(order)).unwrap();
+        let keys: Vec<&str> = ["\"_id\"", "\"user_id\"", "\"items\"", "\"total_price\"", "\"status\"", "\"shipping_address\"", "\"created_at\"", "\"updated_at\""]
+            .into_iter()
+            .collect();
+        let positions: Vec<usize> = keys.iter().map(|key| json.find(key).unwrap_or_else(|| panic!("{key} missing in {json}"))).collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{json}");
+        assert!(!json.contains("outbox") && !json.contains("cancellation_reason"), "{json}");
+        assert!(json.contains("\"total_price\":899.99"), "{json}");
+        assert!(json.contains("\"status\":\"pending\""), "{json}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Every MongoDB query about orders, and the service's [`OutboxStore`].
+//!
+//! Each write that must be atomic touches one document: an order is inserted together with its
+//! `OrderCreated` event, and a status change that must release stock pushes `InventoryRelease`
+//! into the same document in the same conditional update. Nothing here needs a transaction.
+
+use anyhow::Context;
+use bson::oid::ObjectId;
+use bson::{Document, doc};
+use futures::TryStreamExt;
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+
+use common::messaging::OutboxMessage;
+use common::messaging::OutboxStore;
+use common::messaging::events::InventoryRelease;
+
+use super::model::{OrderDocument, OrderStatus, storable_now};
+
+pub const COLLECTION: &str = "orders";
+
+/// The orders collection. Cheap to clone (the driver shares one connection pool).
+#[derive(Clone)]
+pub struct OrderStore {
+    orders: Collection<OrderDocument>,
+}
+
+/// What a conditional status change found.
+#[derive(Debug)]
+pub enum StatusChange {
+    /// The order was in the expected status and now has the new one.
+    Changed(OrderDocument),
+    /// The order exists but was no longer in the expected status; nothing was written.
+    StatusMovedOn,
+    /// No such order (for this user, when a user was given).
+    NotFound,
+}
+
+impl OrderStore {
+    pub fn new(database: &Database) -> Self {
+        Self { orders: database.collection(COLLECTION) }
+    }
+
+    /// Creates the indexes the queries below rely on. Idempotent; run at start-up.
+    pub async fn create_indexes(&self) -> anyhow::Result<()> {
+        let indexes = vec![
+            // The customer's order list: their orders, newest first.
+            IndexModel::builder()
+                .keys(doc! { "user_id": 1, "created_at": -1, "_id": -1 })
+                .options(IndexOptions::builder().name("user_newest_first".to_owned()).build())
+                .build(),
+            // The outbox relay's scan for unpublished events, and `mark_published`. Sparse: only
+            // the few orders with an event still pending are in it.
+            IndexModel::builder()
+                .keys(doc! { "outbox.id": 1 })
+                .options(IndexOptions::builder().name("pending_events".to_owned()).sparse(true).build())
+                .build(),
+        ];
+        self.orders.create_indexes(indexes).await.context("failed to create the orders indexes")?;
+        Ok(())
+    }
+
+    /// Stores a new order together with the events in its outbox, in one insert.
+    pub async fn insert(&self, order: &OrderDocument) -> anyhow::Result<()> {
+        self.orders.insert_one(order).await.with_context(|| format!("failed to insert order {}", order.id))?;
+        Ok(())
+    }
+
+    /// The order, if it exists and belongs to `user_id`.
+    pub async fn find_for_user(&self, order_id: ObjectId, user_id: &str) -> anyhow::Result<Option<OrderDocument>> {
+        self.orders
+            .find_one(doc! { "_id": order_id, "user_id": user_id })
+            .await
+            .with_context(|| format!("failed to read order {order_id}"))
+    }
+
+    /// The order, whoever owns it (for the consumers).
+    pub async fn find(&self, order_id: ObjectId) -> anyhow::Result<Option<OrderDocument>> {
+        self.orders.find_one(doc! { "_id": order_id }).await.with_context(|| format!("failed to read order {order_id}"))
+    }
+
+    /// The user's orders, newest first.
+    pub async fn list_for_user(&self, user_id: &str, status: Option<OrderStatus>, skip: u64, limit: i64) -> anyhow::Result<Vec<OrderDocument>> {
+        let mut filter = doc! { "user_id": user_id };
+        if let Some(status) = status {
+            filter.insert("status", status.as_str());
+        }
+        self.orders
+            .find(filter)
+            .sort(doc! { "created_at": -1, "_id": -1 })
+            .skip(skip)
+            .limit(limit)
+            .await
+            .with_context(|| format!("failed to list the orders of user {user_id}"))?
+            .try_collect()
+            .await
+            .with_context(|| format!("failed to read the orders of user {user_id}"))
+    }
+
+    /// Moves the order from `expected` to `next` if, and only if, it is still in `expected`; when
+    /// the move must give stock back, the `InventoryRelease` event is pushed into the outbox by the
+    /// same update. `user_id` restricts the change to the owner's order (HTTP); consumers pass
+    /// `None`. `cancellation_reason` is recorded when given.
+    pub async fn change_status(
+        &self,
+        order_id: ObjectId,
+        user_id: Option<&str>,
+        expected: OrderStatus,
+        next: OrderStatus,
+        cancellation_reason: Option<&str>,
+    ) -> anyhow::Result<StatusChange> {
+        let mut filter = doc! { "_id": order_id, "status": expected.as_str() };
+        if let Some(user_id) = user_id {
+            filter.insert("user_id", user_id);
+        }
+        let mut set = doc! { "status": next.as_str(), "updated_at": bson::DateTime::from_chrono(storable_now()) };
+        if let Some(reason) = cancellation_reason {
+            set.insert("cancellation_reason", reason);
+        }
+        let mut update = doc! { "$set": set };
+        if expected.releases_stock_when_becoming(next) {
+            let release = OutboxMessage::new(&InventoryRelease { order_id: order_id.to_hex() });
+            let release = bson::to_bson(&release).context("failed to encode the release event")?;
+            update.insert("$push", doc! { "outbox": release });
+        }
+        let changed = self
+            .orders
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await
+            .with_context(|| format!("failed to change order {order_id} from {expected} to {next}"))?;
+        if let Some(order) = changed {
+            return Ok(StatusChange::Changed(order));
+        }
+        // Nothing matched: tell a vanished order from one whose status moved on.
+        let mut exists_filter = doc! { "_id": order_id };
+        if let Some(user_id) = user_id {
+            exists_filter.insert("user_id", user_id);
+        }
+        let exists = self.orders.count_documents(exists_filter).await.with_context(|| format!("failed to look up order {order_id}"))? > 0;
+        Ok(if exists { StatusChange::StatusMovedOn } else { StatusChange::NotFound })
+    }
+}
+
+impl OutboxStore for OrderStore {
+    async fn pending(&self, limit: usize) -> anyhow::Result<Vec<OutboxMessage>> {
+        // A range on `outbox.id` matches exactly the orders with at least one pending event and
+        // can use the sparse index, unlike `$exists` or `$ne: []`.
+        let orders: Vec<Document> = self
+            .orders
+            .clone_with_type::<Document>()
+            .find(doc! { "outbox.id": { "$gt": "" } })
+            .projection(doc! { "outbox": 1 })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .context("failed to look for pending order events")?
+            .try_collect()
+            .await
+            .context("failed to read pending order events")?;
+        let mut messages = Vec::new();
+        for order in orders {
+            let outbox = order.get_array("outbox").context("an order's outbox is not an array")?;
+            for entry in outbox {
+                messages.push(bson::from_bson::<OutboxMessage>(entry.clone()).context("an outbox entry does not decode")?);
+            }
+        }
+        messages.truncate(limit);
+        Ok(messages)
+    }
+
+    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        self.orders
+            .update_one(doc! { "outbox.id": &message.id }, doc! { "$pull": { "outbox": { "id": &message.id } } })
+            .await
+            .with_context(|| format!("failed to remove published event {} from its order", message.id))?;
+        Ok(())
+    }
+}

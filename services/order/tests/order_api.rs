@@ -1,0 +1,441 @@
+//! The order service on its own, against the real MongoDB server and RabbitMQ of this machine:
+//! its HTTP API, its outbox relay and its consumers. The product service and the user service's
+//! JWKS are played by a small fake HTTP server, and inventory by a fake consumer of
+//! `order_created` that reserves from an in-memory stock, so that these tests need no other
+//! service. The end-to-end features (`features/05..08`) cover the real thing.
+//!
+//! Each test owns a fresh MongoDB database and RabbitMQ vhost, and removes both when it ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
+use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
+use order_service::{Application, Config};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const SIGNING_KEY: &str = include_str!("fixtures/test_signing_key.pem");
+const JWKS: &str = include_str!("fixtures/test_jwks.json");
+const KEY_ID: &str = "order-service-test-key";
+const MANAGEMENT_URL: &str = "http://127.0.0.1:15672";
+
+/// The fake product service (and JWKS host).
+#[derive(Default)]
+struct FakeCatalog {
+    prices: Mutex<HashMap<String, f64>>,
+    /// When set, every product lookup answers 503, as a product service in trouble would.
+    down: AtomicBool,
+}
+
+/// The fake inventory: stock per product, and the orders it was asked to release.
+#[derive(Default)]
+struct FakeInventory {
+    available: Mutex<HashMap<String, i64>>,
+    released_orders: Mutex<Vec<String>>,
+}
+
+struct TestApp {
+    address: String,
+    http: reqwest::Client,
+    catalog: Arc<FakeCatalog>,
+    inventory: Arc<FakeInventory>,
+    database_name: String,
+    mongodb: mongodb::Client,
+    vhost: String,
+    stop_service: Option<tokio::sync::oneshot::Sender<()>>,
+    service: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop_fakes: CancellationToken,
+    fake_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    /// Starts the service. With `broker_ready` false the vhost does not exist yet, which the
+    /// service sees as a broker it cannot reach; `open_broker` creates it later.
+    async fn spawn(broker_ready: bool) -> TestApp {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let database_name = format!("order_service_test_{unique}");
+        let vhost = format!("order_service_test_{unique}");
+        let http = reqwest::Client::new();
+        if broker_ready {
+            create_vhost(&http, &vhost).await;
+        }
+
+        let catalog = Arc::new(FakeCatalog::default());
+        let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake_address = format!("http://{}", fake_listener.local_addr().unwrap());
+        let fake_router = Router::new()
+            .route("/api/v1/auth/jwks", get(|| async { ([("content-type", "application/json")], JWKS) }))
+            .route("/api/v1/products/{id}", get(fake_product))
+            .with_state(Arc::clone(&catalog));
+        let stop_fakes = CancellationToken::new();
+        let fake_server_stop = stop_fakes.clone();
+        let mut fake_tasks = vec![tokio::spawn(async move {
+            axum::serve(fake_listener, fake_router).with_graceful_shutdown(fake_server_stop.cancelled_owned()).await.unwrap();
+        })];
+
+        let rabbitmq_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        let inventory = Arc::new(FakeInventory::default());
+        fake_tasks.extend(spawn_fake_inventory(&rabbitmq_url, &inventory, &stop_fakes));
+
+        let mut config = Config::from_env().unwrap();
+        config.http.host = "127.0.0.1".into();
+        config.http.port = 0;
+        config.mongodb_database = database_name.clone();
+        config.mongodb_max_pool_size = 5;
+        config.rabbitmq_url = rabbitmq_url;
+        config.jwks_url = format!("{fake_address}/api/v1/auth/jwks");
+        config.product_service_url = fake_address;
+        let mongodb = mongodb::Client::with_uri_str(&config.mongodb_url).await.unwrap();
+        let application = Application::build(config).await.expect("the order service starts");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        let (stop_service, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            http,
+            catalog,
+            inventory,
+            database_name,
+            mongodb,
+            vhost,
+            stop_service: Some(stop_service),
+            service: Some(service),
+            stop_fakes,
+            fake_tasks,
+        }
+    }
+
+    async fn open_broker(&self) {
+        create_vhost(&self.http, &self.vhost).await;
+    }
+
+    fn add_product(&self, price: f64, stock: i64) -> String {
+        let product_id = bson::oid::ObjectId::new().to_hex();
+        self.catalog.prices.lock().unwrap().insert(product_id.clone(), price);
+        self.inventory.available.lock().unwrap().insert(product_id.clone(), stock);
+        product_id
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, user_id: i64, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.address)).bearer_auth(token_for(user_id));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    async fn place_order(&self, user_id: i64, items: Value) -> (StatusCode, Value) {
+        let body = json!({ "user_id": user_id.to_string(), "items": items, "shipping_address": address() });
+        self.send(reqwest::Method::POST, "/api/v1/orders/", user_id, Some(body)).await
+    }
+
+    async fn order_status(&self, user_id: i64, order_id: &str) -> String {
+        let (_, order) = self.send(reqwest::Method::GET, &format!("/api/v1/orders/{order_id}"), user_id, None).await;
+        order["status"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Polls until the order has `expected`, failing with the last status seen.
+    async fn wait_for_status(&self, user_id: i64, order_id: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = self.order_status(user_id, order_id).await;
+            if status == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "order {order_id} is still {status:?}, expected {expected:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stored_order_count(&self) -> u64 {
+        self.mongodb.database(&self.database_name).collection::<bson::Document>("orders").count_documents(bson::doc! {}).await.unwrap()
+    }
+
+    async fn stored_order(&self, order_id: &str) -> bson::Document {
+        let id = bson::oid::ObjectId::parse_str(order_id).unwrap();
+        self.mongodb.database(&self.database_name).collection::<bson::Document>("orders").find_one(bson::doc! { "_id": id }).await.unwrap().unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop_service.take().unwrap().send(());
+        let stopped = tokio::time::timeout(Duration::from_secs(15), self.service.take().unwrap()).await;
+        self.stop_fakes.cancel();
+        for task in self.fake_tasks.drain(..) {
+            let _ = task.await;
+        }
+        let _ = self.mongodb.database(&self.database_name).drop().await;
+        let _ = self.http.delete(format!("{MANAGEMENT_URL}/api/vhosts/{}", self.vhost)).basic_auth("guest", Some("guest")).send().await;
+        stopped.expect("the service stops within 15 seconds").unwrap().expect("the service stops cleanly");
+    }
+}
+
+async fn fake_product(State(catalog): State<Arc<FakeCatalog>>, Path(id): Path<String>) -> (StatusCode, axum::Json<Value>) {
+    if catalog.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "detail": "down" })));
+    }
+    match catalog.prices.lock().unwrap().get(&id) {
+        Some(price) => (StatusCode::OK, axum::Json(json!({ "name": "Thing", "price": price, "quantity": 1, "_id": id }))),
+        None => (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Product not found" }))),
+    }
+}
+
+/// Inventory's part of the flow, all or none, as the real inventory service does it.
+fn spawn_fake_inventory(rabbitmq_url: &str, inventory: &Arc<FakeInventory>, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let publisher = Arc::new(Publisher::new(rabbitmq_url, "fake inventory"));
+    let reserving_inventory = Arc::clone(inventory);
+    let reserve = consume::<OrderCreated, _, _>(
+        rabbitmq_url.to_owned(),
+        ConsumerSettings::new("fake-inventory"),
+        move |order| {
+            let inventory = Arc::clone(&reserving_inventory);
+            let publisher = Arc::clone(&publisher);
+            async move {
+                let reserved = {
+                    let mut available = inventory.available.lock().unwrap();
+                    let enough = order.items.iter().all(|line| available.get(&line.product_id).copied().unwrap_or(0) >= line.quantity);
+                    if enough {
+                        for line in &order.items {
+                            *available.get_mut(&line.product_id).unwrap() -= line.quantity;
+                        }
+                    }
+                    enough
+                };
+                let outcome = if reserved {
+                    publisher.publish(&InventoryReserved { order_id: order.order_id }).await
+                } else {
+                    publisher.publish(&InventoryFailed { order_id: order.order_id, reason: "Insufficient stock".into() }).await
+                };
+                outcome.map_err(HandlerError::Retry)
+            }
+        },
+        stop.clone(),
+    );
+    let releasing_inventory = Arc::clone(inventory);
+    let release = consume::<InventoryRelease, _, _>(
+        rabbitmq_url.to_owned(),
+        ConsumerSettings::new("fake-inventory"),
+        move |release| {
+            let inventory = Arc::clone(&releasing_inventory);
+            async move {
+                inventory.released_orders.lock().unwrap().push(release.order_id);
+                Ok(())
+            }
+        },
+        stop.clone(),
+    );
+    vec![tokio::spawn(reserve), tokio::spawn(release)]
+}
+
+async fn create_vhost(http: &reqwest::Client, vhost: &str) {
+    let created = http.put(format!("{MANAGEMENT_URL}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await.unwrap();
+    assert!(created.status().is_success(), "cannot create vhost {vhost}: {}", created.status());
+    let permitted = http
+        .put(format!("{MANAGEMENT_URL}/api/permissions/{vhost}/guest"))
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({ "configure": ".*", "write": ".*", "read": ".*" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(permitted.status().is_success(), "cannot grant guest access to {vhost}: {}", permitted.status());
+}
+
+fn token_for(user_id: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = common::auth::Claims {
+        sub: user_id.to_string(),
+        kind: common::auth::TokenKind::Access,
+        iss: common::auth::ISSUER.into(),
+        iat: now,
+        exp: now + 600,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(KEY_ID.into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(SIGNING_KEY.as_bytes()).unwrap()).unwrap()
+}
+
+fn address() -> Value {
+    json!({
+        "line1": "123 Example Street", "line2": "Apt 4B", "city": "Example City",
+        "state": "EX", "postal_code": "12345", "country": "Example Country"
+    })
+}
+
+#[tokio::test]
+async fn an_order_is_accepted_pending_and_reaches_paid() {
+    let app = TestApp::spawn(true).await;
+    let headphones = app.add_product(249.99, 100);
+    let watch = app.add_product(179.99, 75);
+
+    let started = Instant::now();
+    let (status, order) = app
+        .place_order(1, json!([
+            { "product_id": headphones, "quantity": 1, "price": 249.99 },
+            { "product_id": watch, "quantity": 2, "price": 179.99 }
+        ]))
+        .await;
+
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["total_price"], json!(609.97));
+    assert_eq!(order["user_id"], "1");
+    assert_eq!(order["items"][1], json!({ "product_id": watch, "quantity": 2, "price": 179.99 }));
+    assert_eq!(order["shipping_address"], address());
+    let keys: Vec<&String> = order.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["_id", "user_id", "items", "total_price", "status", "shipping_address", "created_at", "updated_at"]);
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(1, &order_id, "paid").await;
+    println!("order placed to paid in {:?}", started.elapsed());
+
+    let stored = app.stored_order(&order_id).await;
+    assert_eq!(stored.get_i64("total_price_cents").unwrap(), 60997);
+    assert!(stored.get_array("outbox").unwrap().is_empty(), "the published event left the outbox: {stored}");
+    assert_eq!(app.inventory.available.lock().unwrap()[&watch], 73);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn orders_that_fail_a_check_are_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 50);
+
+    let (status, body) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.98 }])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["detail"], format!("Price of product {phone} is 899.99, not 899.98"));
+
+    let unknown = bson::oid::ObjectId::new().to_hex();
+    let (status, body) = app.place_order(1, json!([{ "product_id": unknown, "quantity": 1, "price": 1.0 }])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, _) = app.place_order(1, json!([])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app.place_order(1, json!([{ "product_id": phone, "quantity": 0, "price": 899.99 }])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.999 }])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let someone_else = json!({ "user_id": "2", "items": [{ "product_id": phone, "quantity": 1, "price": 899.99 }], "shipping_address": address() });
+    let (status, body) = app.send(reqwest::Method::POST, "/api/v1/orders/", 1, Some(someone_else)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    app.catalog.down.store(true, Ordering::SeqCst);
+    let (status, body) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let without_token = app.http.get(format!("{}/api/v1/orders/", app.address)).send().await.unwrap();
+    assert_eq!(without_token.status().as_u16(), 401);
+
+    assert_eq!(app.stored_order_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_changes_follow_the_status_machine_and_stay_private() {
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 50);
+    let (_, order) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(1, &order_id, "paid").await;
+    let status_path = format!("/api/v1/orders/{order_id}/status");
+
+    let (status, shipped) = app.send(reqwest::Method::PUT, &status_path, 1, Some(json!({ "status": "shipped" }))).await;
+    assert_eq!(status, StatusCode::OK, "{shipped}");
+    assert_eq!(shipped["status"], "shipped");
+    assert_ne!(shipped["updated_at"], order["updated_at"]);
+
+    let (status, body) = app.send(reqwest::Method::PUT, &status_path, 1, Some(json!({ "status": "processing" }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["detail"], "Cannot change order status from shipped to processing. Allowed transitions from shipped: delivered, refunded");
+
+    let (status, _) = app.send(reqwest::Method::PUT, &status_path, 1, Some(json!({ "status": "teleported" }))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (status, body) = app.send(reqwest::Method::DELETE, &format!("/api/v1/orders/{order_id}"), 1, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["detail"], "Order cannot be cancelled: it is shipped");
+
+    let (status, _) = app.send(reqwest::Method::GET, &format!("/api/v1/orders/{order_id}"), 2, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.send(reqwest::Method::PUT, &status_path, 2, Some(json!({ "status": "delivered" }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.send(reqwest::Method::GET, "/api/v1/orders/not-an-id", 1, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, others) = app.send(reqwest::Method::GET, "/api/v1/orders/", 2, None).await;
+    assert_eq!((status, others), (StatusCode::OK, json!([])));
+    assert!(app.inventory.released_orders.lock().unwrap().is_empty(), "shipping releases nothing");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_releases_the_stock_once_and_the_list_is_newest_first() {
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 50);
+    let (_, first) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    let (_, second) = app.place_order(1, json!([{ "product_id": phone, "quantity": 2, "price": 899.99 }])).await;
+    let second_id = second["_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(1, &second_id, "paid").await;
+
+    let (status, body) = app.send(reqwest::Method::DELETE, &format!("/api/v1/orders/{second_id}"), 1, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(app.order_status(1, &second_id).await, "cancelled");
+    let (status, _) = app.send(reqwest::Method::DELETE, &format!("/api/v1/orders/{second_id}"), 1, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a second cancel is refused");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.inventory.released_orders.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no inventory_release arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(*app.inventory.released_orders.lock().unwrap(), vec![second_id.clone()]);
+
+    let (_, listed) = app.send(reqwest::Method::GET, "/api/v1/orders/", 1, None).await;
+    let listed_ids: Vec<&str> = listed.as_array().unwrap().iter().map(|order| order["_id"].as_str().unwrap()).collect();
+    assert_eq!(listed_ids, [second_id.as_str(), first["_id"].as_str().unwrap()]);
+    let (_, cancelled_only) = app.send(reqwest::Method::GET, "/api/v1/orders/?status=cancelled", 1, None).await;
+    assert_eq!(cancelled_only.as_array().unwrap().len(), 1);
+    let (_, paged) = app.send(reqwest::Method::GET, "/api/v1/orders/?skip=1&limit=1", 1, None).await;
+    assert_eq!(paged[0]["_id"], first["_id"]);
+    let (status, _) = app.send(reqwest::Method::GET, "/api/v1/orders/?status=lost", 1, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_for_more_than_the_stock_is_cancelled_with_a_reason() {
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 5);
+    let (_, order) = app.place_order(1, json!([{ "product_id": phone, "quantity": 6, "price": 899.99 }])).await;
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(1, &order_id, "cancelled").await;
+    let (_, cancelled) = app.send(reqwest::Method::GET, &format!("/api/v1/orders/{order_id}"), 1, None).await;
+    assert_eq!(cancelled["cancellation_reason"], "Insufficient stock");
+    assert_eq!(app.inventory.available.lock().unwrap()[&phone], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_placed_while_the_broker_is_unreachable_is_processed_once_it_is_back() {
+    let app = TestApp::spawn(false).await;
+    let phone = app.add_product(899.99, 50);
+    let (status, order) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.order_status(1, &order_id).await, "pending");
+    assert_eq!(app.stored_order(&order_id).await.get_array("outbox").unwrap().len(), 1, "the event waits in the outbox");
+
+    app.open_broker().await;
+    app.wait_for_status(1, &order_id, "paid").await;
+    app.stop().await;
+}

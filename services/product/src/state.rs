@@ -1,0 +1,25 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use common::auth::TokenVerifier;
+use tokio::sync::Notify;
+
+use crate::products::store::ProductStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub products: ProductStore,
+    /// Verifies the bearer tokens of the write endpoints against the user service's JWKS.
+    pub token_verifier: Arc<TokenVerifier>,
+    /// Wakes the outbox relay right after a handler stored an event, so the event is published
+    /// at once rather than at the relay's next poll.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.token_verifier)
+    }
+}

@@ -1,0 +1,30 @@
+//! The state every handler shares: the pool, the token issuer, the token verifier and the
+//! password hasher. Cloning it is cheap (a pool handle and three `Arc`s).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use common::auth::TokenVerifier;
+use sqlx::PgPool;
+
+use crate::passwords::PasswordHasher;
+use crate::tokens::TokenIssuer;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The service's own database: users, addresses, refresh tokens.
+    pub pool: PgPool,
+    /// Signs tokens; holds the only private key of the shop.
+    pub tokens: Arc<TokenIssuer>,
+    /// Verifies tokens against this service's own key set through `common::auth`, the same code
+    /// path every other service uses (they fetch the same key set over HTTP instead).
+    pub verifier: Arc<TokenVerifier>,
+    pub passwords: Arc<PasswordHasher>,
+}
+
+/// Lets handlers take `common::auth::CurrentUser`, which needs the verifier from the state.
+impl FromRef<AppState> for Arc<TokenVerifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}

@@ -1,0 +1,114 @@
+//! Queries on the `users` table.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use common::{ApiError, ApiResult};
+use sqlx::PgPool;
+
+/// The unique index on `lower(email)`; its violation is a duplicate registration.
+pub const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
+
+/// A user as stored, password hash included: never serialise this type.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A validated registration, password already hashed.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+}
+
+/// Validated profile changes; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfileChanges {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `Some(None)` clears the phone number.
+    pub phone: Option<Option<String>>,
+}
+
+/// The columns of `UserRecord`. Queries are built from this constant only, never from input,
+/// which is what `AssertSqlSafe` below asserts.
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, phone, is_active, created_at";
+
+/// Inserts the user. A duplicate email (in any case) is a 409, decided by the unique index in
+/// the same statement, so two simultaneous registrations cannot both succeed.
+pub async fn insert(pool: &PgPool, user: &NewUser) -> ApiResult<UserRecord> {
+    let now = common::timestamp::now();
+    let result = sqlx::query_as::<_, UserRecord>(
+        "INSERT INTO users (email, password_hash, first_name, last_name, phone, is_active, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)
+         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, created_at",
+    )
+    .bind(&user.email)
+    .bind(&user.password_hash)
+    .bind(&user.first_name)
+    .bind(&user.last_name)
+    .bind(&user.phone)
+    .bind(now)
+    .fetch_one(pool)
+    .await;
+    match result {
+        Ok(record) => Ok(record),
+        Err(sqlx::Error::Database(error)) if error.constraint() == Some(EMAIL_UNIQUE_INDEX) => {
+            Err(ApiError::Conflict("Email already registered".into()))
+        }
+        Err(error) => Err(anyhow::Error::new(error).context("failed to insert a user").into()),
+    }
+}
+
+/// The user whose email matches, ignoring case.
+pub async fn find_by_email(pool: &PgPool, email: &str) -> anyhow::Result<Option<UserRecord>> {
+    sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)")))
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+        .context("failed to look a user up by email")
+}
+
+pub async fn find_by_id(pool: &PgPool, user_id: i64) -> anyhow::Result<Option<UserRecord>> {
+    sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+        .with_context(|| format!("failed to load user {user_id}"))
+}
+
+/// Applies the changes and returns the updated user, or `None` if the user is gone.
+pub async fn update_profile(pool: &PgPool, user_id: i64, changes: &ProfileChanges) -> anyhow::Result<Option<UserRecord>> {
+    let (phone_given, phone) = match &changes.phone {
+        Some(phone) => (true, phone.clone()),
+        None => (false, None),
+    };
+    sqlx::query_as::<_, UserRecord>(
+        "UPDATE users SET
+             first_name = COALESCE($2, first_name),
+             last_name = COALESCE($3, last_name),
+             phone = CASE WHEN $4 THEN $5 ELSE phone END,
+             updated_at = $6
+         WHERE id = $1
+         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, created_at",
+    )
+    .bind(user_id)
+    .bind(&changes.first_name)
+    .bind(&changes.last_name)
+    .bind(phone_given)
+    .bind(phone)
+    .bind(common::timestamp::now())
+    .fetch_optional(pool)
+    .await
+    .with_context(|| format!("failed to update the profile of user {user_id}"))
+}

@@ -1,0 +1,9 @@
+//! Step definitions, one module per concept. Each module's steps are registered with cucumber
+//! by their attribute macros; this file only has to name the module.
+
+mod auth;
+mod faults;
+mod http;
+mod orders;
+mod queues;
+mod system;

@@ -1,0 +1,10 @@
+//! The end-to-end harness: infrastructure (testcontainers or given URLs), one isolated system per
+//! scenario (services in-process, the real nginx in front), HTTP, snapshots, polling, RabbitMQ.
+
+pub mod eventually;
+pub mod gateway;
+pub mod infrastructure;
+pub mod rabbitmq;
+pub mod snapshot;
+pub mod system;
+pub mod world;

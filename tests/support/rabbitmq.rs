@@ -1,0 +1,151 @@
+//! RabbitMQ as a scenario sees it: its own vhost (created and deleted through the management
+//! API), queue depths read with passive declares (exact, unlike the management API's sampled
+//! statistics), raw publishes for duplicate-event scenarios, draining dead-letter queues, and an
+//! outage of just this vhost (permissions revoked, connections closed).
+
+use anyhow::{Context, bail};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{Value, json};
+
+use super::infrastructure::Infrastructure;
+
+/// The management API, for one vhost.
+#[derive(Clone)]
+pub struct VirtualHost {
+    pub name: String,
+    /// `amqp://user:pass@host:port/<vhost>`: what the services of this scenario connect to.
+    pub amqp_url: String,
+    http: reqwest::Client,
+    management_url: String,
+    user: String,
+    password: String,
+}
+
+impl VirtualHost {
+    /// Creates the vhost and gives the test user full rights on it.
+    pub async fn create(infrastructure: &Infrastructure, name: String) -> anyhow::Result<Self> {
+        let vhost = Self {
+            amqp_url: format!("{}/{}", infrastructure.rabbitmq_server_url, name),
+            http: reqwest::Client::new(),
+            management_url: infrastructure.rabbitmq_management_url.clone(),
+            user: infrastructure.rabbitmq_user.clone(),
+            password: infrastructure.rabbitmq_password.clone(),
+            name,
+        };
+        vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await?;
+        vhost.grant_access().await?;
+        Ok(vhost)
+    }
+
+    pub async fn delete(&self) -> anyhow::Result<()> {
+        self.management(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.name), None).await.map(drop)
+    }
+
+    pub async fn grant_access(&self) -> anyhow::Result<()> {
+        let rights = json!({ "configure": ".*", "write": ".*", "read": ".*" });
+        self.management(reqwest::Method::PUT, &format!("/api/permissions/{}/{}", self.name, self.user), Some(rights)).await.map(drop)
+    }
+
+    /// Takes the broker away from this scenario only: nobody may connect to the vhost any more,
+    /// and every open connection to it is closed. Other scenarios' vhosts are untouched.
+    pub async fn revoke_access_and_disconnect(&self) -> anyhow::Result<()> {
+        self.management(reqwest::Method::DELETE, &format!("/api/permissions/{}/{}", self.name, self.user), None).await?;
+        let connections = self.management(reqwest::Method::GET, &format!("/api/vhosts/{}/connections", self.name), None).await?;
+        for connection in connections.as_array().into_iter().flatten() {
+            if let Some(name) = connection["name"].as_str() {
+                let path = format!("/api/connections/{}", urlencode(name));
+                // A connection may close by itself meanwhile; that is what we want anyway.
+                let _ = self.management(reqwest::Method::DELETE, &path, None).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `[{name, messages, consumers}]` for every queue of the vhost, as the management API
+    /// reports them (its message counts are sampled every few seconds).
+    pub async fn queue_overview(&self) -> anyhow::Result<Vec<Value>> {
+        let queues = self.management(reqwest::Method::GET, &format!("/api/queues/{}", self.name), None).await?;
+        let mut overview: Vec<Value> = queues
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|queue| json!({ "name": queue["name"], "messages": queue["messages"], "consumers": queue["consumers"] }))
+            .collect();
+        overview.sort_by(|left, right| left["name"].as_str().cmp(&right["name"].as_str()));
+        Ok(overview)
+    }
+
+    async fn management(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.management_url, path);
+        let mut request = self.http.request(method.clone(), &url).basic_auth(&self.user, Some(&self.password));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("RabbitMQ management API {method} {url}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("RabbitMQ management API {method} {url} answered {status}: {text}");
+        }
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        Connection::connect(&self.amqp_url, ConnectionProperties::default().with_connection_name("e2e harness".into()))
+            .await
+            .with_context(|| format!("failed to connect to vhost {}", self.name))
+    }
+
+    /// Messages ready in `queue` (not counting those a consumer holds unacknowledged), or 0
+    /// for a queue nobody declared yet.
+    pub async fn ready_messages(&self, queue: &str) -> anyhow::Result<u32> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let count = match channel.queue_declare(queue.into(), passive, FieldTable::default()).await {
+            Ok(declared) => declared.message_count(),
+            // 404 NOT_FOUND: the queue does not exist, so it holds nothing.
+            Err(_) => 0,
+        };
+        let _ = connection.close(200, "done".into()).await;
+        Ok(count)
+    }
+
+    /// Publishes `payload` to `queue` (through the default exchange) and waits for the confirm.
+    pub async fn publish(&self, queue: &str, payload: &[u8], correlation_id: &str) -> anyhow::Result<()> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_correlation_id(correlation_id.into())
+            .with_message_id(uuid::Uuid::new_v4().to_string().into());
+        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+        let confirmation = channel.basic_publish("".into(), queue.into(), options, payload, properties).await?.await?;
+        let _ = connection.close(200, "done".into()).await;
+        if !confirmation.is_ack() || confirmation.take_message().is_some() {
+            bail!("the broker did not accept the message for queue {queue} (is the queue declared?)");
+        }
+        Ok(())
+    }
+
+    /// Takes every ready message out of `queue` and returns their bodies.
+    pub async fn drain(&self, queue: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+        let connection = self.connect().await?;
+        let channel = connection.create_channel().await?;
+        let mut bodies = Vec::new();
+        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await? {
+            message.delivery.ack(BasicAckOptions::default()).await?;
+            bodies.push(message.delivery.data);
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(bodies)
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
+}

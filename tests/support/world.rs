@@ -1,0 +1,173 @@
+//! The cucumber world: one per scenario. It owns the scenario's system, the HTTP client, the
+//! current token, the variables steps remember, and the last response.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use super::system::System;
+
+/// What a request carries.
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(String),
+    Form(String),
+}
+
+/// Which credentials a request carries.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// The token of whoever the scenario is logged in as (none if nobody is).
+    Current,
+    /// No Authorization header at all.
+    Anonymous,
+    /// This exact bearer token.
+    Token(String),
+    /// This exact Authorization header value.
+    Header(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON, when it is JSON.
+    pub json: Option<Value>,
+}
+
+impl Response {
+    pub fn json(&self) -> &Value {
+        self.json.as_ref().unwrap_or_else(|| panic!("the response ({}) is not JSON: {:?}", self.status, self.text))
+    }
+
+    /// The value at a dotted path (`items.0.product_id`).
+    pub fn field(&self, path: &str) -> &Value {
+        field(self.json(), path).unwrap_or_else(|| panic!("the response has no field {path:?}: {}", self.text))
+    }
+}
+
+pub fn field<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |current, segment| match current {
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+        other => other.get(segment),
+    })
+}
+
+#[derive(cucumber::World)]
+#[world(init = Self::new)]
+pub struct ShopWorld {
+    /// The scenario's system, once `Given the shop is running` has started it.
+    pub system: Option<System>,
+    pub http: reqwest::Client,
+    /// The access token sent by default, once the scenario has logged in.
+    pub token: Option<String>,
+    /// Values remembered by steps (`PRODUCT_ID_1`, `TOKEN`, `USER_ID`), used in `${NAME}`.
+    pub variables: BTreeMap<String, String>,
+    pub last: Option<Response>,
+    /// Dead-letter queues whose contents a step asserted (and drained).
+    pub asserted_dead_letters: Vec<String>,
+}
+
+impl fmt::Debug for ShopWorld {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("ShopWorld")
+            .field("system", &self.system.as_ref().map(|system| &system.id))
+            .field("variables", &self.variables)
+            .field("last_status", &self.last.as_ref().map(|response| response.status))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShopWorld {
+    fn new() -> Self {
+        Self {
+            system: None,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("HTTP client builds"),
+            token: None,
+            variables: BTreeMap::new(),
+            last: None,
+            asserted_dead_letters: Vec::new(),
+        }
+    }
+
+    pub fn system(&self) -> &System {
+        self.system.as_ref().expect("the shop is not running: start it with `Given the shop is running`")
+    }
+
+    pub fn system_mut(&mut self) -> &mut System {
+        self.system.as_mut().expect("the shop is not running: start it with `Given the shop is running`")
+    }
+
+    pub fn remember(&mut self, name: &str, value: impl Into<String>) {
+        self.variables.insert(name.to_owned(), value.into());
+    }
+
+    pub fn variable(&self, name: &str) -> &str {
+        self.variables.get(name).unwrap_or_else(|| panic!("no variable {name} was remembered"))
+    }
+
+    /// Replaces every `${NAME}` with its remembered value; an unknown name is an error, never
+    /// silently left in place.
+    pub fn interpolate(&self, text: &str) -> String {
+        let mut output = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            output.push_str(&rest[..start]);
+            let end = rest[start..].find('}').map(|offset| start + offset).unwrap_or_else(|| panic!("unclosed ${{ in {text:?}"));
+            output.push_str(self.variable(&rest[start + 2..end]));
+            rest = &rest[end + 1..];
+        }
+        output.push_str(rest);
+        output
+    }
+
+    pub fn last_response(&self) -> &Response {
+        self.last.as_ref().expect("no request has been sent yet")
+    }
+
+    /// Sends a request through the gateway and keeps the response as the last one.
+    pub async fn request(&mut self, method: Method, path: &str, body: Body) -> &Response {
+        self.request_with(method, path, body, Credentials::Current).await
+    }
+
+    pub async fn request_with(&mut self, method: Method, path: &str, body: Body, credentials: Credentials) -> &Response {
+        let response = self.send(method, path, body, credentials).await;
+        self.last = Some(response);
+        self.last.as_ref().expect("just set")
+    }
+
+    /// Sends a request through the gateway without touching the last response.
+    pub async fn send(&self, method: Method, path: &str, body: Body, credentials: Credentials) -> Response {
+        let url = format!("{}{}", self.system().gateway_url(), self.interpolate(path));
+        let mut request = self.http.request(method.clone(), &url);
+        match credentials {
+            Credentials::Current => {
+                if let Some(token) = &self.token {
+                    request = request.bearer_auth(token);
+                }
+            }
+            Credentials::Anonymous => {}
+            Credentials::Token(token) => request = request.bearer_auth(token),
+            Credentials::Header(value) => request = request.header(reqwest::header::AUTHORIZATION, value),
+        }
+        request = match body {
+            Body::None => request,
+            Body::Json(text) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(self.interpolate(&text)),
+            Body::Form(text) => {
+                request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(self.interpolate(&text))
+            }
+        };
+        let response = request.send().await.unwrap_or_else(|error| panic!("{method} {url} failed: {error}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_else(|error| panic!("{method} {url}: unreadable body: {error}"));
+        let json = serde_json::from_str(&text).ok();
+        Response { status, headers, text, json }
+    }
+}

@@ -1,0 +1,218 @@
+//! The commands: `e2e` (the whole test suite), `up` (the running system) and `load` (goose).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::infrastructure::{self, say};
+use crate::{cargo, workspace_root};
+
+/// Runs every test of the workspace and ends with one line: `e2e: N passed, M failed`.
+pub fn end_to_end(extra_arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let mut prepared = infrastructure::prepare(true)?;
+    say("running the whole test suite: cargo test --workspace --no-fail-fast (unit, integration, features)");
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--no-fail-fast"]).args(extra_arguments).stdout(Stdio::piped());
+    if !prepared.docker {
+        command.env("E2E_INFRASTRUCTURE", "urls");
+    }
+    let mut child = command.spawn().context("failed to run cargo test")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.read(&line);
+    }
+    let status = child.wait()?;
+    prepared.stop();
+    // A failure that produced no test line (a compile error, a crashed binary) still counts.
+    if !status.success() && totals.failed == 0 {
+        totals.failed += 1;
+    }
+    println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Counts from libtest's `test result:` lines and cucumber's `N scenarios (...)` summary.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn read(&mut self, line: &str) {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            self.passed += number_before(rest, " passed");
+            self.failed += number_before(rest, " failed");
+        } else if line.contains(" scenario") && line.ends_with(')') {
+            if let Some((_, counts)) = line.split_once('(') {
+                self.passed += number_before(counts, " passed");
+                self.failed += number_before(counts, " failed");
+            }
+        }
+    }
+}
+
+/// The number right before `label` in `text` (`"5 passed; 0 failed"`, `" failed"` → 0).
+fn number_before(text: &str, label: &str) -> u64 {
+    text.find(label)
+        .and_then(|end| text[..end].rsplit(|character: char| !character.is_ascii_digit()).next().and_then(|digits| digits.parse().ok()))
+        .unwrap_or(0)
+}
+
+struct Service {
+    name: &'static str,
+    binary: &'static str,
+    port: u16,
+}
+
+const SERVICES: [Service; 4] = [
+    Service { name: "user", binary: "user-service", port: 8003 },
+    Service { name: "product", binary: "product-service", port: 8000 },
+    Service { name: "inventory", binary: "inventory-service", port: 8002 },
+    Service { name: "order", binary: "order-service", port: 8001 },
+];
+
+/// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
+pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let gateway_port: u16 = match arguments {
+        [] => 80,
+        [flag, port] if flag == "--gateway-port" => port.parse().context("--gateway-port takes a port number")?,
+        _ => bail!("usage: cargo xtask up [--gateway-port N]"),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+
+    let mut prepared = infrastructure::prepare(false)?;
+    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]) {
+        if infrastructure::port_open(port) {
+            bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
+        }
+    }
+    say("building the services: cargo build --workspace --bins");
+    let status = cargo().args(["build", "--workspace", "--bins"]).status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+
+    let root = workspace_root();
+    let local = root.join(".local");
+    std::fs::create_dir_all(local.join("logs"))?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        for service in &SERVICES {
+            let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
+            let child = Command::new(root.join("target/debug").join(service.binary))
+                .current_dir(&root)
+                .env("HOST", "127.0.0.1")
+                .env("PORT", service.port.to_string())
+                .env("USER_SERVICE_URL", "http://127.0.0.1:8003")
+                .env("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000")
+                .env("JWT_PRIVATE_KEY_PATH", local.join("keys/user-service.pem"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("failed to start {}", service.binary))?;
+            children.push((service.binary.to_owned(), child));
+            infrastructure::wait_for_port(service.port, service.binary, Duration::from_secs(60))?;
+        }
+        let gateway = local.join("gateway");
+        render_gateway(&gateway, gateway_port)?;
+        let log = std::fs::File::create(local.join("logs/nginx.log"))?;
+        let child = Command::new(if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" })
+            .arg("-p")
+            .arg(&gateway)
+            .arg("-c")
+            .arg(gateway.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("failed to start nginx")?;
+        children.push(("nginx".to_owned(), child));
+        infrastructure::wait_for_port(gateway_port, "nginx", Duration::from_secs(10))
+    })();
+
+    if result.is_ok() {
+        let gateway = if gateway_port == 80 { "http://localhost".to_owned() } else { format!("http://localhost:{gateway_port}") };
+        println!();
+        println!("The shop is up. Ctrl-C stops everything this command started.");
+        println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
+        for service in &SERVICES {
+            println!("  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)", format!("{} service", service.name), service.port, service.port);
+        }
+        println!("  RabbitMQ           amqp://guest:guest@localhost:5672   (management: http://localhost:15672, guest/guest)");
+        println!("  PostgreSQL         postgres://postgres@localhost:5432   (databases users, inventory)");
+        println!("  MongoDB            mongodb://localhost:27017   (databases products, orders)");
+        println!("  logs               {}", local.join("logs").display());
+        while !stop.load(Ordering::Relaxed) {
+            let exited = children.iter_mut().find_map(|(name, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone()));
+            if let Some(name) = exited {
+                eprintln!("xtask: {name} exited; stopping the rest (see {})", local.join("logs").display());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    say("stopping everything this command started");
+    for (name, child) in children.iter_mut().rev() {
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if matches!(child.try_wait(), Ok(None)) {
+            eprintln!("xtask: {name} did not stop within 10 s; killing it");
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+    prepared.stop();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Renders the repository's gateway templates (the same ones the harness and docker-compose use)
+/// into a private nginx prefix.
+fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
+    for temporary in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(prefix.join("temp").join(temporary))?;
+    }
+    let templates = workspace_root().join("services/gateway");
+    let port = port.to_string();
+    let prefix_text = prefix.to_str().context("the workspace path is not UTF-8")?;
+    let variables = [
+        ("PREFIX", prefix_text),
+        ("GATEWAY_PORT", port.as_str()),
+        ("USER_SERVICE", "127.0.0.1:8003"),
+        ("PRODUCT_SERVICE", "127.0.0.1:8000"),
+        ("ORDER_SERVICE", "127.0.0.1:8001"),
+        ("INVENTORY_SERVICE", "127.0.0.1:8002"),
+    ];
+    for (template, output) in [("gateway.conf.template", "gateway.conf"), ("nginx-local.conf.template", "nginx.conf")] {
+        let mut text = std::fs::read_to_string(templates.join(template))?;
+        for (name, value) in variables {
+            text = text.replace(&format!("${{{name}}}"), value);
+        }
+        std::fs::write(prefix.join(output), text)?;
+    }
+    Ok(())
+}
+
+/// Builds the workspace's binaries and runs the goose load tests with the given options.
+pub fn load(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let status = cargo().args(["build", "--workspace", "--bins"]).status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+    let status = Command::new(workspace_root().join("target/debug/load")).args(arguments).status()?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
