@@ -2,6 +2,7 @@
 //! by their attribute macros; this file only has to name the module.
 
 mod auth;
+mod catalog;
 mod faults;
 mod http;
 mod orders;

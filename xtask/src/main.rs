@@ -43,6 +43,11 @@ pub fn cargo() -> Command {
     command
 }
 
+/// Where cargo puts what it builds (`$CARGO_TARGET_DIR`, or `target/` in the workspace).
+pub fn target_directory() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|| workspace_root().join("target"))
+}
+
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }

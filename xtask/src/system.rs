@@ -110,7 +110,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<()> {
         for service in &SERVICES {
             let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
-            let child = Command::new(root.join("target/debug").join(service.binary))
+            let child = Command::new(crate::target_directory().join("debug").join(service.binary))
                 .current_dir(&root)
                 .env("HOST", "127.0.0.1")
                 .env("PORT", service.port.to_string())
@@ -213,6 +213,6 @@ pub fn load(arguments: &[String]) -> anyhow::Result<ExitCode> {
     if !status.success() {
         bail!("the build failed");
     }
-    let status = Command::new(workspace_root().join("target/debug/load")).args(arguments).status()?;
+    let status = Command::new(crate::target_directory().join("debug/load")).args(arguments).status()?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::auth::{Claims, ISSUER, TokenKind};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
@@ -44,6 +44,14 @@ pub struct TokenIssuer {
 pub struct IssuedToken {
     pub token: String,
     pub claims: Claims,
+}
+
+/// The JOSE header of our tokens, fields in this order.
+#[derive(serde::Serialize)]
+struct TokenHeader<'a> {
+    alg: &'static str,
+    typ: &'static str,
+    kid: &'a str,
 }
 
 /// What a login or a refresh hands out.
@@ -102,10 +110,23 @@ impl TokenIssuer {
             exp: issued_at + i64::try_from(lifetime.as_secs()).context("token lifetime is too long")?,
             jti: uuid::Uuid::new_v4().to_string(),
         };
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.key_id.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key).context("failed to sign a token")?;
+        let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims })
+    }
+
+    /// Encodes and signs like `jsonwebtoken::encode`, but with `alg` first in the header, so
+    /// tokens start `eyJhbGciOiJSUzI1NiIs` as the guide shows (`jsonwebtoken::Header` puts `typ`
+    /// first). The signature is jsonwebtoken's own.
+    fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+        let header = TokenHeader { alg: "RS256", typ: "JWT", kid: &self.key_id };
+        let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("failed to encode a token header")?);
+        let encoded_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("failed to encode token claims")?);
+        let message = format!("{encoded_header}.{encoded_claims}");
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding_key, Algorithm::RS256).context("failed to sign a token")?;
+        Ok(format!("{message}.{signature}"))
     }
 
     /// An access token and a refresh token for `user_id`.
@@ -182,6 +203,8 @@ mod tests {
 
     use common::auth::{AuthError, TokenVerifier};
 
+    use jsonwebtoken::Header;
+
     use super::*;
 
     async fn issuer() -> TokenIssuer {
@@ -221,8 +244,10 @@ mod tests {
     async fn the_header_names_the_key_by_its_thumbprint_and_the_key_set_is_rs256_for_signatures() {
         let issuer = issuer().await;
         let token = issuer.issue(1, TokenKind::Access).unwrap().token;
+        assert!(token.starts_with("eyJhbGciOiJSUzI1NiIs"), "the guide's tokens start eyJhbGciOiJS: {token}");
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
         assert_eq!(header.kid.as_deref(), Some(issuer.key_id()));
 
         let published = serde_json::to_value(issuer.key_set()).unwrap();

@@ -1,0 +1,180 @@
+Feature: Inventory created from the catalog, read and adjusted (guide section 4)
+  Creating a product creates its stock record asynchronously, through an event stored with the
+  product (a transactional outbox) and consumed exactly once by the inventory service, even when
+  that service or the broker is down at the time. Stock is read, listed and adjusted by signed-in
+  users, and never goes below zero.
+
+  Background:
+    Given the shop is running
+    And I am a logged-in customer
+
+  Scenario: Step 4.2 - inventory was created for each product
+    Given the guide's three products have been created
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
+    Then the response status is 200
+    And the response body matches the snapshot "inventory_of_product_1"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_2}"
+    Then the response status is 200
+    And the response body matches the snapshot "inventory_of_product_2"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_3}"
+    Then the response field "reorder_threshold" is "7"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
+    Then the response status is 200
+    And the response body matches the snapshot "history_of_a_new_product"
+
+  Scenario: Inventory needs a valid token and a valid product id
+    Given the guide's three products have been created
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}" without a token
+    Then the response status is 401
+    And the response header "WWW-Authenticate" is "Bearer"
+    When I send a GET request to "/api/v1/inventory/" with the token "abc"
+    Then the response status is 401
+    When I send a GET request to "/api/v1/inventory/not-an-object-id"
+    Then the response status is 422
+    When I send a GET request to "/api/v1/inventory/000000000000000000000000"
+    Then the response status is 404
+    And the response body is:
+      """
+      {"detail": "Inventory for product 000000000000000000000000 not found"}
+      """
+
+  Scenario: Listing stock records, all of them or only those running low
+    Given the guide's three products have been created
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
+    When I send a GET request to "/api/v1/inventory/"
+    Then the response status is 200
+    And the response body matches the snapshot "inventory_of_the_guide"
+    When I send a GET request to "/api/v1/inventory/?skip=1&limit=1"
+    Then the response is a list of 1 item
+    And the response field "0.product_id" is "${PRODUCT_ID_2}"
+    When I send a GET request to "/api/v1/inventory/?low_stock=true"
+    Then the response status is 200
+    And the response body is:
+      """
+      []
+      """
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": -45, "reason": "stock count"}
+      """
+    Then the response status is 200
+    And the response field "available_quantity" is "5"
+    When I send a GET request to "/api/v1/inventory/?low_stock=true"
+    Then the response is a list of 1 item
+    And the response field "0.product_id" is "${PRODUCT_ID_1}"
+    When I send a GET request to "/api/v1/inventory/?limit=500"
+    Then the response status is 422
+    When I send a GET request to "/api/v1/inventory/?low_stock=maybe"
+    Then the response status is 422
+
+  Scenario: Stock is adjusted by hand, never below zero, and every change is in the history
+    Given the guide's three products have been created
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": 10, "reason": "delivery from supplier"}
+      """
+    Then the response status is 200
+    And the response body matches the snapshot "inventory_of_product_1_after_a_delivery"
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": -61, "reason": "breakage"}
+      """
+    Then the response status is 409
+    And the response body is:
+      """
+      {"detail": "cannot change the available quantity of product ${PRODUCT_ID_1} by -61: 60 available"}
+      """
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": 0, "reason": "nothing"}
+      """
+    Then the response status is 422
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": 5}
+      """
+    Then the response status is 422
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": "5", "reason": "a string"}
+      """
+    Then the response status is 422
+    When I send a POST request to "/api/v1/inventory/000000000000000000000000/adjust" with body:
+      """
+      {"quantity_change": 5, "reason": "unknown product"}
+      """
+    Then the response status is 404
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" without a token with body:
+      """
+      {"quantity_change": 5, "reason": "anonymous"}
+      """
+    Then the response status is 401
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
+    Then the response body matches the snapshot "inventory_of_product_1_after_a_delivery"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
+    Then the response status is 200
+    And the response body matches the snapshot "history_after_a_delivery"
+
+  Scenario: Inventory appears for a product created while the inventory service is stopped
+    When the inventory service is stopped
+    And I send a POST request to "/api/v1/products/" with body:
+      """
+      {"name": "Desk Lamp", "description": "LED, dimmable", "category": "Home", "price": 39.90, "quantity": 40}
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "LAMP_ID"
+    When I send a GET request to "/api/v1/products/${LAMP_ID}"
+    Then the response status is 200
+    When the inventory service is started again
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${LAMP_ID}" is "40"
+    And the response body matches the snapshot "inventory_of_the_lamp"
+    When I send a GET request to "/api/v1/inventory/${LAMP_ID}/history"
+    Then the response is a list of 1 item
+    And the response field "0.change" is "product_created"
+
+  Scenario: Inventory appears, once, for a product created while the broker is unreachable
+    When the message broker becomes unreachable
+    And I send a POST request to "/api/v1/products/" with body:
+      """
+      {"name": "Desk Lamp", "description": "LED, dimmable", "category": "Home", "price": 39.90, "quantity": 40}
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "LAMP_ID"
+    When the message broker is reachable again
+    Then within 20 seconds the field "available_quantity" of GET "/api/v1/inventory/${LAMP_ID}" is "40"
+    And the response body matches the snapshot "inventory_of_the_lamp"
+    When I send a GET request to "/api/v1/inventory/${LAMP_ID}/history"
+    Then the response is a list of 1 item
+
+  Scenario: A duplicated product_created event changes nothing, neither stock nor history
+    Given the guide's three products have been created
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": -3, "reason": "stock count"}
+      """
+    Then the response status is 200
+    When I publish to the queue "product_created":
+      """
+      {"product_id": "${PRODUCT_ID_1}", "quantity": 50}
+      """
+    # product_created is consumed one message at a time, in order: once the product created
+    # after the duplicate has its stock, the duplicate has been handled.
+    And I send a POST request to "/api/v1/products/" with body:
+      """
+      {"name": "Desk Lamp", "description": "LED, dimmable", "category": "Home", "price": 39.90, "quantity": 40}
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "LAMP_ID"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${LAMP_ID}" is "40"
+    And the queue "product_created" is eventually empty
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
+    Then the response status is 200
+    And the response body matches the snapshot "inventory_of_product_1_after_a_duplicate_event"
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
+    Then the response body matches the snapshot "history_after_a_duplicate_event"
