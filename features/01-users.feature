@@ -111,3 +111,56 @@ Feature: User registration and authentication (guide section 1)
       {"refresh_token": "${TOKEN}"}
       """
     Then the response status is 401
+
+  Scenario: A refresh token can be exchanged only once
+    Given I am a logged-in customer
+    When I send a POST request to "/api/v1/auth/refresh" without a token with body:
+      """
+      {"refresh_token": "${REFRESH_TOKEN}"}
+      """
+    Then the response status is 200
+    When I send a POST request to "/api/v1/auth/refresh" without a token with body:
+      """
+      {"refresh_token": "${REFRESH_TOKEN}"}
+      """
+    Then the response status is 401
+    And the response header "WWW-Authenticate" is "Bearer"
+
+  Scenario: The public key set that every service verifies tokens with is published
+    When I send a GET request to "/api/v1/auth/jwks" without a token
+    Then the response status is 200
+    And the response field "keys.0.kty" is "RSA"
+    And the response field "keys.0.alg" is "RS256"
+    And the response field "keys.0.use" is "sig"
+    And the response field "keys.0.e" is "AQAB"
+
+  Scenario: The customer changes their profile, but not their email through it
+    Given I am a logged-in customer
+    When I send a PUT request to "/api/v1/users/me" with body:
+      """
+      {"first_name": "Changed", "phone": null}
+      """
+    Then the response status is 200
+    And the response field "first_name" is "Changed"
+    And the response field "last_name" is "Customer"
+    And the response field "phone" is "null"
+    And the response field "email" is "customer@example.com"
+    When I send a PUT request to "/api/v1/users/me" with body:
+      """
+      {"email": "someone-else@example.com"}
+      """
+    Then the response status is 422
+    When I send a PUT request to "/api/v1/users/me" with body:
+      """
+      {"last_name": "   "}
+      """
+    Then the response status is 422
+    And the response field "detail" contains "last_name"
+    When I send a GET request to "/api/v1/users/me"
+    Then the response field "first_name" is "Changed"
+    And the response field "last_name" is "Customer"
+
+  Scenario: The customer logs in with their email in another letter case
+    Given a customer "customer@example.com" registered with password "Password123"
+    When I send a POST request to "/api/v1/auth/login" with form "username=CUSTOMER@Example.com&password=Password123"
+    Then the response status is 200

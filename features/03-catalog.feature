@@ -20,7 +20,7 @@ Feature: The product catalog (guide sections 3 and 4)
       """
     Then the response status is 201
     And I remember the response field "_id" as "PRODUCT_ID_1"
-    And the response body matches the snapshot "product_1_created"
+    And the response body matches the snapshot "03_product_1_created"
     When I send a POST request to "/api/v1/products/" with body:
       """
       {
@@ -33,7 +33,7 @@ Feature: The product catalog (guide sections 3 and 4)
       """
     Then the response status is 201
     And I remember the response field "_id" as "PRODUCT_ID_2"
-    And the response body matches the snapshot "product_2_created"
+    And the response body matches the snapshot "03_product_2_created"
     When I send a POST request to "/api/v1/products/" with body:
       """
       {
@@ -46,34 +46,34 @@ Feature: The product catalog (guide sections 3 and 4)
       """
     Then the response status is 201
     And I remember the response field "_id" as "PRODUCT_ID_3"
-    And the response body matches the snapshot "product_3_created"
+    And the response body matches the snapshot "03_product_3_created"
     When I send a GET request to "/api/v1/products/${PRODUCT_ID_2}"
     Then the response status is 200
-    And the response body matches the snapshot "product_2_created"
+    And the response body matches the snapshot "03_product_2_created"
 
   Scenario: Step 4.1 - every product, in creation order, for anyone
     Given the guide's three products have been created
     When I send a GET request to "/api/v1/products/"
     Then the response status is 200
-    And the response body matches the snapshot "catalog_of_the_guide"
+    And the response body matches the snapshot "03_catalog_of_the_guide"
     When I send a GET request to "/api/v1/products/" without a token
     Then the response status is 200
-    And the response body matches the snapshot "catalog_of_the_guide"
+    And the response body matches the snapshot "03_catalog_of_the_guide"
 
   Scenario: Step 4.3 - products of one category
     Given the guide's three products have been created
     When I send a GET request to "/api/v1/products/?category=Electronics"
     Then the response status is 200
-    And the response body matches the snapshot "products_in_electronics"
+    And the response body matches the snapshot "03_products_in_electronics"
 
   Scenario: Step 4.4 - products in a price range, bounds included
     Given the guide's three products have been created
     When I send a GET request to "/api/v1/products/?min_price=100&max_price=300"
     Then the response status is 200
-    And the response body matches the snapshot "products_between_100_and_300"
+    And the response body matches the snapshot "03_products_between_100_and_300"
     When I send a GET request to "/api/v1/products/?min_price=179.99&max_price=249.99"
     Then the response status is 200
-    And the response body matches the snapshot "products_between_100_and_300"
+    And the response body matches the snapshot "03_products_between_100_and_300"
 
   Scenario: The name filter is a case-insensitive substring, matched literally
     Given the guide's three products have been created
@@ -174,7 +174,7 @@ Feature: The product catalog (guide sections 3 and 4)
       {"name": "Broken", "description": "", "category": "Misc", "price": 10, "quantity": -1}
       """
     Then the response status is 422
-    And the response body matches the snapshot "product_with_negative_quantity_refused"
+    And the response body matches the snapshot "03_product_with_negative_quantity_refused"
     When I send a POST request to "/api/v1/products/" with body:
       """
       {"name": "Broken", "description": "", "category": "Misc", "price": "10", "quantity": 1}
@@ -218,7 +218,7 @@ Feature: The product catalog (guide sections 3 and 4)
     And the response header "WWW-Authenticate" is "Bearer"
     When I send a GET request to "/api/v1/products/"
     Then the response status is 200
-    And the response body matches the snapshot "catalog_of_the_guide"
+    And the response body matches the snapshot "03_catalog_of_the_guide"
 
   Scenario: One product by id; ids that cannot exist are 422, unknown ones 404
     Given the guide's three products have been created
@@ -249,13 +249,13 @@ Feature: The product catalog (guide sections 3 and 4)
       {"price": 849.99, "description": "Last year's model"}
       """
     Then the response status is 200
-    And the response body matches the snapshot "product_1_repriced"
+    And the response body matches the snapshot "03_product_1_repriced"
     When I send a PUT request to "/api/v1/products/${PRODUCT_ID_1}" with body:
       """
       {"name": "Premium Smartphone", "quantity": 50}
       """
     Then the response status is 200
-    And the response body matches the snapshot "product_1_repriced"
+    And the response body matches the snapshot "03_product_1_repriced"
     When I send a PUT request to "/api/v1/products/${PRODUCT_ID_1}" with body:
       """
       {"quantity": 80}
@@ -285,12 +285,12 @@ Feature: The product catalog (guide sections 3 and 4)
       """
     Then the response status is 404
     When I send a GET request to "/api/v1/products/${PRODUCT_ID_1}"
-    Then the response body matches the snapshot "product_1_repriced"
+    Then the response body matches the snapshot "03_product_1_repriced"
     And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
 
   Scenario: A deleted product leaves the catalog and its stock record is retired
     Given the guide's three products have been created
-    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
     When I send a DELETE request to "/api/v1/products/${PRODUCT_ID_2}" without a token
     Then the response status is 401
     When I send a DELETE request to "/api/v1/products/${PRODUCT_ID_2}"
@@ -307,4 +307,4 @@ Feature: The product catalog (guide sections 3 and 4)
     And within 15 seconds GET "/api/v1/inventory/${PRODUCT_ID_2}" answers 404
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_2}/history"
     Then the response status is 200
-    And the response body matches the snapshot "history_of_a_deleted_product"
+    And the response body matches the snapshot "03_history_of_a_deleted_product"

@@ -15,19 +15,19 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
     Then the response status is 200
-    And the response body matches the snapshot "inventory_of_product_1"
+    And the response body matches the snapshot "04_inventory_of_product_1"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_2}"
     Then the response status is 200
-    And the response body matches the snapshot "inventory_of_product_2"
+    And the response body matches the snapshot "04_inventory_of_product_2"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_3}"
     Then the response field "reorder_threshold" is "7"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
     Then the response status is 200
-    And the response body matches the snapshot "history_of_a_new_product"
+    And the response body matches the snapshot "04_history_of_a_new_product"
 
   Scenario: Inventory needs a valid token and a valid product id
     Given the guide's three products have been created
-    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}" without a token
     Then the response status is 401
     And the response header "WWW-Authenticate" is "Bearer"
@@ -44,10 +44,10 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
 
   Scenario: Listing stock records, all of them or only those running low
     Given the guide's three products have been created
-    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
     When I send a GET request to "/api/v1/inventory/"
     Then the response status is 200
-    And the response body matches the snapshot "inventory_of_the_guide"
+    And the response body matches the snapshot "04_inventory_of_the_guide"
     When I send a GET request to "/api/v1/inventory/?skip=1&limit=1"
     Then the response is a list of 1 item
     And the response field "0.product_id" is "${PRODUCT_ID_2}"
@@ -73,13 +73,13 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
 
   Scenario: Stock is adjusted by hand, never below zero, and every change is in the history
     Given the guide's three products have been created
-    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """
       {"quantity_change": 10, "reason": "delivery from supplier"}
       """
     Then the response status is 200
-    And the response body matches the snapshot "inventory_of_product_1_after_a_delivery"
+    And the response body matches the snapshot "04_inventory_of_product_1_after_a_delivery"
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """
       {"quantity_change": -61, "reason": "breakage"}
@@ -115,10 +115,10 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
       """
     Then the response status is 401
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
-    Then the response body matches the snapshot "inventory_of_product_1_after_a_delivery"
+    Then the response body matches the snapshot "04_inventory_of_product_1_after_a_delivery"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
     Then the response status is 200
-    And the response body matches the snapshot "history_after_a_delivery"
+    And the response body matches the snapshot "04_history_after_a_delivery"
 
   Scenario: Inventory appears for a product created while the inventory service is stopped
     When the inventory service is stopped
@@ -132,7 +132,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     Then the response status is 200
     When the inventory service is started again
     Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${LAMP_ID}" is "40"
-    And the response body matches the snapshot "inventory_of_the_lamp"
+    And the response body matches the snapshot "04_inventory_of_the_lamp"
     When I send a GET request to "/api/v1/inventory/${LAMP_ID}/history"
     Then the response is a list of 1 item
     And the response field "0.change" is "product_created"
@@ -147,13 +147,13 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     And I remember the response field "_id" as "LAMP_ID"
     When the message broker is reachable again
     Then within 20 seconds the field "available_quantity" of GET "/api/v1/inventory/${LAMP_ID}" is "40"
-    And the response body matches the snapshot "inventory_of_the_lamp"
+    And the response body matches the snapshot "04_inventory_of_the_lamp"
     When I send a GET request to "/api/v1/inventory/${LAMP_ID}/history"
     Then the response is a list of 1 item
 
   Scenario: A duplicated product_created event changes nothing, neither stock nor history
     Given the guide's three products have been created
-    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """
       {"quantity_change": -3, "reason": "stock count"}
@@ -175,6 +175,6 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     And the queue "product_created" is eventually empty
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}"
     Then the response status is 200
-    And the response body matches the snapshot "inventory_of_product_1_after_a_duplicate_event"
+    And the response body matches the snapshot "04_inventory_of_product_1_after_a_duplicate_event"
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
-    Then the response body matches the snapshot "history_after_a_duplicate_event"
+    Then the response body matches the snapshot "04_history_after_a_duplicate_event"

@@ -31,7 +31,7 @@ fn main() {
 
 async fn run() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off".into())))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into())))
         .with_test_writer()
         .try_init();
     let concurrency = std::env::var("E2E_CONCURRENCY").ok().and_then(|value| value.parse().ok()).unwrap_or(4);
