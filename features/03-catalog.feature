@@ -290,7 +290,9 @@ Feature: The product catalog (guide sections 3 and 4)
 
   Scenario: A deleted product leaves the catalog and its stock record is retired
     Given the guide's three products have been created
-    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
     When I send a DELETE request to "/api/v1/products/${PRODUCT_ID_2}" without a token
     Then the response status is 401
     When I send a DELETE request to "/api/v1/products/${PRODUCT_ID_2}"

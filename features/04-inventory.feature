@@ -73,7 +73,10 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
 
   Scenario: Stock is adjusted by hand, never below zero, and every change is in the history
     Given the guide's three products have been created
+    # Every record exists before stock changes, so history ids (shared by all products) are stable.
     Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """
       {"quantity_change": 10, "reason": "delivery from supplier"}
@@ -153,7 +156,10 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
 
   Scenario: A duplicated product_created event changes nothing, neither stock nor history
     Given the guide's three products have been created
+    # Every record exists before stock changes, so history ids (shared by all products) are stable.
     Then within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_1}" is "50"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_2}" is "100"
+    And within 15 seconds the field "available_quantity" of GET "/api/v1/inventory/${PRODUCT_ID_3}" is "75"
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """
       {"quantity_change": -3, "reason": "stock count"}

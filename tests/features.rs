@@ -64,23 +64,35 @@ async fn run() {
 
 /// Checks that the scenario left no message behind, then removes its system. Panics (failing
 /// the scenario) on leftovers or on a service that would not stop cleanly.
-async fn tear_down(system: System) {
-    let leftovers = leftover_messages(&system).await;
-    let shutdown = system.shut_down().await;
-    assert!(leftovers.is_empty(), "the scenario left messages behind: {}", leftovers.join(", "));
-    if let Err(error) = shutdown {
+///
+/// Messages are counted twice: once while the services run (giving them a moment to finish what
+/// they were doing), and once after they stopped, when any message a consumer still held
+/// unacknowledged has gone back to its queue and is counted too.
+async fn tear_down(mut system: System) {
+    let leftovers_while_running = leftover_messages(&system, Duration::from_secs(10)).await;
+    let stopped = system.stop_everything().await;
+    let leftovers_after_stop =
+        if leftovers_while_running.is_empty() { leftover_messages(&system, Duration::ZERO).await } else { Vec::new() };
+    let removed = system.remove_data().await;
+    assert!(leftovers_while_running.is_empty(), "the scenario left messages behind: {}", leftovers_while_running.join(", "));
+    assert!(
+        leftovers_after_stop.is_empty(),
+        "messages were still unacknowledged when the scenario ended: {}",
+        leftovers_after_stop.join(", ")
+    );
+    if let Err(error) = stopped.and(removed) {
         panic!("{error:#}");
     }
 }
 
-/// Every queue and dead-letter queue of the scenario's vhost that still holds ready messages
-/// after giving the services a moment to finish what they were doing.
-async fn leftover_messages(system: &System) -> Vec<String> {
+/// Every queue and dead-letter queue of the scenario's vhost that still holds ready messages,
+/// waiting up to `patience` for them to drain.
+async fn leftover_messages(system: &System, patience: Duration) -> Vec<String> {
     let queues: Vec<String> = common::messaging::topology::QUEUES
         .iter()
         .flat_map(|queue| [queue.to_string(), common::messaging::topology::dead_letter_queue(queue)])
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         let mut leftovers = Vec::new();
         for queue in &queues {

@@ -23,10 +23,13 @@ const CONCURRENT_REQUESTS: usize = 16;
 /// How often the orders are polled while waiting for them to settle.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Orders placed by `When {int} orders ... are placed concurrently`, by scenario (the world is
-/// the harness's and has no slot for them): each order id with the instant its POST was sent.
-fn placed_orders() -> &'static Mutex<HashMap<String, Vec<(String, Instant)>>> {
-    static PLACED: OnceLock<Mutex<HashMap<String, Vec<(String, Instant)>>>> = OnceLock::new();
+/// Each order id placed by one step, with the instant its POST was sent.
+type PlacedOrders = Vec<(String, Instant)>;
+
+/// Orders placed by `When {int} orders ... are placed concurrently`, by scenario id (the world is
+/// the harness's and has no slot for them).
+fn placed_orders() -> &'static Mutex<HashMap<String, PlacedOrders>> {
+    static PLACED: OnceLock<Mutex<HashMap<String, PlacedOrders>>> = OnceLock::new();
     PLACED.get_or_init(Default::default)
 }
 
@@ -51,7 +54,7 @@ async fn orders_are_placed_concurrently(world: &mut ShopWorld, count: usize, qua
     let product_id = world.interpolate(&product);
     let body = order_body(world, &product_id, quantity, price);
     let world_ref = &*world;
-    let placed: Vec<(String, Instant)> = futures::stream::iter(0..count)
+    let placed: PlacedOrders = futures::stream::iter(0..count)
         .map(|_| {
             let body = body.clone();
             async move {

@@ -182,8 +182,9 @@ impl System {
         }
     }
 
-    /// Stops every service and nginx, then removes the scenario's databases and vhost.
-    pub async fn shut_down(mut self) -> anyhow::Result<()> {
+    /// Stops every service and nginx; the databases and the vhost stay for inspection until
+    /// [`System::remove_data`].
+    pub async fn stop_everything(&mut self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
         for service in ServiceName::START_ORDER.into_iter().rev() {
             if self.running.contains_key(&service) {
@@ -195,13 +196,11 @@ impl System {
         if let Some(gateway) = self.gateway.take() {
             gateway.stop().await;
         }
-        if let Err(error) = self.remove_data().await {
-            failures.push(format!("{error:#}"));
-        }
-        if failures.is_empty() { Ok(()) } else { bail!("shutting the system down failed: {}", failures.join("; ")) }
+        if failures.is_empty() { Ok(()) } else { bail!("stopping the system failed: {}", failures.join("; ")) }
     }
 
-    async fn remove_data(&self) -> anyhow::Result<()> {
+    /// Removes the scenario's databases and vhost.
+    pub async fn remove_data(self) -> anyhow::Result<()> {
         use sqlx::Connection;
         let mut server = sqlx::PgConnection::connect(&format!("{}/postgres", self.infrastructure.postgres_server_url)).await?;
         for service in ["users", "inventory"] {

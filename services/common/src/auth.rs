@@ -39,6 +39,15 @@ pub enum TokenKind {
     Refresh,
 }
 
+impl std::fmt::Display for TokenKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            TokenKind::Access => "an access",
+            TokenKind::Refresh => "a refresh",
+        })
+    }
+}
+
 /// The claims of every token the user service signs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -67,7 +76,7 @@ pub enum AuthError {
     Expired,
     #[error("Could not validate credentials: {0}")]
     Invalid(String),
-    #[error("Could not validate credentials: expected an {expected:?} token")]
+    #[error("Could not validate credentials: expected {expected} token")]
     WrongKind { expected: TokenKind },
     /// The key set could not be fetched: the user service is down, not the caller wrong.
     #[error("Token signing keys are unavailable: {0}")]

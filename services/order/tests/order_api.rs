@@ -439,3 +439,37 @@ async fn an_order_placed_while_the_broker_is_unreachable_is_processed_once_it_is
     app.wait_for_status(1, &order_id, "paid").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_cancels_of_one_order_succeed_once_and_queue_one_release() {
+    // No broker: the order stays pending and its events stay in the outbox where we can count them.
+    let app = TestApp::spawn(false).await;
+    let phone = app.add_product(899.99, 50);
+    let (_, order) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+
+    let path = format!("/api/v1/orders/{order_id}");
+    let cancels = (0..10).map(|_| app.send(reqwest::Method::DELETE, &path, 1, None));
+    let statuses: Vec<StatusCode> = futures::future::join_all(cancels).await.into_iter().map(|(status, _)| status).collect();
+
+    assert_eq!(statuses.iter().filter(|status| **status == StatusCode::NO_CONTENT).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|status| *status == StatusCode::NO_CONTENT || *status == StatusCode::BAD_REQUEST), "{statuses:?}");
+    let stored = app.stored_order(&order_id).await;
+    let queues: Vec<&str> = stored.get_array("outbox").unwrap().iter().map(|entry| entry.as_document().unwrap().get_str("queue").unwrap()).collect();
+    assert_eq!(queues, ["order_created", "inventory_release"]);
+    app.open_broker().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_the_openapi_document_are_served() {
+    let app = TestApp::spawn(true).await;
+    let health: Value = app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health, json!({ "status": "healthy", "service": "order-service" }));
+    let specification: Value = app.http.get(format!("{}/api/v1/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let paths = specification["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/v1/orders/") && paths.contains_key("/api/v1/orders/{order_id}/status"), "{paths:?}");
+    let documentation = app.http.get(format!("{}/api/v1/docs/", app.address)).send().await.unwrap();
+    assert_eq!(documentation.status().as_u16(), 200);
+    app.stop().await;
+}

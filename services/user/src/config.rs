@@ -1,4 +1,10 @@
 //! Configuration from the environment, with defaults for a developer machine.
+//!
+//! Variables: `HOST`, `PORT` (8003), `DATABASE_URL` (`postgres://postgres@127.0.0.1:5432/users`),
+//! `DATABASE_MAX_CONNECTIONS` (10), `JWT_PRIVATE_KEY` (a PEM value) or `JWT_PRIVATE_KEY_PATH`
+//! (`.local/keys/user-service.pem`, generated when missing), `ACCESS_TOKEN_TTL_SECONDS` (1800),
+//! `REFRESH_TOKEN_TTL_SECONDS` (604800), `ARGON2_MEMORY_KIB` (19456), `ARGON2_ITERATIONS` (2),
+//! `ARGON2_PARALLELISM` (1).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,13 +27,23 @@ pub struct Config {
 }
 
 /// The RS256 private key that signs every token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum SigningKeySource {
     /// A PKCS#8 or PKCS#1 PEM given as a value (`JWT_PRIVATE_KEY`).
     Pem(String),
     /// A PEM file (`JWT_PRIVATE_KEY_PATH`). In development, when the file does not exist, a key is
     /// generated and written there, so tokens survive restarts.
     File(PathBuf),
+}
+
+/// Never prints the key itself: a `Config` may end up in a log line.
+impl std::fmt::Debug for SigningKeySource {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SigningKeySource::Pem(_) => formatter.write_str("Pem(<redacted>)"),
+            SigningKeySource::File(path) => formatter.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// argon2id cost parameters. The defaults are OWASP's recommendation; tests lower them through
@@ -67,5 +83,18 @@ impl Config {
                 parallelism: env_parse("ARGON2_PARALLELISM", defaults.parallelism)?,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signing_key_given_as_a_value_never_appears_in_debug_output() {
+        let source = SigningKeySource::Pem("-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----".into());
+        let printed = format!("{source:?}");
+        assert_eq!(printed, "Pem(<redacted>)");
+        assert_eq!(format!("{:?}", SigningKeySource::File("/keys/a.pem".into())), r#"File("/keys/a.pem")"#);
     }
 }

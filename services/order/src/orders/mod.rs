@@ -88,7 +88,7 @@ async fn create_order(
     if request.user_id != caller.id.to_string() {
         return Err(ApiError::Forbidden("You can only place orders for yourself".into()));
     }
-    validate_items(&request)?;
+    validate_request(&request)?;
     let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
     let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
     let items = priced_items(&request, &catalog)?;
@@ -215,7 +215,7 @@ async fn change_status(
                     state.relay_wake.notify_one();
                 }
                 tracing::info!(order_id = %order_id, correlation_id = %order_id, from = %order.status, to = %next, "order status changed by the customer");
-                return Ok(changed);
+                return Ok(*changed);
             }
             StatusChange::StatusMovedOn => continue,
             StatusChange::NotFound => return Err(ApiError::not_found("Order")),
@@ -230,9 +230,20 @@ fn parse_order_id(text: &str) -> ApiResult<ObjectId> {
 }
 
 /// The checks that need no other service: at least one item, quantities above zero, each
-/// product once (one line per product keeps inventory's all-or-none reservation simple).
-fn validate_items(request: &CreateOrderRequest) -> ApiResult<()> {
+/// product once (one line per product keeps inventory's all-or-none reservation simple), and a
+/// shipping address with the parts a parcel cannot do without (`line2` and `state` may be empty).
+fn validate_request(request: &CreateOrderRequest) -> ApiResult<()> {
     let mut errors = Vec::new();
+    let address = &request.shipping_address;
+    for (field, value) in [("line1", &address.line1), ("city", &address.city), ("postal_code", &address.postal_code), ("country", &address.country)] {
+        if value.trim().is_empty() {
+            errors.push(FieldError {
+                loc: vec!["body".into(), "shipping_address".into(), field.into()],
+                msg: format!("{field} must not be empty"),
+                kind: "value_error".into(),
+            });
+        }
+    }
     if request.items.is_empty() {
         errors.push(FieldError::new("body", "items", "An order needs at least one item"));
     }
@@ -305,17 +316,26 @@ mod tests {
 
     #[test]
     fn an_order_without_items_or_with_a_zero_quantity_is_a_422() {
-        let (status, _) = status_and_detail(validate_items(&request(vec![])).unwrap_err());
+        let (status, _) = status_and_detail(validate_request(&request(vec![])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        let (status, detail) = status_and_detail(validate_items(&request(vec![("a", 0, 100)])).unwrap_err());
+        let (status, detail) = status_and_detail(validate_request(&request(vec![("a", 0, 100)])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("greater than 0"), "{detail}");
-        assert!(validate_items(&request(vec![("a", 1, 100), ("b", 3, 100)])).is_ok());
+        assert!(validate_request(&request(vec![("a", 1, 100), ("b", 3, 100)])).is_ok());
+    }
+
+    #[test]
+    fn a_shipping_address_without_a_city_is_a_422() {
+        let mut without_city = request(vec![("a", 1, 100)]);
+        without_city.shipping_address.city = "  ".into();
+        let (status, detail) = status_and_detail(validate_request(&without_city).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("city must not be empty"), "{detail}");
     }
 
     #[test]
     fn the_same_product_twice_is_a_422() {
-        let (status, detail) = status_and_detail(validate_items(&request(vec![("a", 1, 100), ("a", 2, 100)])).unwrap_err());
+        let (status, detail) = status_and_detail(validate_request(&request(vec![("a", 1, 100), ("a", 2, 100)])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("only once"), "{detail}");
     }

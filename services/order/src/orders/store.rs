@@ -29,7 +29,7 @@ pub struct OrderStore {
 #[derive(Debug)]
 pub enum StatusChange {
     /// The order was in the expected status and now has the new one.
-    Changed(OrderDocument),
+    Changed(Box<OrderDocument>),
     /// The order exists but was no longer in the expected status; nothing was written.
     StatusMovedOn,
     /// No such order (for this user, when a user was given).
@@ -130,7 +130,7 @@ impl OrderStore {
             .await
             .with_context(|| format!("failed to change order {order_id} from {expected} to {next}"))?;
         if let Some(order) = changed {
-            return Ok(StatusChange::Changed(order));
+            return Ok(StatusChange::Changed(Box::new(order)));
         }
         // Nothing matched: tell a vanished order from one whose status moved on.
         let mut exists_filter = doc! { "_id": order_id };

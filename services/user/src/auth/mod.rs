@@ -3,7 +3,8 @@
 //!
 //! A wrong email and a wrong password get the same answer, after the same amount of work, so
 //! the login reveals nothing about which emails are registered. (Registration does reveal it,
-//! with a 409: the guide's flow needs a clear answer there, and it is rate-limited by argon2.)
+//! with a 409 "Email already registered": someone signing up needs that answer, and it is the
+//! contract. Rate limiting belongs in the gateway and is not done here.)
 
 pub mod store;
 

@@ -1,0 +1,300 @@
+//! The user service's HTTP API against a real PostgreSQL: the rules the guide leaves to us and
+//! that only show under concurrency or across users (one account per email in any case, one
+//! default address, other users' addresses invisible, deactivated users locked out).
+//!
+//! Each test starts the service in-process on port 0 against its own database named after a
+//! uuid, and drops that database at the end, also when the test fails.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use common::config::HttpSettings;
+use futures::FutureExt as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use user_service::{Application, Config, PasswordHashing, SigningKeySource};
+
+/// A running service, a client, and a direct connection pool for arranging and inspecting.
+#[derive(Clone)]
+struct TestApi {
+    base_url: String,
+    http: reqwest::Client,
+    database: sqlx::PgPool,
+}
+
+fn postgres_server_url() -> String {
+    common::config::env_or("TEST_POSTGRES_URL", common::config::DEFAULT_POSTGRES_URL)
+}
+
+async fn with_api<Test, Outcome>(test: Test)
+where
+    Test: FnOnce(TestApi) -> Outcome,
+    Outcome: Future<Output = ()>,
+{
+    let server_url = postgres_server_url();
+    let database_name = format!("user_api_{}", uuid::Uuid::new_v4().simple());
+    let database_url = format!("{server_url}/{database_name}");
+    let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
+    let config = Config {
+        http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
+        database_url: database_url.clone(),
+        database_max_connections: 3,
+        // Generated on first use: this also exercises the development key path.
+        signing_key: SigningKeySource::File(key_path.clone()),
+        access_token_ttl: Duration::from_secs(30 * 60),
+        refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
+    };
+    let application = Application::build(config).await.expect("the user service starts");
+    let base_url = format!("http://127.0.0.1:{}", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let database = common::postgres::pool(&database_url, 2).await.expect("the test database is reachable");
+    let api = TestApi { base_url, http: reqwest::Client::new(), database: database.clone() };
+
+    let outcome = AssertUnwindSafe(test(api)).catch_unwind().await;
+
+    database.close().await;
+    let _ = stop.send(());
+    server.await.expect("the server task does not panic").expect("the server stops cleanly");
+    let mut connection = sqlx::PgConnection::connect(&format!("{server_url}/postgres")).await.expect("PostgreSQL is reachable");
+    // The name is our own `user_api_<uuid>`, not input.
+    let statement = format!(r#"DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)"#);
+    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("the test database drops");
+    connection.close().await.ok();
+    let _ = std::fs::remove_file(&key_path);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+impl TestApi {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn register(&self, email: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/auth/register"))
+            .json(&json!({"email": email, "password": "Password123", "first_name": "Example", "last_name": "Customer"}))
+            .send()
+            .await
+            .expect("register answers")
+    }
+
+    /// Registers `email` and logs in; returns the access token.
+    async fn customer(&self, email: &str) -> String {
+        assert_eq!(self.register(email).await.status(), StatusCode::CREATED);
+        self.log_in(email).await.expect("the new customer logs in")
+    }
+
+    async fn log_in(&self, email: &str) -> Result<String, StatusCode> {
+        let response = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .form(&[("username", email), ("password", "Password123")])
+            .send()
+            .await
+            .expect("login answers");
+        if response.status() != StatusCode::OK {
+            return Err(response.status());
+        }
+        let tokens: Value = response.json().await.unwrap();
+        Ok(tokens["access_token"].as_str().unwrap().to_owned())
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) })
+    }
+
+    async fn add_address(&self, token: &str, line1: &str, is_default: Option<bool>) -> Value {
+        let mut body = json!({"line1": line1, "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country"});
+        if let Some(is_default) = is_default {
+            body["is_default"] = json!(is_default);
+        }
+        let (status, address) = self.send(reqwest::Method::POST, "/api/v1/users/me/addresses", token, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{address}");
+        address
+    }
+
+    async fn addresses(&self, token: &str) -> Vec<Value> {
+        let (status, list) = self.send(reqwest::Method::GET, "/api/v1/users/me/addresses", token, None).await;
+        assert_eq!(status, StatusCode::OK);
+        list.as_array().unwrap().clone()
+    }
+}
+
+fn defaults(addresses: &[Value]) -> Vec<String> {
+    addresses.iter().filter(|address| address["is_default"] == json!(true)).map(|address| address["line1"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_email_in_different_cases_create_exactly_one_account() {
+    with_api(|api| async move {
+        let emails = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM", "rAcE@example.com", "race@example.COM"];
+        let responses = futures::future::join_all(emails.iter().map(|email| api.register(email))).await;
+
+        let mut statuses: Vec<StatusCode> = responses.iter().map(reqwest::Response::status).collect();
+        statuses.sort();
+        let mut expected = vec![StatusCode::CREATED];
+        expected.extend(std::iter::repeat_n(StatusCode::CONFLICT, emails.len() - 1));
+        assert_eq!(statuses, expected);
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&api.database).await.unwrap();
+        assert_eq!(users, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_registration_answers_the_guides_fields_in_the_guides_order_and_stores_no_plain_password() {
+    with_api(|api| async move {
+        let text = api.register("customer@example.com").await.text().await.unwrap();
+        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text).unwrap().keys().cloned().collect();
+        // serde_json's Map sorts keys unless preserve_order is on, so check the raw text order.
+        let positions: Vec<usize> = ["\"id\"", "\"email\"", "\"first_name\"", "\"last_name\"", "\"phone\"", "\"is_active\"", "\"created_at\"", "\"addresses\""]
+            .iter()
+            .map(|key| text.find(key).unwrap_or_else(|| panic!("{key} missing from {text}")))
+            .collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "fields out of order: {text}");
+        assert_eq!(keys.len(), 8, "unexpected fields in {text}");
+
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(&api.database).await.unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("Password123"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_new_default_addresses_leave_exactly_one_default() {
+    with_api(|api| async move {
+        let token = api.customer("customer@example.com").await;
+        let lines: Vec<String> = (0..6).map(|number| format!("{number} Example Street")).collect();
+        futures::future::join_all(lines.iter().map(|line| api.add_address(&token, line, Some(true)))).await;
+
+        let addresses = api.addresses(&token).await;
+        assert_eq!(addresses.len(), 6);
+        assert_eq!(defaults(&addresses).len(), 1, "{addresses:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_first_address_becomes_the_default_unless_told_otherwise_and_later_ones_do_not() {
+    with_api(|api| async move {
+        let token = api.customer("customer@example.com").await;
+        assert_eq!(api.add_address(&token, "First", None).await["is_default"], json!(true));
+        assert_eq!(api.add_address(&token, "Second", None).await["is_default"], json!(false));
+        assert_eq!(defaults(&api.addresses(&token).await), vec!["First"]);
+
+        let other = api.customer("other@example.com").await;
+        assert_eq!(api.add_address(&other, "Explicitly not", Some(false)).await["is_default"], json!(false));
+        assert!(defaults(&api.addresses(&other).await).is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn moving_the_default_with_an_update_unsets_the_old_default() {
+    with_api(|api| async move {
+        let token = api.customer("customer@example.com").await;
+        api.add_address(&token, "Old default", Some(true)).await;
+        let second = api.add_address(&token, "New default", Some(false)).await;
+
+        let path = format!("/api/v1/users/me/addresses/{}", second["id"]);
+        let (status, updated) = api.send(reqwest::Method::PUT, &path, &token, Some(json!({"is_default": true}))).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["line1"], "New default", "fields left out keep their values");
+        assert_eq!(defaults(&api.addresses(&token).await), vec!["New default"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn another_customers_address_cannot_be_read_changed_or_deleted_and_the_attempt_changes_nothing() {
+    with_api(|api| async move {
+        let owner = api.customer("owner@example.com").await;
+        let owned = api.add_address(&owner, "Owner Street", Some(true)).await;
+        let intruder = api.customer("intruder@example.com").await;
+        api.add_address(&intruder, "Intruder Street", Some(true)).await;
+
+        let path = format!("/api/v1/users/me/addresses/{}", owned["id"]);
+        let (status, body) = api.send(reqwest::Method::PUT, &path, &intruder, Some(json!({"line1": "Stolen", "is_default": true}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body, json!({"detail": "Address not found"}));
+        let (status, _) = api.send(reqwest::Method::DELETE, &path, &intruder, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        assert_eq!(api.addresses(&owner).await, vec![owned]);
+        // The failed update asked to become the default: the intruder's own default must have
+        // survived, because the transaction that unset it was rolled back.
+        assert_eq!(defaults(&api.addresses(&intruder).await), vec!["Intruder Street"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_addresses_are_refused_with_every_reason_and_store_nothing() {
+    with_api(|api| async move {
+        let token = api.customer("customer@example.com").await;
+        let body = json!({"line1": " ", "city": "Example City", "state": "", "postal_code": "1".repeat(21), "country": "Example Country"});
+        let (status, error) = api.send(reqwest::Method::POST, "/api/v1/users/me/addresses", &token, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let fields: Vec<&str> = error["detail"].as_array().unwrap().iter().map(|failure| failure["loc"][1].as_str().unwrap()).collect();
+        assert_eq!(fields, vec!["line1", "state", "postal_code"]);
+        assert!(api.addresses(&token).await.is_empty());
+
+        let (status, _) = api.send(reqwest::Method::PUT, "/api/v1/users/me/addresses/not-a-number", &token, Some(json!({}))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deactivated_customer_is_locked_out_although_their_token_is_still_validly_signed() {
+    with_api(|api| async move {
+        let token = api.customer("customer@example.com").await;
+        sqlx::query("UPDATE users SET is_active = FALSE").execute(&api.database).await.unwrap();
+
+        let (status, _) = api.send(reqwest::Method::GET, "/api/v1/users/me", &token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = api.send(reqwest::Method::GET, "/api/v1/users/me/addresses", &token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(api.log_in("customer@example.com").await, Err(StatusCode::UNAUTHORIZED));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_the_bearer_scheme() {
+    with_api(|api| async move {
+        let document: Value = api.http.get(api.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+        for path in [
+            "/api/v1/auth/register",
+            "/api/v1/auth/login",
+            "/api/v1/auth/refresh",
+            "/api/v1/auth/jwks",
+            "/api/v1/users/me",
+            "/api/v1/users/me/addresses",
+            "/api/v1/users/me/addresses/{address_id}",
+        ] {
+            assert!(document["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+        }
+        assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert!(document["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
+        let docs = api.http.get(api.url("/api/v1/docs/")).send().await.unwrap();
+        assert_eq!(docs.status(), StatusCode::OK);
+    })
+    .await;
+}
