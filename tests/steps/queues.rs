@@ -58,24 +58,28 @@ async fn dead_letter_queue_holds(world: &mut ShopWorld, queue: String, expected:
 #[when("I list the queues through the RabbitMQ management API")]
 async fn list_queues(world: &mut ShopWorld) {
     let vhost = world.system().vhost.clone();
-    // The management API samples message counts every few seconds: wait until it reports every
-    // queue drained, and keep whatever it last reported if it never does (the assertion after
-    // this step then shows it).
+    // The management API samples its statistics every few seconds, so right after a burst of
+    // activity it may still show messages, or no consumers yet. Wait until what it reports agrees
+    // with the broker's exact counts (passive declares): no message in any queue and the true
+    // number of consumers. Keep whatever it last reported if it never does, so the assertion after
+    // this step shows it.
     let mut last = Vec::new();
-    let settled = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            if let Ok(overview) = vhost.queue_overview().await {
-                let drained = !overview.is_empty() && overview.iter().all(|queue| queue["messages"].as_u64() == Some(0));
-                last = overview;
-                if drained {
-                    return;
-                }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(overview) = vhost.queue_overview().await {
+            let mut agrees = !overview.is_empty();
+            for queue in &overview {
+                let name = queue["name"].as_str().unwrap_or_default();
+                let exact_consumers = vhost.exact_counts(name).await.map(|(_, consumers)| u64::from(consumers)).ok();
+                agrees &= queue["messages"].as_u64() == Some(0) && queue["consumers"].as_u64() == exact_consumers;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            last = overview;
+            if agrees {
+                break;
+            }
         }
-    })
-    .await;
-    let _ = settled;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let json = Value::Array(last);
     world.last = Some(Response { status: 200, headers: Default::default(), text: json.to_string(), json: Some(json) });
 }

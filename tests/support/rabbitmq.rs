@@ -101,16 +101,22 @@ impl VirtualHost {
     /// Messages ready in `queue` (not counting those a consumer holds unacknowledged), or 0
     /// for a queue nobody declared yet.
     pub async fn ready_messages(&self, queue: &str) -> anyhow::Result<u32> {
+        Ok(self.exact_counts(queue).await?.0)
+    }
+
+    /// `(ready messages, consumers)` of `queue` as the broker knows them right now (a passive
+    /// declare), or zeros for a queue nobody declared yet.
+    pub async fn exact_counts(&self, queue: &str) -> anyhow::Result<(u32, u32)> {
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let count = match channel.queue_declare(queue.into(), passive, FieldTable::default()).await {
-            Ok(declared) => declared.message_count(),
+        let counts = match channel.queue_declare(queue.into(), passive, FieldTable::default()).await {
+            Ok(declared) => (declared.message_count(), declared.consumer_count()),
             // 404 NOT_FOUND: the queue does not exist, so it holds nothing.
-            Err(_) => 0,
+            Err(_) => (0, 0),
         };
         let _ = connection.close(200, "done".into()).await;
-        Ok(count)
+        Ok(counts)
     }
 
     /// Publishes `payload` to `queue` (through the default exchange) and waits for the confirm.

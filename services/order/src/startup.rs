@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -26,6 +27,9 @@ use crate::catalog::CatalogClient;
 use crate::consumers::{self, ConsumerContext};
 use crate::orders::{self, OrdersState};
 use crate::orders::store::OrderStore;
+
+/// How long the consumers and the relay get to finish what they hold once asked to stop.
+const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The name the service gives itself in logs, health answers and broker connections.
 pub const SERVICE_NAME: &str = "order-service";
@@ -90,10 +94,21 @@ impl Application {
         // HTTP has stopped: stop the consumers and the relay, let them finish what they hold,
         // then close the broker and database connections.
         cancel.cancel();
-        while let Some(finished) = background.join_next().await {
-            if let Err(error) = finished {
-                tracing::error!(%error, "a background task of the order service failed");
+        let drained = tokio::time::timeout(BACKGROUND_STOP_TIMEOUT, async {
+            while let Some(finished) = background.join_next().await {
+                if let Err(error) = finished {
+                    tracing::error!(%error, "a background task of the order service failed");
+                }
             }
+        })
+        .await;
+        if drained.is_err() {
+            // A task stuck in a network call (a broker that stopped answering without closing
+            // the connection) must not keep the process from stopping. Whatever it held is
+            // unacknowledged or still in an outbox, so it is redelivered or republished later.
+            tracing::warn!(timeout = ?BACKGROUND_STOP_TIMEOUT, "background tasks did not stop in time; aborting them");
+            background.abort_all();
+            while background.join_next().await.is_some() {}
         }
         self.publisher.close().await;
         self.mongodb.shutdown().await;

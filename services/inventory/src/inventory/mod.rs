@@ -34,11 +34,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory_history))
 }
 
-fn checked_product_id(product_id: &str) -> ApiResult<&str> {
-    if is_product_id(product_id) {
-        Ok(product_id)
+/// The product id from a path, in the catalog's lowercase form (the product service accepts
+/// either case, so this service does too). Anything but 24 hexadecimal digits is a 422.
+fn checked_product_id(product_id: &str) -> ApiResult<String> {
+    let normalized = product_id.to_ascii_lowercase();
+    if is_product_id(&normalized) {
+        Ok(normalized)
     } else {
-        Err(ApiError::Unprocessable(format!("{product_id:?} is not a valid product id (24 lowercase hexadecimal digits)")))
+        Err(ApiError::Unprocessable(format!("{product_id:?} is not a valid product id (24 hexadecimal digits)")))
     }
 }
 
@@ -89,6 +92,7 @@ async fn get_inventory(
     Path(product_id): Path<String>,
 ) -> ApiResult<Json<InventoryRecord>> {
     let product_id = checked_product_id(&product_id)?;
+    let product_id = product_id.as_str();
     let record = store::find(&state.pool, product_id).await?.ok_or_else(|| inventory_not_found(product_id))?;
     Ok(Json(record))
 }
@@ -116,6 +120,7 @@ async fn adjust_inventory(
     Json(adjustment): Json<StockAdjustment>,
 ) -> ApiResult<Json<InventoryRecord>> {
     let product_id = checked_product_id(&product_id)?;
+    let product_id = product_id.as_str();
     adjustment.validate().map_err(ApiError::Validation)?;
     let reason = adjustment.reason.trim();
     if let Some(record) = store::adjust(&state.pool, product_id, adjustment.quantity_change, reason).await? {
@@ -151,6 +156,7 @@ async fn inventory_history(
     Query(filters): Query<HistoryFilters>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {
     let product_id = checked_product_id(&product_id)?;
+    let product_id = product_id.as_str();
     let page = Page::from_query(filters.skip, filters.limit).map_err(ApiError::Validation)?;
     if !store::exists(&state.pool, product_id).await? {
         return Err(inventory_not_found(product_id));
