@@ -152,6 +152,33 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     Then the response field "available_quantity" is "49"
     And the response field "reserved_quantity" is "1"
 
+  Scenario: A product created and ordered while the inventory service is down is reserved once it is back
+    # Both the product's product_created and the order's order_created wait in their queues; when
+    # inventory returns it may see the order before the product. It waits for the stock record
+    # (retrying) instead of cancelling the order for an "unknown product".
+    When the inventory service is stopped
+    And I send a POST request to "/api/v1/products/" with body:
+      """
+      {"name": "Travel Adapter", "description": "Universal plug adapter", "category": "Accessories", "price": 24.99, "quantity": 20}
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "NEW_PRODUCT_ID"
+    When I send a POST request to "/api/v1/orders/" with body:
+      """
+      {
+        "user_id": "${USER_ID}",
+        "items": [{"product_id": "${NEW_PRODUCT_ID}", "quantity": 1, "price": 24.99}],
+        "shipping_address": {"line1": "123 Example Street", "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country"}
+      }
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "EARLY_ORDER_ID"
+    When the inventory service is started again
+    Then within 30 seconds the field "status" of GET "/api/v1/orders/${EARLY_ORDER_ID}" is "paid"
+    When I send a GET request to "/api/v1/inventory/${NEW_PRODUCT_ID}"
+    Then the response field "available_quantity" is "19"
+    And the response field "reserved_quantity" is "1"
+
   Scenario: A product service outage refuses new orders with a 503 and stores nothing
     When the product service is stopped
     When I send a POST request to "/api/v1/orders/" with body:

@@ -14,7 +14,7 @@ use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
 use common::messaging::events::{InventoryRelease, OrderCreated, ProductCreated, ProductDeleted};
-use common::messaging::{ConsumerSettings, Publisher, consume};
+use common::messaging::{ConsumerSettings, Publisher, consume, consume_with_attempts};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -132,13 +132,13 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
     // their row locks keep them correct.
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
-    consumers.spawn(consume::<OrderCreated, _, _>(
+    consumers.spawn(consume_with_attempts::<OrderCreated, _, _>(
         rabbitmq_url.to_owned(),
         ConsumerSettings::new(format!("{SERVICE_NAME}.order_created")),
-        move |order| {
+        move |order, attempt| {
             let pool = handler_pool.clone();
             let publisher = Arc::clone(&handler_publisher);
-            async move { crate::reservations::on_order_created(&pool, &publisher, order).await }
+            async move { crate::reservations::on_order_created(&pool, &publisher, order, attempt).await }
         },
         cancel.clone(),
     ));

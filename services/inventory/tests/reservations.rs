@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use common::messaging::events::{OrderCreated, OrderLine, ProductCreated, ProductDeleted};
 use inventory_service::inventory::{self, store as stock};
-use inventory_service::reservations::store::{self as reservations, ReleaseOutcome, ReservationOutcome};
+use inventory_service::reservations::store::{self as reservations, ReleaseOutcome, ReservationOutcome, UnknownProducts};
 use sqlx::PgPool;
 
 const PRODUCT_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
@@ -47,6 +47,11 @@ async fn add_product(pool: &PgPool, product_id: &str, quantity: i64) {
         .unwrap_or_else(|error| panic!("creating the stock of {product_id} failed: {error:?}"));
 }
 
+/// Reserves, failing outright on unknown products (as the last delivery attempt does).
+async fn reserve_or_fail(pool: &PgPool, order: &OrderCreated) -> anyhow::Result<ReservationOutcome> {
+    reservations::reserve(pool, order, UnknownProducts::Fail).await
+}
+
 fn order(order_id: &str, lines: &[(&str, i64)]) -> OrderCreated {
     OrderCreated {
         order_id: order_id.to_owned(),
@@ -79,7 +84,7 @@ async fn concurrent_orders_for_the_same_stock_never_oversell() {
 
     let attempts = (0..40).map(|number| {
         let pool = database.pool.clone();
-        tokio::spawn(async move { reservations::reserve(&pool, &order(&format!("order-{number}"), &[(PRODUCT_A, 1)])).await })
+        tokio::spawn(async move { reserve_or_fail(&pool, &order(&format!("order-{number}"), &[(PRODUCT_A, 1)])).await })
     });
     let outcomes: Vec<ReservationOutcome> =
         futures::future::join_all(attempts).await.into_iter().map(|joined| joined.unwrap().unwrap()).collect();
@@ -89,7 +94,7 @@ async fn concurrent_orders_for_the_same_stock_never_oversell() {
     assert!(outcomes.iter().all(|outcome| match outcome {
         ReservationOutcome::Reserved => true,
         ReservationOutcome::Failed { reason } => reason.contains("insufficient stock"),
-        ReservationOutcome::OrderCancelled => false,
+        ReservationOutcome::OrderCancelled | ReservationOutcome::ProductsNotKnownYet { .. } => false,
     }));
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (0, 10));
     // One creation row plus one row per successful reservation.
@@ -112,7 +117,7 @@ async fn orders_locking_the_same_products_in_opposite_orders_do_not_deadlock() {
             _ => &[(PRODUCT_B, 2), (PRODUCT_A, 1), (PRODUCT_C, 3)],
         };
         let order = order(&format!("order-{number}"), lines);
-        tokio::spawn(async move { reservations::reserve(&pool, &order).await })
+        tokio::spawn(async move { reserve_or_fail(&pool, &order).await })
     });
     for joined in futures::future::join_all(attempts).await {
         assert_eq!(joined.unwrap().expect("no deadlock or other error"), ReservationOutcome::Reserved);
@@ -129,7 +134,7 @@ async fn an_order_is_reserved_all_or_nothing() {
     add_product(&database.pool, PRODUCT_A, 5).await;
     add_product(&database.pool, PRODUCT_B, 1).await;
 
-    let outcome = reservations::reserve(&database.pool, &order("order-1", &[(PRODUCT_A, 2), (PRODUCT_B, 3)])).await.unwrap();
+    let outcome = reserve_or_fail(&database.pool, &order("order-1", &[(PRODUCT_A, 2), (PRODUCT_B, 3)])).await.unwrap();
 
     assert_eq!(
         outcome,
@@ -145,10 +150,28 @@ async fn unknown_products_fail_the_order_with_a_reason_naming_them() {
     let database = TestDatabase::new().await;
     add_product(&database.pool, PRODUCT_A, 5).await;
 
-    let outcome = reservations::reserve(&database.pool, &order("order-1", &[(PRODUCT_A, 1), (PRODUCT_C, 1)])).await.unwrap();
+    let outcome = reserve_or_fail(&database.pool, &order("order-1", &[(PRODUCT_A, 1), (PRODUCT_C, 1)])).await.unwrap();
 
     assert_eq!(outcome, ReservationOutcome::Failed { reason: format!("unknown products: {PRODUCT_C}") });
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (5, 0));
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_order_that_overtakes_its_products_stock_record_waits_for_it_without_recording_anything() {
+    let database = TestDatabase::new().await;
+    add_product(&database.pool, PRODUCT_A, 5).await;
+    let early_order = order("order-early", &[(PRODUCT_A, 1), (PRODUCT_C, 2)]);
+
+    let outcome = reservations::reserve(&database.pool, &early_order, UnknownProducts::WaitForThem).await.unwrap();
+    assert_eq!(outcome, ReservationOutcome::ProductsNotKnownYet { reason: format!("unknown products: {PRODUCT_C}") });
+    assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (5, 0), "nothing may be held while waiting");
+
+    add_product(&database.pool, PRODUCT_C, 4).await;
+    let outcome = reservations::reserve(&database.pool, &early_order, UnknownProducts::WaitForThem).await.unwrap();
+    assert_eq!(outcome, ReservationOutcome::Reserved, "the retry must not find a recorded outcome from the wait");
+    assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (4, 1));
+    assert_eq!(stock_of(&database.pool, PRODUCT_C).await, (2, 2));
     database.drop_database().await;
 }
 
@@ -159,15 +182,15 @@ async fn a_redelivered_order_returns_the_recorded_outcome_and_changes_nothing() 
     let fits = order("order-fits", &[(PRODUCT_A, 2)]);
     let too_big = order("order-too-big", &[(PRODUCT_A, 2)]);
 
-    assert_eq!(reservations::reserve(&database.pool, &fits).await.unwrap(), ReservationOutcome::Reserved);
-    let failure = reservations::reserve(&database.pool, &too_big).await.unwrap();
+    assert_eq!(reserve_or_fail(&database.pool, &fits).await.unwrap(), ReservationOutcome::Reserved);
+    let failure = reserve_or_fail(&database.pool, &too_big).await.unwrap();
     assert!(matches!(failure, ReservationOutcome::Failed { .. }));
     let history_before = history_length(&database.pool, PRODUCT_A).await;
 
     // Redeliveries, even after stock came back, answer exactly as the first time.
     stock::adjust(&database.pool, PRODUCT_A, 10, "delivery").await.unwrap().expect("adjusted");
-    assert_eq!(reservations::reserve(&database.pool, &fits).await.unwrap(), ReservationOutcome::Reserved);
-    assert_eq!(reservations::reserve(&database.pool, &too_big).await.unwrap(), failure);
+    assert_eq!(reserve_or_fail(&database.pool, &fits).await.unwrap(), ReservationOutcome::Reserved);
+    assert_eq!(reserve_or_fail(&database.pool, &too_big).await.unwrap(), failure);
 
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (11, 2));
     assert_eq!(history_length(&database.pool, PRODUCT_A).await, history_before + 1, "only the adjustment was recorded");
@@ -180,13 +203,13 @@ async fn a_release_gives_back_exactly_what_the_order_holds_once() {
     add_product(&database.pool, PRODUCT_A, 50).await;
     add_product(&database.pool, PRODUCT_B, 75).await;
     let order = order("order-1", &[(PRODUCT_A, 1), (PRODUCT_B, 2), (PRODUCT_B, 1)]);
-    reservations::reserve(&database.pool, &order).await.unwrap();
+    reserve_or_fail(&database.pool, &order).await.unwrap();
     assert_eq!(stock_of(&database.pool, PRODUCT_B).await, (72, 3));
 
     assert_eq!(reservations::release(&database.pool, "order-1").await.unwrap(), ReleaseOutcome::Released { lines: 2 });
     assert_eq!(reservations::release(&database.pool, "order-1").await.unwrap(), ReleaseOutcome::AlreadyReleased);
     // A late redelivery of the order itself reserves nothing again.
-    assert_eq!(reservations::reserve(&database.pool, &order).await.unwrap(), ReservationOutcome::OrderCancelled);
+    assert_eq!(reserve_or_fail(&database.pool, &order).await.unwrap(), ReservationOutcome::OrderCancelled);
 
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (50, 0));
     assert_eq!(stock_of(&database.pool, PRODUCT_B).await, (75, 0));
@@ -203,7 +226,7 @@ async fn a_release_that_overtakes_its_reservation_leaks_nothing() {
         ReleaseOutcome::RecordedBeforeReservation
     );
     let late_order = order("order-1", &[(PRODUCT_A, 5)]);
-    assert_eq!(reservations::reserve(&database.pool, &late_order).await.unwrap(), ReservationOutcome::OrderCancelled);
+    assert_eq!(reserve_or_fail(&database.pool, &late_order).await.unwrap(), ReservationOutcome::OrderCancelled);
 
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (50, 0));
     assert_eq!(history_length(&database.pool, PRODUCT_A).await, 1, "only the creation");
@@ -221,7 +244,7 @@ async fn a_reservation_racing_its_release_ends_with_all_stock_back() {
         let reserve = {
             let pool = database.pool.clone();
             let order = order(&order_id, &[(PRODUCT_A, 7)]);
-            tokio::spawn(async move { reservations::reserve(&pool, &order).await })
+            tokio::spawn(async move { reserve_or_fail(&pool, &order).await })
         };
         let release = {
             let pool = database.pool.clone();
@@ -240,7 +263,7 @@ async fn a_reservation_racing_its_release_ends_with_all_stock_back() {
 async fn a_duplicated_product_created_event_changes_nothing() {
     let database = TestDatabase::new().await;
     add_product(&database.pool, PRODUCT_A, 100).await;
-    reservations::reserve(&database.pool, &order("order-1", &[(PRODUCT_A, 4)])).await.unwrap();
+    reserve_or_fail(&database.pool, &order("order-1", &[(PRODUCT_A, 4)])).await.unwrap();
 
     add_product(&database.pool, PRODUCT_A, 100).await;
 
@@ -261,14 +284,14 @@ async fn a_deleted_product_stays_deleted_whichever_event_comes_first() {
 
     // Created, reserved from, deleted: available written off, the reservation still releasable.
     add_product(&database.pool, PRODUCT_A, 20).await;
-    reservations::reserve(&database.pool, &order("order-1", &[(PRODUCT_A, 5)])).await.unwrap();
+    reserve_or_fail(&database.pool, &order("order-1", &[(PRODUCT_A, 5)])).await.unwrap();
     delete(PRODUCT_A).await;
     delete(PRODUCT_A).await;
     assert!(stock::find(&database.pool, PRODUCT_A).await.unwrap().is_none(), "hidden once deleted");
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (0, 5));
     reservations::release(&database.pool, "order-1").await.unwrap();
     assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (0, 0));
-    let outcome = reservations::reserve(&database.pool, &order("order-2", &[(PRODUCT_A, 1)])).await.unwrap();
+    let outcome = reserve_or_fail(&database.pool, &order("order-2", &[(PRODUCT_A, 1)])).await.unwrap();
     assert!(matches!(outcome, ReservationOutcome::Failed { reason } if reason.contains("unknown products")));
 
     // Deleted before its creation event arrived: the late creation brings nothing back.

@@ -82,7 +82,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
-        let relay = OutboxRelay::new(self.store.clone(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake));
+        let relay = OutboxRelay::new(self.store.outbox(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake));
         background.spawn(relay.run(cancel.clone()));
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
         settings.prefetch = self.config.consumer_prefetch;

@@ -60,11 +60,31 @@ impl From<anyhow::Error> for HandlerError {
     }
 }
 
+/// Which attempt at a message this is, for handlers whose answer depends on it (wait a little for
+/// something that is on its way, then give a final answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first delivery.
+    pub number: u32,
+    /// No retry follows this attempt: a `HandlerError::Retry` now dead-letters the message.
+    pub is_last: bool,
+}
+
 /// Consumes `M::QUEUE` until `cancel` fires, calling `handler` for each decoded message.
 pub async fn consume<M, H, F>(url: String, settings: ConsumerSettings, handler: H, cancel: CancellationToken)
 where
     M: Message,
     H: Fn(M) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), HandlerError>> + Send,
+{
+    consume_with_attempts(url, settings, move |message: M, _attempt: Attempt| handler(message), cancel).await;
+}
+
+/// Like [`consume`], telling the handler which attempt it is making.
+pub async fn consume_with_attempts<M, H, F>(url: String, settings: ConsumerSettings, handler: H, cancel: CancellationToken)
+where
+    M: Message,
+    H: Fn(M, Attempt) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send,
 {
     let handler = Arc::new(handler);
@@ -100,7 +120,7 @@ async fn consume_until_disconnected<M, H, F>(
 ) -> anyhow::Result<()>
 where
     M: Message,
-    H: Fn(M) -> F + Send + Sync + 'static,
+    H: Fn(M, Attempt) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), HandlerError>> + Send,
 {
     let connection_name = format!("{} ({})", settings.consumer_name, M::QUEUE);
@@ -144,10 +164,11 @@ where
 async fn handle_delivery<M, H, F>(delivery: Delivery, handler: &H, retry_channel: &Channel, settings: &ConsumerSettings)
 where
     M: Message,
-    H: Fn(M) -> F,
+    H: Fn(M, Attempt) -> F,
     F: Future<Output = Result<(), HandlerError>>,
 {
     let attempt = attempt_of(&delivery.properties);
+    let attempt_information = Attempt { number: attempt, is_last: attempt >= settings.max_attempts };
     let correlation_id = delivery.properties.correlation_id().as_ref().map(ToString::to_string).unwrap_or_default();
     let span = tracing::info_span!("message", queue = M::QUEUE, correlation_id = %correlation_id, attempt);
     async move {
@@ -159,7 +180,7 @@ where
                 return;
             }
         };
-        match handler(message).await {
+        match handler(message, attempt_information).await {
             Ok(()) => {
                 if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
                     tracing::warn!(%error, "failed to acknowledge; the message will be redelivered");

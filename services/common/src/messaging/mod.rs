@@ -13,7 +13,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod topology;
 
-pub use consumer::{ConsumerSettings, HandlerError, consume};
+pub use consumer::{Attempt, ConsumerSettings, HandlerError, consume, consume_with_attempts};
 pub use events::Message;
 pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore};
 pub use publisher::Publisher;

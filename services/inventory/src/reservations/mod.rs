@@ -9,15 +9,19 @@ pub mod store;
 
 use anyhow::Context;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
-use common::messaging::{HandlerError, Publisher};
+use common::messaging::{Attempt, HandlerError, Publisher};
 use sqlx::PgPool;
 
-use self::store::{ReleaseOutcome, ReservationOutcome};
+use self::store::{ReleaseOutcome, ReservationOutcome, UnknownProducts};
 
 /// `order_created`: reserve every line or none, record the outcome, then publish it.
-pub async fn on_order_created(pool: &PgPool, publisher: &Publisher, order: OrderCreated) -> Result<(), HandlerError> {
+///
+/// A product without a stock record is waited for until the last attempt: an order placed right
+/// after its product was created can arrive before that product's `product_created`.
+pub async fn on_order_created(pool: &PgPool, publisher: &Publisher, order: OrderCreated, attempt: Attempt) -> Result<(), HandlerError> {
     let order_id = order.order_id.clone();
-    let outcome = store::reserve(pool, &order).await?;
+    let unknown_products = if attempt.is_last { UnknownProducts::Fail } else { UnknownProducts::WaitForThem };
+    let outcome = store::reserve(pool, &order, unknown_products).await?;
     match outcome {
         ReservationOutcome::Reserved => {
             publisher
@@ -32,6 +36,9 @@ pub async fn on_order_created(pool: &PgPool, publisher: &Publisher, order: Order
                 .await
                 .with_context(|| format!("failed to announce the failed reservation of order {order_id}"))?;
             tracing::info!(order_id, reason, "could not reserve stock for order");
+        }
+        ReservationOutcome::ProductsNotKnownYet { reason } => {
+            return Err(HandlerError::Retry(anyhow::anyhow!("{reason}; waiting for their stock records")));
         }
         ReservationOutcome::OrderCancelled => {
             tracing::info!(order_id, "order was cancelled before its reservation; nothing reserved or published");

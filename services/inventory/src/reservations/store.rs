@@ -25,6 +25,19 @@ pub enum ReservationOutcome {
     /// The order was cancelled (its release came first, or came after and was done): publish
     /// nothing, the order service has moved on.
     OrderCancelled,
+    /// Some products have no stock record yet and the caller asked to wait for them: nothing was
+    /// recorded, ask again later. (The order service only accepts products the catalog has, and
+    /// their stock records follow from `product_created` within moments.)
+    ProductsNotKnownYet { reason: String },
+}
+
+/// What to do about products that have no stock record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownProducts {
+    /// Record the reservation as failed.
+    Fail,
+    /// Record nothing and answer `ProductsNotKnownYet`: their `product_created` may be on its way.
+    WaitForThem,
 }
 
 /// What a release did.
@@ -42,7 +55,7 @@ pub enum ReleaseOutcome {
 
 /// Reserves every line of `order`, or none. A second call for the same order changes nothing
 /// and returns the recorded outcome.
-pub async fn reserve(pool: &PgPool, order: &OrderCreated) -> anyhow::Result<ReservationOutcome> {
+pub async fn reserve(pool: &PgPool, order: &OrderCreated, unknown_products: UnknownProducts) -> anyhow::Result<ReservationOutcome> {
     let order_id = order.order_id.as_str();
     let context = || format!("failed to reserve stock for order {order_id}");
     let mut transaction = pool.begin().await.with_context(context)?;
@@ -60,12 +73,17 @@ pub async fn reserve(pool: &PgPool, order: &OrderCreated) -> anyhow::Result<Rese
 
     let outcome = match wanted_lines(&order.items) {
         Err(reason) => ReservationOutcome::Failed { reason },
-        Ok(lines) => hold_stock(&mut transaction, order_id, &lines).await.with_context(context)?,
+        Ok(lines) => hold_stock(&mut transaction, order_id, &lines, unknown_products).await.with_context(context)?,
     };
     let (state, reason) = match &outcome {
         ReservationOutcome::Reserved => ("reserved", None),
         ReservationOutcome::Failed { reason } => ("failed", Some(reason.as_str())),
         ReservationOutcome::OrderCancelled => unreachable!("a new reservation is never cancelled"),
+        ReservationOutcome::ProductsNotKnownYet { .. } => {
+            // Nothing was held; undo the claim so that the next attempt starts afresh.
+            transaction.rollback().await.with_context(context)?;
+            return Ok(outcome);
+        }
     };
     sqlx::query("UPDATE reservations SET state = $2, reason = $3, updated_at = now() WHERE order_id = $1")
         .bind(order_id)
@@ -166,6 +184,7 @@ async fn hold_stock(
     transaction: &mut Transaction<'_, Postgres>,
     order_id: &str,
     lines: &BTreeMap<String, i32>,
+    unknown_products: UnknownProducts,
 ) -> sqlx::Result<ReservationOutcome> {
     let product_ids: Vec<String> = lines.keys().cloned().collect();
     let quantities: Vec<i32> = lines.values().copied().collect();
@@ -185,7 +204,11 @@ async fn hold_stock(
         product_ids.iter().filter(|product_id| !available.contains_key(*product_id)).map(String::as_str).collect();
     if !unknown.is_empty() {
         let kind = if unknown.iter().all(|product_id| is_product_id(product_id)) { "unknown" } else { "unknown or invalid" };
-        return Ok(ReservationOutcome::Failed { reason: format!("{kind} products: {}", unknown.join(", ")) });
+        let reason = format!("{kind} products: {}", unknown.join(", "));
+        return Ok(match unknown_products {
+            UnknownProducts::Fail => ReservationOutcome::Failed { reason },
+            UnknownProducts::WaitForThem => ReservationOutcome::ProductsNotKnownYet { reason },
+        });
     }
     let shortages: Vec<String> = lines
         .iter()

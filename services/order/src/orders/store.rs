@@ -1,4 +1,5 @@
-//! Every MongoDB query about orders, and the service's [`OutboxStore`].
+//! Every MongoDB query about orders; their pending events are drained through
+//! [`DocumentOutboxStore`].
 //!
 //! Each write that must be atomic touches one document: an order is inserted together with its
 //! `OrderCreated` event, and a status change that must release stock pushes `InventoryRelease`
@@ -12,7 +13,7 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 
 use common::messaging::OutboxMessage;
-use common::messaging::OutboxStore;
+use common::messaging::document_outbox::DocumentOutboxStore;
 use common::messaging::events::InventoryRelease;
 
 use super::model::{OrderDocument, OrderStatus, storable_now};
@@ -49,15 +50,14 @@ impl OrderStore {
                 .keys(doc! { "user_id": 1, "created_at": -1, "_id": -1 })
                 .options(IndexOptions::builder().name("user_newest_first".to_owned()).build())
                 .build(),
-            // The outbox relay's scan for unpublished events, and `mark_published`. Sparse: only
-            // the few orders with an event still pending are in it.
-            IndexModel::builder()
-                .keys(doc! { "outbox.id": 1 })
-                .options(IndexOptions::builder().name("pending_events".to_owned()).sparse(true).build())
-                .build(),
         ];
         self.orders.create_indexes(indexes).await.context("failed to create the orders indexes")?;
-        Ok(())
+        self.outbox().create_indexes().await
+    }
+
+    /// The pending events kept in the orders' `outbox` field, for the outbox relay.
+    pub fn outbox(&self) -> DocumentOutboxStore {
+        DocumentOutboxStore::new(self.orders.clone_with_type::<Document>())
     }
 
     /// Stores a new order together with the events in its outbox, in one insert.
@@ -139,41 +139,5 @@ impl OrderStore {
         }
         let exists = self.orders.count_documents(exists_filter).await.with_context(|| format!("failed to look up order {order_id}"))? > 0;
         Ok(if exists { StatusChange::StatusMovedOn } else { StatusChange::NotFound })
-    }
-}
-
-impl OutboxStore for OrderStore {
-    async fn pending(&self, limit: usize) -> anyhow::Result<Vec<OutboxMessage>> {
-        // A range on `outbox.id` matches exactly the orders with at least one pending event and
-        // can use the sparse index, unlike `$exists` or `$ne: []`.
-        let orders: Vec<Document> = self
-            .orders
-            .clone_with_type::<Document>()
-            .find(doc! { "outbox.id": { "$gt": "" } })
-            .projection(doc! { "outbox": 1 })
-            .sort(doc! { "_id": 1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
-            .context("failed to look for pending order events")?
-            .try_collect()
-            .await
-            .context("failed to read pending order events")?;
-        let mut messages = Vec::new();
-        for order in orders {
-            let outbox = order.get_array("outbox").context("an order's outbox is not an array")?;
-            for entry in outbox {
-                messages.push(bson::from_bson::<OutboxMessage>(entry.clone()).context("an outbox entry does not decode")?);
-            }
-        }
-        messages.truncate(limit);
-        Ok(messages)
-    }
-
-    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
-        self.orders
-            .update_one(doc! { "outbox.id": &message.id }, doc! { "$pull": { "outbox": { "id": &message.id } } })
-            .await
-            .with_context(|| format!("failed to remove published event {} from its order", message.id))?;
-        Ok(())
     }
 }
