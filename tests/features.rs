@@ -31,11 +31,14 @@ fn main() {
 
 async fn run() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into())))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into()),
+        ))
         .with_test_writer()
         .try_init();
     let concurrency = std::env::var("E2E_CONCURRENCY").ok().and_then(|value| value.parse().ok()).unwrap_or(4);
-    let junit_path = std::env::var("E2E_JUNIT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/cucumber-junit.xml").into());
+    let junit_path =
+        std::env::var("E2E_JUNIT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/cucumber-junit.xml").into());
     if let Some(directory) = std::path::Path::new(&junit_path).parent() {
         std::fs::create_dir_all(directory).expect("JUnit directory");
     }

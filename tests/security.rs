@@ -183,7 +183,8 @@ impl TestService {
 
     async fn assert_401(&self, response: reqwest::Response, what: &str) {
         let status = response.status();
-        let challenge = response.headers().get(reqwest::header::WWW_AUTHENTICATE).map(|value| value.to_str().unwrap_or("").to_owned());
+        let challenge =
+            response.headers().get(reqwest::header::WWW_AUTHENTICATE).map(|value| value.to_str().unwrap_or("").to_owned());
         let body: Value = response.json().await.expect("a JSON error body");
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what:?} was not refused: {body}");
         assert_eq!(challenge.as_deref(), Some("Bearer"), "401 without WWW-Authenticate: Bearer for {what:?}");
@@ -196,7 +197,8 @@ impl Teardown {
     async fn run(self) {
         let _ = self.stop.send(());
         self.server.await.expect("the server task does not panic").expect("the server stops cleanly");
-        let mut connection = sqlx::PgConnection::connect(&format!("{}/postgres", self.server_url)).await.expect("PostgreSQL is reachable");
+        let mut connection =
+            sqlx::PgConnection::connect(&format!("{}/postgres", self.server_url)).await.expect("PostgreSQL is reachable");
         // The name is our own `security_<uuid>`, not input.
         let statement = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.database_name);
         sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("the test database drops");
@@ -237,7 +239,8 @@ async fn a_valid_access_token_passes_the_service_and_a_verifier_that_fetches_the
         assert_eq!(claims.iss, ISSUER);
         // A token we sign ourselves with the service's key, to prove the forgeries below differ
         // from an accepted token only in the respect each test names.
-        let own = jsonwebtoken::encode(&service.header(Algorithm::RS256), &service.valid_claims(), &KEYS.service_signing_key).unwrap();
+        let own =
+            jsonwebtoken::encode(&service.header(Algorithm::RS256), &service.valid_claims(), &KEYS.service_signing_key).unwrap();
         verifier.verify(&own, TokenKind::Access).await.expect("a token signed with the service's key verifies");
         assert_eq!(service.read_me(Some(&format!("Bearer {own}"))).await.status(), StatusCode::OK);
     })
@@ -247,7 +250,8 @@ async fn a_valid_access_token_passes_the_service_and_a_verifier_that_fetches_the
 #[tokio::test]
 async fn a_token_signed_by_another_rsa_key_under_the_services_key_id_is_rejected() {
     with_service(|service| async move {
-        let forged = jsonwebtoken::encode(&service.header(Algorithm::RS256), &service.valid_claims(), &KEYS.attacker_signing_key).unwrap();
+        let forged =
+            jsonwebtoken::encode(&service.header(Algorithm::RS256), &service.valid_claims(), &KEYS.attacker_signing_key).unwrap();
         let reason = service.assert_rejected_everywhere(&forged).await;
         assert!(matches!(reason, AuthError::Invalid(_)), "{reason:?}");
     })

@@ -52,7 +52,8 @@ async fn register(user: &mut GooseUser, email: &str) -> TransactionResult {
         "email": email, "password": "LoadTest123", "first_name": "Load", "last_name": "Shopper", "phone": "555-000-0000"
     });
     let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/auth/register")?.json(&body);
-    user.request(GooseRequest::builder().set_request_builder(builder).name("POST /auth/register").expect_status_code(201).build()).await?;
+    user.request(GooseRequest::builder().set_request_builder(builder).name("/auth/register").expect_status_code(201).build())
+        .await?;
     Ok(())
 }
 
@@ -60,11 +61,11 @@ async fn log_in(user: &mut GooseUser, email: &str) -> Result<(String, String), B
     let builder = user
         .get_request_builder(&GooseMethod::Post, "/api/v1/auth/login")?
         .form(&[("username", email), ("password", "LoadTest123")]);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("POST /auth/login").build()).await?;
+    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("/auth/login").build()).await?;
     let tokens: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
     let token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
     let builder = user.get_request_builder(&GooseMethod::Get, "/api/v1/users/me")?.bearer_auth(&token);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("GET /users/me").build()).await?;
+    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("/users/me").build()).await?;
     let me: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
     Ok((token, me["id"].to_string()))
 }
@@ -80,7 +81,9 @@ async fn create_catalog(user: &mut GooseUser) -> TransactionResult {
         "price": price, "quantity": 1_000_000
     });
     let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/products/")?.bearer_auth(&token).json(&body);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("POST /products/").expect_status_code(201).build()).await?;
+    let response = user
+        .request(GooseRequest::builder().set_request_builder(builder).name("/products/").expect_status_code(201).build())
+        .await?;
     let product: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
     let _ = PRODUCT.set((product["_id"].as_str().unwrap_or_default().to_owned(), price));
     Ok(())
@@ -95,13 +98,13 @@ async fn register_and_log_in(user: &mut GooseUser) -> TransactionResult {
 }
 
 async fn browse_catalog(user: &mut GooseUser) -> TransactionResult {
-    user.get("/api/v1/products/?category=LoadTest").await?;
+    user.get_named("/api/v1/products/?category=LoadTest", "/products/?category=").await?;
     Ok(())
 }
 
 async fn read_product(user: &mut GooseUser) -> TransactionResult {
     let Some((product_id, _)) = PRODUCT.get() else { return Ok(()) };
-    user.get(&format!("/api/v1/products/{product_id}")).await?;
+    user.get_named(&format!("/api/v1/products/{product_id}"), "/products/{id}").await?;
     Ok(())
 }
 
@@ -117,7 +120,9 @@ async fn place_order(user: &mut GooseUser) -> TransactionResult {
         }
     });
     let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/orders/")?.bearer_auth(&token).json(&body);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).expect_status_code(201).build()).await?;
+    let response = user
+        .request(GooseRequest::builder().set_request_builder(builder).name("/orders/").expect_status_code(201).build())
+        .await?;
     if let Ok(response) = response.response {
         if let Ok(order) = response.json::<Value>().await {
             user.get_session_data_unchecked_mut::<Shopper>().last_order_id = order["_id"].as_str().map(str::to_owned);
@@ -131,6 +136,6 @@ async fn read_order(user: &mut GooseUser) -> TransactionResult {
     let Some(order_id) = shopper.last_order_id.clone() else { return Ok(()) };
     let token = shopper.token.clone();
     let builder = user.get_request_builder(&GooseMethod::Get, &format!("/api/v1/orders/{order_id}"))?.bearer_auth(&token);
-    user.request(GooseRequest::builder().set_request_builder(builder).build()).await?;
+    user.request(GooseRequest::builder().set_request_builder(builder).name("/orders/{id}").build()).await?;
     Ok(())
 }

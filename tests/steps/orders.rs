@@ -115,11 +115,8 @@ async fn those_orders_all_settle(world: &mut ShopWorld, seconds: u64, status: St
 /// Polls the customer's orders until the orders placed concurrently have exactly the expected
 /// number in each status, then prints how long they took to become paid.
 async fn those_orders_settle(world: &ShopWorld, seconds: u64, expected: &[(String, usize)]) {
-    let placed = placed_orders()
-        .lock()
-        .unwrap()
-        .remove(&world.system().id)
-        .expect("no orders were placed concurrently in this scenario");
+    let placed =
+        placed_orders().lock().unwrap().remove(&world.system().id).expect("no orders were placed concurrently in this scenario");
     let expected_total: usize = expected.iter().map(|(_, count)| count).sum();
     assert_eq!(expected_total, placed.len(), "the expected counts must cover every order placed");
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -14,7 +14,8 @@ use crate::support::world::{Response, ShopWorld};
 async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {
     let payload = world.interpolate(step.docstring.as_deref().expect("the message is given as a doc string"));
     let json: Value = serde_json::from_str(&payload).expect("the message is JSON");
-    let correlation_id = json.get("order_id").or_else(|| json.get("product_id")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let correlation_id =
+        json.get("order_id").or_else(|| json.get("product_id")).and_then(Value::as_str).unwrap_or_default().to_owned();
     world.system().vhost.publish(&queue, payload.as_bytes(), &correlation_id).await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
@@ -51,7 +52,12 @@ async fn dead_letter_queue_holds(world: &mut ShopWorld, queue: String, expected:
     })
     .await;
     let drained = vhost.drain(&dead_letter_queue).await.unwrap_or_else(|error| panic!("{error:#}"));
-    assert_eq!(drained.len(), expected, "dead letters in {dead_letter_queue}: {:?}", drained.iter().map(|body| String::from_utf8_lossy(body)).collect::<Vec<_>>());
+    assert_eq!(
+        drained.len(),
+        expected,
+        "dead letters in {dead_letter_queue}: {:?}",
+        drained.iter().map(|body| String::from_utf8_lossy(body)).collect::<Vec<_>>()
+    );
     world.asserted_dead_letters.push(dead_letter_queue);
 }
 

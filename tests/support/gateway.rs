@@ -60,7 +60,12 @@ impl Gateway {
                 let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
                 bail!("nginx exited with {status} on port {port}: {log}");
             }
-            if client.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|response| response.status().is_success()) {
+            if client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .is_ok_and(|response| response.status().is_success())
+            {
                 return Ok(Self { port, prefix: prefix.to_owned(), process });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -105,7 +110,8 @@ pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> 
 }
 
 fn nginx_binary() -> String {
-    std::env::var("NGINX").unwrap_or_else(|_| if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx".into() } else { "nginx".into() })
+    std::env::var("NGINX")
+        .unwrap_or_else(|_| if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx".into() } else { "nginx".into() })
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::ImageExt;
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::{mongo, postgres, rabbitmq};
 use tokio::sync::OnceCell;
 
@@ -36,9 +36,7 @@ static INFRASTRUCTURE: OnceCell<Infrastructure> = OnceCell::const_new();
 
 /// The process's infrastructure, set up on first use.
 pub async fn get() -> &'static Infrastructure {
-    INFRASTRUCTURE
-        .get_or_init(|| async { Infrastructure::discover().await.expect("test infrastructure is not available") })
-        .await
+    INFRASTRUCTURE.get_or_init(|| async { Infrastructure::discover().await.expect("test infrastructure is not available") }).await
 }
 
 impl Infrastructure {
@@ -75,14 +73,23 @@ impl Infrastructure {
     }
 
     fn from_urls() -> anyhow::Result<Self> {
-        let env = |name: &str, default: &str| std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_owned());
+        let env = |name: &str, default: &str| {
+            std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_owned())
+        };
         let management = url::Url::parse(&env("E2E_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672"))
             .context("E2E_RABBITMQ_MANAGEMENT_URL is not a URL")?;
         let user = if management.username().is_empty() { "guest".to_owned() } else { management.username().to_owned() };
         let password = management.password().unwrap_or("guest").to_owned();
-        let management_base = format!("{}://{}:{}", management.scheme(), management.host_str().unwrap_or("127.0.0.1"), management.port_or_known_default().unwrap_or(15672));
+        let management_base = format!(
+            "{}://{}:{}",
+            management.scheme(),
+            management.host_str().unwrap_or("127.0.0.1"),
+            management.port_or_known_default().unwrap_or(15672)
+        );
         Ok(Self {
-            postgres_server_url: env("E2E_POSTGRES_URL", "postgres://postgres:postgres@127.0.0.1:5432").trim_end_matches('/').to_owned(),
+            postgres_server_url: env("E2E_POSTGRES_URL", "postgres://postgres:postgres@127.0.0.1:5432")
+                .trim_end_matches('/')
+                .to_owned(),
             mongodb_url: env("E2E_MONGODB_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
             rabbitmq_server_url: env("E2E_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672").trim_end_matches('/').to_owned(),
             rabbitmq_management_url: management_base,
@@ -124,4 +131,3 @@ async fn docker_answers() -> bool {
     }
     tokio::net::UnixStream::connect(&socket).await.is_ok()
 }
-

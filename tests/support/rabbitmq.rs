@@ -45,7 +45,9 @@ impl VirtualHost {
 
     pub async fn grant_access(&self) -> anyhow::Result<()> {
         let rights = json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        self.management(reqwest::Method::PUT, &format!("/api/permissions/{}/{}", self.name, self.user), Some(rights)).await.map(drop)
+        self.management(reqwest::Method::PUT, &format!("/api/permissions/{}/{}", self.name, self.user), Some(rights))
+            .await
+            .map(drop)
     }
 
     /// Takes the broker away from this scenario only: nobody may connect to the vhost any more,

@@ -33,11 +33,17 @@ fn redact(value: &Value, key: Option<&str>, variables: &BTreeMap<String, String>
             }
             match key {
                 Some("created_at" | "updated_at") => {
-                    assert!(is_guide_timestamp(text), "{key:?} = {text:?} is not an RFC 3339 UTC timestamp with microseconds and +00:00");
+                    assert!(
+                        is_guide_timestamp(text),
+                        "{key:?} = {text:?} is not an RFC 3339 UTC timestamp with microseconds and +00:00"
+                    );
                     Value::String("[timestamp]".into())
                 }
                 Some("access_token" | "refresh_token") => {
-                    assert!(text.starts_with("eyJhbGciOiJS") && text.split('.').count() == 3, "{key:?} = {text:?} is not an RS256 JWT");
+                    assert!(
+                        text.starts_with("eyJhbGciOiJS") && text.split('.').count() == 3,
+                        "{key:?} = {text:?} is not an RS256 JWT"
+                    );
                     Value::String("[jwt]".into())
                 }
                 Some("_id" | "product_id" | "order_id") if is_object_id(text) => Value::String("[object_id]".into()),

@@ -28,7 +28,8 @@ pub enum ServiceName {
 impl ServiceName {
     /// The order services start in: the user service first (the others verify its tokens), the
     /// product service before the order service (orders look products up).
-    pub const START_ORDER: [ServiceName; 4] = [ServiceName::User, ServiceName::Product, ServiceName::Inventory, ServiceName::Order];
+    pub const START_ORDER: [ServiceName; 4] =
+        [ServiceName::User, ServiceName::Product, ServiceName::Inventory, ServiceName::Order];
 }
 
 impl FromStr for ServiceName {
@@ -129,7 +130,8 @@ impl System {
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.signing_key = user_service::config::SigningKeySource::Pem(test_signing_key().to_owned());
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
-                config.password_hashing = user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
+                config.password_hashing =
+                    user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
                 let application = user_service::Application::build(config).await.context("user service failed to start")?;
                 (application.port(), tokio::spawn(application.run_until_stopped(shutdown)))
             }
@@ -150,7 +152,8 @@ impl System {
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.rabbitmq_url = self.vhost.amqp_url.clone();
                 config.jwks_url = self.jwks_url();
-                let application = inventory_service::Application::build(config).await.context("inventory service failed to start")?;
+                let application =
+                    inventory_service::Application::build(config).await.context("inventory service failed to start")?;
                 (application.port(), tokio::spawn(application.run_until_stopped(shutdown)))
             }
             ServiceName::Order => {

@@ -94,7 +94,12 @@ pub fn wait_for_port(port: u16, what: &str, timeout: Duration) -> anyhow::Result
 }
 
 fn found(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).stdout(Stdio::null()).status().is_ok_and(|status| status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
         || Path::new("/usr/sbin").join(program).exists()
 }
 
@@ -145,7 +150,15 @@ fn ensure_postgres() -> anyhow::Result<()> {
         // A stock Debian cluster asks for a password over TCP and the `postgres` role has none:
         // give it the one in the services' default URL (trust-auth servers ignore it anyway).
         say("PostgreSQL: setting the password of role postgres for TCP connections");
-        run(Command::new("runuser").args(["-u", "postgres", "--", "psql", "-q", "-c", "ALTER USER postgres PASSWORD 'postgres'"]))?;
+        run(Command::new("runuser").args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-q",
+            "-c",
+            "ALTER USER postgres PASSWORD 'postgres'",
+        ]))?;
     }
     Ok(())
 }
@@ -189,10 +202,17 @@ fn ensure_mongodb() -> anyhow::Result<Option<Child>> {
         let binary = mongodb_stand_in()?;
         say(&format!("MongoDB: no mongod here; starting the MongoDB-wire stand-in {}", binary.display()));
         let mut command = Command::new(binary);
-        command.args(["--host", "127.0.0.1", "--port", &MONGODB_PORT.to_string(), "--sync-on-commit", "--storage-path"]).arg(&data);
+        command
+            .args(["--host", "127.0.0.1", "--port", &MONGODB_PORT.to_string(), "--sync-on-commit", "--storage-path"])
+            .arg(&data);
         command
     };
-    let child = command.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null()).spawn().context("failed to start the MongoDB server")?;
+    let child = command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("failed to start the MongoDB server")?;
     wait_for_port(MONGODB_PORT, "MongoDB", Duration::from_secs(30))?;
     Ok(Some(child))
 }
@@ -213,7 +233,15 @@ fn mongodb_stand_in() -> anyhow::Result<PathBuf> {
         root.display()
     ));
     run(crate::cargo()
-        .args(["install", MONGODB_STAND_IN_CRATE, "--version", MONGODB_STAND_IN_VERSION, "--locked", "--ignore-rust-version", "--root"])
+        .args([
+            "install",
+            MONGODB_STAND_IN_CRATE,
+            "--version",
+            MONGODB_STAND_IN_VERSION,
+            "--locked",
+            "--ignore-rust-version",
+            "--root",
+        ])
         .arg(&root)
         .current_dir(std::env::temp_dir()))?;
     Ok(binary)

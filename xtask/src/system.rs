@@ -63,7 +63,9 @@ impl Totals {
 /// The number right before `label` in `text` (`"5 passed; 0 failed"`, `" failed"` → 0).
 fn number_before(text: &str, label: &str) -> u64 {
     text.find(label)
-        .and_then(|end| text[..end].rsplit(|character: char| !character.is_ascii_digit()).next().and_then(|digits| digits.parse().ok()))
+        .and_then(|end| {
+            text[..end].rsplit(|character: char| !character.is_ascii_digit()).next().and_then(|digits| digits.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -148,14 +150,20 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
         println!("The shop is up. Ctrl-C stops everything this command started.");
         println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
         for service in &SERVICES {
-            println!("  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)", format!("{} service", service.name), service.port, service.port);
+            println!(
+                "  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)",
+                format!("{} service", service.name),
+                service.port,
+                service.port
+            );
         }
         println!("  RabbitMQ           amqp://guest:guest@localhost:5672   (management: http://localhost:15672, guest/guest)");
         println!("  PostgreSQL         postgres://postgres@localhost:5432   (databases users, inventory)");
         println!("  MongoDB            mongodb://localhost:27017   (databases products, orders)");
         println!("  logs               {}", local.join("logs").display());
         while !stop.load(Ordering::Relaxed) {
-            let exited = children.iter_mut().find_map(|(name, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone()));
+            let exited =
+                children.iter_mut().find_map(|(name, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone()));
             if let Some(name) = exited {
                 eprintln!("xtask: {name} exited; stopping the rest (see {})", local.join("logs").display());
                 break;

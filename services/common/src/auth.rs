@@ -126,11 +126,7 @@ impl TokenVerifier {
 
     /// A verifier for a key set already in hand.
     pub fn from_jwk_set(key_set: &JwkSet) -> anyhow::Result<Self> {
-        Ok(Self {
-            source: KeySource::Fixed,
-            keys: RwLock::new(decoding_keys(key_set)?),
-            last_fetch: Mutex::new(None),
-        })
+        Ok(Self { source: KeySource::Fixed, keys: RwLock::new(decoding_keys(key_set)?), last_fetch: Mutex::new(None) })
     }
 
     /// Checks signature, algorithm, issuer, expiry and kind, and returns the claims.

@@ -75,10 +75,9 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Form::<T>::from_request(request, state).await {
             Ok(axum::Form(value)) => Ok(Form(value)),
-            Err(FormRejection::InvalidFormContentType(error)) => Err(ApiError::Rejected {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                detail: error.body_text(),
-            }),
+            Err(FormRejection::InvalidFormContentType(error)) => {
+                Err(ApiError::Rejected { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, detail: error.body_text() })
+            }
             Err(other) => Err(ApiError::Unprocessable(other.body_text())),
         }
     }

@@ -22,17 +22,17 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 /// Adds what every service's router needs around its routes: a JSON 404 for unknown paths and a
 /// tracing span per request (method, path, status, latency).
 pub fn finish(router: Router) -> Router {
-    router
-        .fallback(|| async {
-            ApiError::NotFound("Not Found".into())
-        })
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+    router.fallback(|| async { ApiError::NotFound("Not Found".into()) }).layer(TraceLayer::new_for_http().make_span_with(
+        |request: &Request<_>| tracing::info_span!("request", method = %request.method(), path = %request.uri().path()),
+    ))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address: SocketAddr = listener.local_addr()?;
     tracing::info!(%address, "listening");
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("HTTP server failed")

@@ -80,9 +80,8 @@ mod tests {
 
     #[test]
     fn the_guides_multi_item_total_is_exact() {
-        let total: Cents = [Cents::from_decimal(249.99).unwrap().times(1), Cents::from_decimal(179.99).unwrap().times(2)]
-            .into_iter()
-            .sum();
+        let total: Cents =
+            [Cents::from_decimal(249.99).unwrap().times(1), Cents::from_decimal(179.99).unwrap().times(2)].into_iter().sum();
         assert_eq!(total, Cents(60997));
         assert_eq!(serde_json::to_string(&total).unwrap(), "609.97");
     }

@@ -10,3 +10,18 @@ pub const SPEC_PATH: &str = "/api/v1/openapi.json";
 pub fn router(spec: utoipa::openapi::OpenApi) -> Router {
     Router::new().merge(SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec))
 }
+
+/// Declares the `bearer` security scheme (a JWT in `Authorization: Bearer`) that handlers name
+/// with `security(("bearer" = []))`. Import it and name it in `#[openapi(modifiers(&BearerSecurity))]`.
+pub struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}

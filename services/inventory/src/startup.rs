@@ -7,6 +7,7 @@
 //! Only PostgreSQL must be reachable at start-up: the consumers connect to RabbitMQ in the
 //! background and keep retrying, and the user service's keys are fetched on first use.
 
+use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -39,20 +40,6 @@ const PRODUCT_EVENT_PREFETCH: u16 = 1;
 )]
 struct ApiDocumentation;
 
-/// Declares the `bearer` security scheme every endpoint names.
-struct BearerSecurity;
-
-impl utoipa::Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
-
 pub struct Application {
     port: u16,
     listener: TcpListener,
@@ -70,7 +57,8 @@ impl Application {
         let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
         crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
 
-        let state = AppState { pool: pool.clone(), token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())) };
+        let state =
+            AppState { pool: pool.clone(), token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())) };
         let router = router(state);
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
@@ -103,8 +91,10 @@ impl Application {
 /// Starts one supervised consumer per queue inventory listens to.
 fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str, cancel: &CancellationToken) -> JoinSet<()> {
     let mut consumers = JoinSet::new();
-    let product_event_settings =
-        |queue: &str| ConsumerSettings { prefetch: PRODUCT_EVENT_PREFETCH, ..ConsumerSettings::new(format!("{SERVICE_NAME}.{queue}")) };
+    let product_event_settings = |queue: &str| ConsumerSettings {
+        prefetch: PRODUCT_EVENT_PREFETCH,
+        ..ConsumerSettings::new(format!("{SERVICE_NAME}.{queue}"))
+    };
 
     let handler_pool = pool.clone();
     consumers.spawn(consume::<ProductCreated, _, _>(

@@ -56,7 +56,10 @@ fn order(order_id: &str, lines: &[(&str, i64)]) -> OrderCreated {
     OrderCreated {
         order_id: order_id.to_owned(),
         user_id: "1".to_owned(),
-        items: lines.iter().map(|(product_id, quantity)| OrderLine { product_id: (*product_id).to_owned(), quantity: *quantity }).collect(),
+        items: lines
+            .iter()
+            .map(|(product_id, quantity)| OrderLine { product_id: (*product_id).to_owned(), quantity: *quantity })
+            .collect(),
     }
 }
 
@@ -221,10 +224,7 @@ async fn a_release_that_overtakes_its_reservation_leaks_nothing() {
     let database = TestDatabase::new().await;
     add_product(&database.pool, PRODUCT_A, 50).await;
 
-    assert_eq!(
-        reservations::release(&database.pool, "order-1").await.unwrap(),
-        ReleaseOutcome::RecordedBeforeReservation
-    );
+    assert_eq!(reservations::release(&database.pool, "order-1").await.unwrap(), ReleaseOutcome::RecordedBeforeReservation);
     let late_order = order("order-1", &[(PRODUCT_A, 5)]);
     assert_eq!(reserve_or_fail(&database.pool, &late_order).await.unwrap(), ReservationOutcome::OrderCancelled);
 

@@ -14,7 +14,9 @@ use serde::Deserialize;
 /// What the catalog says about one product id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogEntry {
-    Found { price: Cents },
+    Found {
+        price: Cents,
+    },
     /// The product service does not know the id (404, or 422 for an id that is not an ObjectId).
     Missing,
 }
@@ -63,15 +65,13 @@ impl CatalogClient {
             return Ok(CatalogEntry::Missing);
         }
         let url = format!("{}/api/v1/products/{product_id}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url} failed"))
-            .map_err(CatalogUnavailable)?;
+        let response =
+            self.http.get(&url).send().await.with_context(|| format!("GET {url} failed")).map_err(CatalogUnavailable)?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY || status == reqwest::StatusCode::BAD_REQUEST {
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+            || status == reqwest::StatusCode::BAD_REQUEST
+        {
             return Ok(CatalogEntry::Missing);
         }
         if !status.is_success() {

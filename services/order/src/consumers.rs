@@ -103,7 +103,9 @@ pub async fn on_order_processed(context: &ConsumerContext, event: OrderProcessed
     let order_id = parse_order_id(&event.order_id)?;
     match context.store.change_status(order_id, None, OrderStatus::Processing, OrderStatus::Paid, None).await? {
         StatusChange::Changed(_) => tracing::info!(order_id = %order_id, "payment done; order is paid"),
-        StatusChange::StatusMovedOn => tracing::info!(order_id = %order_id, "payment event for an order that has moved on; ignored"),
+        StatusChange::StatusMovedOn => {
+            tracing::info!(order_id = %order_id, "payment event for an order that has moved on; ignored")
+        }
         StatusChange::NotFound => return Err(unknown_order(order_id)),
     }
     Ok(())
@@ -111,13 +113,15 @@ pub async fn on_order_processed(context: &ConsumerContext, event: OrderProcessed
 
 pub async fn on_inventory_failed(context: &ConsumerContext, event: InventoryFailed) -> Result<(), HandlerError> {
     let order_id = parse_order_id(&event.order_id)?;
-    let change = context
-        .store
-        .change_status(order_id, None, OrderStatus::Pending, OrderStatus::Cancelled, Some(&event.reason))
-        .await?;
+    let change =
+        context.store.change_status(order_id, None, OrderStatus::Pending, OrderStatus::Cancelled, Some(&event.reason)).await?;
     match change {
-        StatusChange::Changed(_) => tracing::info!(order_id = %order_id, reason = %event.reason, "stock unavailable; order cancelled"),
-        StatusChange::StatusMovedOn => tracing::info!(order_id = %order_id, "reservation failure for an order that has moved on; ignored"),
+        StatusChange::Changed(_) => {
+            tracing::info!(order_id = %order_id, reason = %event.reason, "stock unavailable; order cancelled")
+        }
+        StatusChange::StatusMovedOn => {
+            tracing::info!(order_id = %order_id, "reservation failure for an order that has moved on; ignored")
+        }
         StatusChange::NotFound => return Err(unknown_order(order_id)),
     }
     Ok(())
@@ -130,7 +134,8 @@ async fn current_status(context: &ConsumerContext, order_id: ObjectId) -> Result
 
 /// An id that is not an ObjectId can never name an order: dead-letter it at once.
 fn parse_order_id(text: &str) -> Result<ObjectId, HandlerError> {
-    ObjectId::parse_str(text).map_err(|error| HandlerError::Reject(anyhow::anyhow!("order id {text:?} is not an ObjectId: {error}")))
+    ObjectId::parse_str(text)
+        .map_err(|error| HandlerError::Reject(anyhow::anyhow!("order id {text:?} is not an ObjectId: {error}")))
 }
 
 /// Orders are never deleted, so an event about an order we do not have is about an order that

@@ -6,6 +6,7 @@
 //! user service may be down: the consumers and the outbox relay retry in the background, and the
 //! token verifier fetches its keys on first use.
 
+use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,8 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::Config;
 use crate::catalog::CatalogClient;
 use crate::consumers::{self, ConsumerContext};
-use crate::orders::{self, OrdersState};
 use crate::orders::store::OrderStore;
+use crate::orders::{self, OrdersState};
 
 /// How long the consumers and the relay get to finish what they hold once asked to stop.
 const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +36,7 @@ const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SERVICE_NAME: &str = "order-service";
 
 #[derive(OpenApi)]
-#[openapi(info(title = "Order Service", description = "Orders and their status"))]
+#[openapi(info(title = "Order service", description = "Orders and their status"), modifiers(&BearerSecurity))]
 struct ApiDocumentation;
 
 pub struct Application {
@@ -118,6 +119,7 @@ impl Application {
 
 /// Every route of the service, with health, the OpenAPI document and Swagger UI.
 pub fn router(state: OrdersState) -> Router {
-    let (api, specification) = OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(orders::router(state)).split_for_parts();
+    let (api, specification) =
+        OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(orders::router(state)).split_for_parts();
     common::http::finish(api.merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(specification)))
 }

@@ -160,12 +160,23 @@ impl TestApp {
     }
 
     async fn stored_order_count(&self) -> u64 {
-        self.mongodb.database(&self.database_name).collection::<bson::Document>("orders").count_documents(bson::doc! {}).await.unwrap()
+        self.mongodb
+            .database(&self.database_name)
+            .collection::<bson::Document>("orders")
+            .count_documents(bson::doc! {})
+            .await
+            .unwrap()
     }
 
     async fn stored_order(&self, order_id: &str) -> bson::Document {
         let id = bson::oid::ObjectId::parse_str(order_id).unwrap();
-        self.mongodb.database(&self.database_name).collection::<bson::Document>("orders").find_one(bson::doc! { "_id": id }).await.unwrap().unwrap()
+        self.mongodb
+            .database(&self.database_name)
+            .collection::<bson::Document>("orders")
+            .find_one(bson::doc! { "_id": id })
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn stop(mut self) {
@@ -176,7 +187,12 @@ impl TestApp {
             let _ = task.await;
         }
         let _ = self.mongodb.database(&self.database_name).drop().await;
-        let _ = self.http.delete(format!("{MANAGEMENT_URL}/api/vhosts/{}", self.vhost)).basic_auth("guest", Some("guest")).send().await;
+        let _ = self
+            .http
+            .delete(format!("{MANAGEMENT_URL}/api/vhosts/{}", self.vhost))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await;
         stopped.expect("the service stops within 15 seconds").unwrap().expect("the service stops cleanly");
     }
 }
@@ -192,7 +208,11 @@ async fn fake_product(State(catalog): State<Arc<FakeCatalog>>, Path(id): Path<St
 }
 
 /// Inventory's part of the flow, all or none, as the real inventory service does it.
-fn spawn_fake_inventory(rabbitmq_url: &str, inventory: &Arc<FakeInventory>, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_fake_inventory(
+    rabbitmq_url: &str,
+    inventory: &Arc<FakeInventory>,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let publisher = Arc::new(Publisher::new(rabbitmq_url, "fake inventory"));
     let reserving_inventory = Arc::clone(inventory);
     let reserve = consume::<OrderCreated, _, _>(
@@ -204,7 +224,8 @@ fn spawn_fake_inventory(rabbitmq_url: &str, inventory: &Arc<FakeInventory>, stop
             async move {
                 let reserved = {
                     let mut available = inventory.available.lock().unwrap();
-                    let enough = order.items.iter().all(|line| available.get(&line.product_id).copied().unwrap_or(0) >= line.quantity);
+                    let enough =
+                        order.items.iter().all(|line| available.get(&line.product_id).copied().unwrap_or(0) >= line.quantity);
                     if enough {
                         for line in &order.items {
                             *available.get_mut(&line.product_id).unwrap() -= line.quantity;
@@ -239,7 +260,8 @@ fn spawn_fake_inventory(rabbitmq_url: &str, inventory: &Arc<FakeInventory>, stop
 }
 
 async fn create_vhost(http: &reqwest::Client, vhost: &str) {
-    let created = http.put(format!("{MANAGEMENT_URL}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await.unwrap();
+    let created =
+        http.put(format!("{MANAGEMENT_URL}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await.unwrap();
     assert!(created.status().is_success(), "cannot create vhost {vhost}: {}", created.status());
     let permitted = http
         .put(format!("{MANAGEMENT_URL}/api/permissions/{vhost}/guest"))
@@ -281,10 +303,13 @@ async fn an_order_is_accepted_pending_and_reaches_paid() {
 
     let started = Instant::now();
     let (status, order) = app
-        .place_order(1, json!([
-            { "product_id": headphones, "quantity": 1, "price": 249.99 },
-            { "product_id": watch, "quantity": 2, "price": 179.99 }
-        ]))
+        .place_order(
+            1,
+            json!([
+                { "product_id": headphones, "quantity": 1, "price": 249.99 },
+                { "product_id": watch, "quantity": 2, "price": 179.99 }
+            ]),
+        )
         .await;
 
     assert_eq!(status, StatusCode::CREATED, "{order}");
@@ -357,7 +382,10 @@ async fn status_changes_follow_the_status_machine_and_stay_private() {
 
     let (status, body) = app.send(reqwest::Method::PUT, &status_path, 1, Some(json!({ "status": "processing" }))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["detail"], "Cannot change order status from shipped to processing. Allowed transitions from shipped: delivered, refunded");
+    assert_eq!(
+        body["detail"],
+        "Cannot change order status from shipped to processing. Allowed transitions from shipped: delivered, refunded"
+    );
 
     let (status, _) = app.send(reqwest::Method::PUT, &status_path, 1, Some(json!({ "status": "teleported" }))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -453,9 +481,13 @@ async fn concurrent_cancels_of_one_order_succeed_once_and_queue_one_release() {
     let statuses: Vec<StatusCode> = futures::future::join_all(cancels).await.into_iter().map(|(status, _)| status).collect();
 
     assert_eq!(statuses.iter().filter(|status| **status == StatusCode::NO_CONTENT).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|status| *status == StatusCode::NO_CONTENT || *status == StatusCode::BAD_REQUEST), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|status| *status == StatusCode::NO_CONTENT || *status == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
     let stored = app.stored_order(&order_id).await;
-    let queues: Vec<&str> = stored.get_array("outbox").unwrap().iter().map(|entry| entry.as_document().unwrap().get_str("queue").unwrap()).collect();
+    let queues: Vec<&str> =
+        stored.get_array("outbox").unwrap().iter().map(|entry| entry.as_document().unwrap().get_str("queue").unwrap()).collect();
     assert_eq!(queues, ["order_created", "inventory_release"]);
     app.open_broker().await;
     app.stop().await;
@@ -466,7 +498,8 @@ async fn health_and_the_openapi_document_are_served() {
     let app = TestApp::spawn(true).await;
     let health: Value = app.http.get(format!("{}/health", app.address)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health, json!({ "status": "healthy", "service": "order-service" }));
-    let specification: Value = app.http.get(format!("{}/api/v1/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let specification: Value =
+        app.http.get(format!("{}/api/v1/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
     let paths = specification["paths"].as_object().unwrap();
     assert!(paths.contains_key("/api/v1/orders/") && paths.contains_key("/api/v1/orders/{order_id}/status"), "{paths:?}");
     let documentation = app.http.get(format!("{}/api/v1/docs/", app.address)).send().await.unwrap();

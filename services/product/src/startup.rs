@@ -6,6 +6,7 @@
 //! Only MongoDB must be reachable at start-up: RabbitMQ is reached by the relay, which retries in
 //! the background, and the user service's keys are fetched on the first authenticated request.
 
+use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,20 +40,6 @@ const MONGODB_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 )]
 struct ApiDocumentation;
 
-/// Declares the `bearer` security scheme the write endpoints name.
-struct BearerSecurity;
-
-impl utoipa::Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}
-
 pub struct Application {
     port: u16,
     listener: TcpListener,
@@ -82,11 +69,8 @@ impl Application {
         let outbox_wake = Arc::new(Notify::new());
         let outbox_relay = OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake));
 
-        let state = AppState {
-            products,
-            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
-            outbox_wake,
-        };
+        let state =
+            AppState { products, token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())), outbox_wake };
         let router = router(state);
 
         let listener = common::http::bind(&config.http).await?;

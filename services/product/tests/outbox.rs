@@ -90,7 +90,11 @@ async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() 
     assert!(!store.mark_deleted(lamp.id, &deleted, now).await.unwrap(), "deleting twice finds nothing");
 
     assert!(store.find_by_id(lamp.id).await.unwrap().is_none(), "hidden at once");
-    assert_eq!(outbox.pending(100).await.unwrap(), vec![created.clone(), deleted.clone()], "events in the order they were stored");
+    assert_eq!(
+        outbox.pending(100).await.unwrap(),
+        vec![created.clone(), deleted.clone()],
+        "events in the order they were stored"
+    );
 
     // The tombstone stays while any event is pending, and goes with the last one.
     outbox.mark_published(&created).await.unwrap();

@@ -1,9 +1,8 @@
 //! The OpenAPI document: the handlers' `#[utoipa::path]` annotations collected by the routers,
 //! plus what no single handler knows (title, tags, the bearer security scheme).
 
-use utoipa::Modify;
+use common::openapi::BearerSecurity;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,16 +15,3 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     )
 )]
 pub struct ApiDocument;
-
-/// Declares the `bearer` scheme the handlers' `security(("bearer" = []))` refer to.
-struct BearerSecurity;
-
-impl Modify for BearerSecurity {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-        );
-    }
-}

@@ -69,7 +69,8 @@ async fn hash_blocking(params: Params, password: String) -> anyhow::Result<Strin
 }
 
 fn verify_now(password: &str, stored_hash: &str) -> anyhow::Result<bool> {
-    let parsed = PasswordHash::new(stored_hash).map_err(|error| anyhow::anyhow!("stored password hash does not parse: {error}"))?;
+    let parsed =
+        PasswordHash::new(stored_hash).map_err(|error| anyhow::anyhow!("stored password hash does not parse: {error}"))?;
     // The verifier's own parameters are irrelevant: verification reads them from the hash.
     match argon2id(Params::DEFAULT).verify_password(password.as_bytes(), &parsed) {
         Ok(()) => Ok(true),

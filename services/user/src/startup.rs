@@ -42,7 +42,12 @@ impl Application {
         tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
         let passwords = PasswordHasher::new(config.password_hashing).await?;
 
-        let state = AppState { pool: pool.clone(), tokens: Arc::new(tokens), verifier: Arc::new(verifier), passwords: Arc::new(passwords) };
+        let state = AppState {
+            pool: pool.clone(),
+            tokens: Arc::new(tokens),
+            verifier: Arc::new(verifier),
+            passwords: Arc::new(passwords),
+        };
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr().context("failed to read the bound address")?.port();
         Ok(Self { port, listener, router: router(state), pool })
@@ -68,8 +73,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::addresses::router())
         .split_for_parts();
     common::http::finish(
-        api.with_state(state)
-            .merge(common::health::router("user-service"))
-            .merge(common::openapi::router(document)),
+        api.with_state(state).merge(common::health::router("user-service")).merge(common::openapi::router(document)),
     )
 }

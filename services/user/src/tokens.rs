@@ -125,7 +125,8 @@ impl TokenIssuer {
         let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("failed to encode a token header")?);
         let encoded_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("failed to encode token claims")?);
         let message = format!("{encoded_header}.{encoded_claims}");
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding_key, Algorithm::RS256).context("failed to sign a token")?;
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding_key, Algorithm::RS256)
+            .context("failed to sign a token")?;
         Ok(format!("{message}.{signature}"))
     }
 
@@ -189,9 +190,9 @@ async fn generate_key_file(path: &Path) -> anyhow::Result<String> {
             tracing::warn!(path = %path.display(), "generated a new token signing key (development only: configure JWT_PRIVATE_KEY in production)");
             Ok(pem)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            tokio::fs::read_to_string(path).await.with_context(|| format!("failed to read the token signing key {}", path.display()))
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("failed to read the token signing key {}", path.display())),
         Err(error) => Err(error).with_context(|| format!("failed to create the token signing key file {}", path.display())),
     }
 }

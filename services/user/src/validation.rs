@@ -132,7 +132,9 @@ mod tests {
     fn messages(validator: Validator) -> Vec<String> {
         match validator.finish() {
             Ok(()) => Vec::new(),
-            Err(ApiError::Validation(errors)) => errors.into_iter().map(|error| format!("{}: {}", error.loc[1], error.msg)).collect(),
+            Err(ApiError::Validation(errors)) => {
+                errors.into_iter().map(|error| format!("{}: {}", error.loc[1], error.msg)).collect()
+            }
             Err(other) => panic!("unexpected error {other:?}"),
         }
     }
@@ -149,7 +151,16 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_refused() {
-        for email in ["", "customer", "customer@", "@example.com", "customer@example", "a b@example.com", "a@b@example.com", "a@example..com"] {
+        for email in [
+            "",
+            "customer",
+            "customer@",
+            "@example.com",
+            "customer@example",
+            "a b@example.com",
+            "a@b@example.com",
+            "a@example..com",
+        ] {
             let mut validator = Validator::new();
             validator.email("email", email);
             assert_eq!(messages(validator).len(), 1, "{email:?} should be refused");

@@ -119,7 +119,8 @@ impl TestApi {
     }
 
     async fn add_address(&self, token: &str, line1: &str, is_default: Option<bool>) -> Value {
-        let mut body = json!({"line1": line1, "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country"});
+        let mut body =
+            json!({"line1": line1, "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country"});
         if let Some(is_default) = is_default {
             body["is_default"] = json!(is_default);
         }
@@ -136,13 +137,24 @@ impl TestApi {
 }
 
 fn defaults(addresses: &[Value]) -> Vec<String> {
-    addresses.iter().filter(|address| address["is_default"] == json!(true)).map(|address| address["line1"].as_str().unwrap().to_owned()).collect()
+    addresses
+        .iter()
+        .filter(|address| address["is_default"] == json!(true))
+        .map(|address| address["line1"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn concurrent_registrations_of_one_email_in_different_cases_create_exactly_one_account() {
     with_api(|api| async move {
-        let emails = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM", "rAcE@example.com", "race@example.COM"];
+        let emails = [
+            "race@example.com",
+            "RACE@example.com",
+            "Race@Example.com",
+            "race@EXAMPLE.COM",
+            "rAcE@example.com",
+            "race@example.COM",
+        ];
         let responses = futures::future::join_all(emails.iter().map(|email| api.register(email))).await;
 
         let mut statuses: Vec<StatusCode> = responses.iter().map(reqwest::Response::status).collect();
@@ -162,10 +174,19 @@ async fn a_registration_answers_the_guides_fields_in_the_guides_order_and_stores
         let text = api.register("customer@example.com").await.text().await.unwrap();
         let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text).unwrap().keys().cloned().collect();
         // serde_json's Map sorts keys unless preserve_order is on, so check the raw text order.
-        let positions: Vec<usize> = ["\"id\"", "\"email\"", "\"first_name\"", "\"last_name\"", "\"phone\"", "\"is_active\"", "\"created_at\"", "\"addresses\""]
-            .iter()
-            .map(|key| text.find(key).unwrap_or_else(|| panic!("{key} missing from {text}")))
-            .collect();
+        let positions: Vec<usize> = [
+            "\"id\"",
+            "\"email\"",
+            "\"first_name\"",
+            "\"last_name\"",
+            "\"phone\"",
+            "\"is_active\"",
+            "\"created_at\"",
+            "\"addresses\"",
+        ]
+        .iter()
+        .map(|key| text.find(key).unwrap_or_else(|| panic!("{key} missing from {text}")))
+        .collect();
         assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "fields out of order: {text}");
         assert_eq!(keys.len(), 8, "unexpected fields in {text}");
 
@@ -230,7 +251,8 @@ async fn another_customers_address_cannot_be_read_changed_or_deleted_and_the_att
         api.add_address(&intruder, "Intruder Street", Some(true)).await;
 
         let path = format!("/api/v1/users/me/addresses/{}", owned["id"]);
-        let (status, body) = api.send(reqwest::Method::PUT, &path, &intruder, Some(json!({"line1": "Stolen", "is_default": true}))).await;
+        let (status, body) =
+            api.send(reqwest::Method::PUT, &path, &intruder, Some(json!({"line1": "Stolen", "is_default": true}))).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(body, json!({"detail": "Address not found"}));
         let (status, _) = api.send(reqwest::Method::DELETE, &path, &intruder, None).await;
@@ -292,7 +314,10 @@ async fn the_openapi_document_describes_every_route_and_the_bearer_scheme() {
             assert!(document["paths"][path].is_object(), "{path} missing from the OpenAPI document");
         }
         assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-        assert!(document["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
+        assert!(
+            document["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+                .is_object()
+        );
         let docs = api.http.get(api.url("/api/v1/docs/")).send().await.unwrap();
         assert_eq!(docs.status(), StatusCode::OK);
     })

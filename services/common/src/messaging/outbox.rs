@@ -100,7 +100,13 @@ impl<S: OutboxStore> OutboxRelay<S> {
             }
             for message in &batch {
                 self.publisher
-                    .publish_raw(&message.queue, &message.correlation_id, &message.id, message.payload.as_bytes(), FieldTable::default())
+                    .publish_raw(
+                        &message.queue,
+                        &message.correlation_id,
+                        &message.id,
+                        message.payload.as_bytes(),
+                        FieldTable::default(),
+                    )
                     .await?;
                 self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
                 tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");

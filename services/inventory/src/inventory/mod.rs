@@ -169,9 +169,9 @@ pub async fn on_product_created(pool: &PgPool, event: ProductCreated) -> Result<
     if !is_product_id(&event.product_id) {
         return Err(HandlerError::Reject(anyhow::anyhow!("{:?} is not a product id", event.product_id)));
     }
-    let Ok(initial_quantity) = i32::try_from(event.quantity).map_err(drop).and_then(|quantity| {
-        if quantity >= 0 { Ok(quantity) } else { Err(()) }
-    }) else {
+    let Ok(initial_quantity) =
+        i32::try_from(event.quantity).map_err(drop).and_then(|quantity| if quantity >= 0 { Ok(quantity) } else { Err(()) })
+    else {
         return Err(HandlerError::Reject(anyhow::anyhow!("{} is not a valid initial quantity", event.quantity)));
     };
     if store::create_for_new_product(pool, &event.product_id, initial_quantity).await? {

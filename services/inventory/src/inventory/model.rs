@@ -87,7 +87,11 @@ impl StockAdjustment {
         if self.reason.trim().is_empty() {
             errors.push(FieldError::new("body", "reason", "reason must not be empty"));
         } else if self.reason.chars().count() > MAXIMUM_REASON_LENGTH {
-            errors.push(FieldError::new("body", "reason", format!("reason must have at most {MAXIMUM_REASON_LENGTH} characters")));
+            errors.push(FieldError::new(
+                "body",
+                "reason",
+                format!("reason must have at most {MAXIMUM_REASON_LENGTH} characters"),
+            ));
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }

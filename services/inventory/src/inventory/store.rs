@@ -34,12 +34,7 @@ pub async fn list(pool: &PgPool, low_stock_only: bool, page: Page) -> anyhow::Re
          FROM inventory WHERE discontinued_at IS NULL
          ORDER BY id OFFSET $1 LIMIT $2"
     };
-    sqlx::query_as(statement)
-        .bind(page.skip)
-        .bind(page.limit)
-        .fetch_all(pool)
-        .await
-        .context("failed to list stock records")
+    sqlx::query_as(statement).bind(page.skip).bind(page.limit).fetch_all(pool).await.context("failed to list stock records")
 }
 
 /// Whether the product has a stock record at all, discontinued or not.
@@ -69,7 +64,12 @@ pub async fn history(pool: &PgPool, product_id: &str, page: Page) -> anyhow::Res
 /// Adds `quantity_change` to the available quantity and records why, in one statement, unless
 /// that would take it below zero (or past the column's range). `None` when nothing changed:
 /// there is no visible record, or the change does not fit.
-pub async fn adjust(pool: &PgPool, product_id: &str, quantity_change: i32, reason: &str) -> anyhow::Result<Option<InventoryRecord>> {
+pub async fn adjust(
+    pool: &PgPool,
+    product_id: &str,
+    quantity_change: i32,
+    reason: &str,
+) -> anyhow::Result<Option<InventoryRecord>> {
     sqlx::query_as(
         "WITH adjusted AS (
              UPDATE inventory

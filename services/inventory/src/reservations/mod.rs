@@ -18,7 +18,12 @@ use self::store::{ReleaseOutcome, ReservationOutcome, UnknownProducts};
 ///
 /// A product without a stock record is waited for until the last attempt: an order placed right
 /// after its product was created can arrive before that product's `product_created`.
-pub async fn on_order_created(pool: &PgPool, publisher: &Publisher, order: OrderCreated, attempt: Attempt) -> Result<(), HandlerError> {
+pub async fn on_order_created(
+    pool: &PgPool,
+    publisher: &Publisher,
+    order: OrderCreated,
+    attempt: Attempt,
+) -> Result<(), HandlerError> {
     let order_id = order.order_id.clone();
     let unknown_products = if attempt.is_last { UnknownProducts::Fail } else { UnknownProducts::WaitForThem };
     let outcome = store::reserve(pool, &order, unknown_products).await?;

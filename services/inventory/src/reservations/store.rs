@@ -55,7 +55,11 @@ pub enum ReleaseOutcome {
 
 /// Reserves every line of `order`, or none. A second call for the same order changes nothing
 /// and returns the recorded outcome.
-pub async fn reserve(pool: &PgPool, order: &OrderCreated, unknown_products: UnknownProducts) -> anyhow::Result<ReservationOutcome> {
+pub async fn reserve(
+    pool: &PgPool,
+    order: &OrderCreated,
+    unknown_products: UnknownProducts,
+) -> anyhow::Result<ReservationOutcome> {
     let order_id = order.order_id.as_str();
     let context = || format!("failed to reserve stock for order {order_id}");
     let mut transaction = pool.begin().await.with_context(context)?;
@@ -136,15 +140,14 @@ async fn claim_order(
     state: &str,
     reason: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO reservations (order_id, state, reason) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(state)
-    .bind(reason)
-    .execute(&mut **transaction)
-    .await?
-    .rows_affected();
+    let inserted =
+        sqlx::query("INSERT INTO reservations (order_id, state, reason) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING")
+            .bind(order_id)
+            .bind(state)
+            .bind(reason)
+            .execute(&mut **transaction)
+            .await?
+            .rows_affected();
     Ok(inserted == 1)
 }
 

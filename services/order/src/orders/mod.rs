@@ -117,7 +117,11 @@ async fn list_orders(
     Query(query): Query<ListOrdersQuery>,
 ) -> ApiResult<Json<Vec<OrderResponse>>> {
     if !(1..=MAXIMUM_LIMIT).contains(&query.limit) {
-        return Err(ApiError::Validation(vec![FieldError::new("query", "limit", format!("limit must be between 1 and {MAXIMUM_LIMIT}"))]));
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "query",
+            "limit",
+            format!("limit must be between 1 and {MAXIMUM_LIMIT}"),
+        )]));
     }
     let orders = state.store.list_for_user(&caller.id.to_string(), query.status, query.skip, query.limit).await?;
     Ok(Json(orders.into_iter().map(OrderResponse::from).collect()))
@@ -135,7 +139,11 @@ async fn list_orders(
         (status = 404, description = "No such order among the caller's orders"),
     )
 )]
-async fn get_order(State(state): State<OrdersState>, caller: CurrentUser, Path(order_id): Path<String>) -> ApiResult<Json<OrderResponse>> {
+async fn get_order(
+    State(state): State<OrdersState>,
+    caller: CurrentUser,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<OrderResponse>> {
     let order_id = parse_order_id(&order_id)?;
     let order = state.store.find_for_user(order_id, &caller.id.to_string()).await?.ok_or_else(|| ApiError::not_found("Order"))?;
     Ok(Json(order.into()))
@@ -186,7 +194,11 @@ async fn update_order_status(
         (status = 404, description = "No such order among the caller's orders"),
     )
 )]
-async fn cancel_order(State(state): State<OrdersState>, caller: CurrentUser, Path(order_id): Path<String>) -> ApiResult<StatusCode> {
+async fn cancel_order(
+    State(state): State<OrdersState>,
+    caller: CurrentUser,
+    Path(order_id): Path<String>,
+) -> ApiResult<StatusCode> {
     let order_id = parse_order_id(&order_id)?;
     change_status(&state, order_id, &caller.id.to_string(), OrderStatus::Cancelled, |current, _| {
         format!("Order cannot be cancelled: it is {current}")
@@ -235,7 +247,9 @@ fn parse_order_id(text: &str) -> ApiResult<ObjectId> {
 fn validate_request(request: &CreateOrderRequest) -> ApiResult<()> {
     let mut errors = Vec::new();
     let address = &request.shipping_address;
-    for (field, value) in [("line1", &address.line1), ("city", &address.city), ("postal_code", &address.postal_code), ("country", &address.country)] {
+    for (field, value) in
+        [("line1", &address.line1), ("city", &address.city), ("postal_code", &address.postal_code), ("country", &address.country)]
+    {
         if value.trim().is_empty() {
             errors.push(FieldError {
                 loc: vec!["body".into(), "shipping_address".into(), field.into()],
@@ -260,7 +274,10 @@ fn validate_request(request: &CreateOrderRequest) -> ApiResult<()> {
             errors.push(FieldError { msg: format!("Quantity must be at most {MAXIMUM_QUANTITY}"), ..location("quantity") });
         }
         if !seen.insert(item.product_id.as_str()) {
-            errors.push(FieldError { msg: "Each product may appear only once; combine the quantities".into(), ..location("product_id") });
+            errors.push(FieldError {
+                msg: "Each product may appear only once; combine the quantities".into(),
+                ..location("product_id")
+            });
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
@@ -274,7 +291,11 @@ fn priced_items(request: &CreateOrderRequest, catalog: &HashMap<String, CatalogE
     for item in &request.items {
         match catalog.get(&item.product_id) {
             Some(CatalogEntry::Found { price }) if *price == item.price => {
-                items.push(StoredOrderItem { product_id: item.product_id.clone(), quantity: item.quantity, price_cents: price.0 });
+                items.push(StoredOrderItem {
+                    product_id: item.product_id.clone(),
+                    quantity: item.quantity,
+                    price_cents: price.0,
+                });
             }
             Some(CatalogEntry::Found { price }) => {
                 problems.push(format!("Price of product {} is {price}, not {}", item.product_id, item.price));
@@ -297,7 +318,11 @@ mod tests {
             user_id: "1".into(),
             items: items
                 .into_iter()
-                .map(|(product_id, quantity, cents)| OrderItemRequest { product_id: product_id.into(), quantity, price: Cents(cents) })
+                .map(|(product_id, quantity, cents)| OrderItemRequest {
+                    product_id: product_id.into(),
+                    quantity,
+                    price: Cents(cents),
+                })
                 .collect(),
             shipping_address: ShippingAddress {
                 line1: "1 Street".into(),

@@ -237,7 +237,11 @@ impl From<OrderDocument> for OrderResponse {
             items: order
                 .items
                 .into_iter()
-                .map(|item| OrderItemResponse { product_id: item.product_id, quantity: item.quantity, price: Cents(item.price_cents) })
+                .map(|item| OrderItemResponse {
+                    product_id: item.product_id,
+                    quantity: item.quantity,
+                    price: Cents(item.price_cents),
+                })
                 .collect(),
             total_price: Cents(order.total_price_cents),
             status: order.status,
@@ -317,7 +321,10 @@ mod tests {
         assert_eq!(order.outbox[0].queue, "order_created");
         assert_eq!(order.outbox[0].correlation_id, order.id.to_hex());
         let event: OrderCreated = serde_json::from_str(&order.outbox[0].payload).unwrap();
-        assert_eq!(event.items, vec![OrderLine { product_id: "a".into(), quantity: 1 }, OrderLine { product_id: "b".into(), quantity: 2 }]);
+        assert_eq!(
+            event.items,
+            vec![OrderLine { product_id: "a".into(), quantity: 1 }, OrderLine { product_id: "b".into(), quantity: 2 }]
+        );
     }
 
     #[test]
@@ -325,10 +332,20 @@ mod tests {
         let items = vec![StoredOrderItem { product_id: "p".into(), quantity: 1, price_cents: 89999 }];
         let order = OrderDocument::new_pending("1".into(), items, address());
         let json = serde_json::to_string(&OrderResponse::from(order)).unwrap();
-        let keys: Vec<&str> = ["\"_id\"", "\"user_id\"", "\"items\"", "\"total_price\"", "\"status\"", "\"shipping_address\"", "\"created_at\"", "\"updated_at\""]
-            .into_iter()
-            .collect();
-        let positions: Vec<usize> = keys.iter().map(|key| json.find(key).unwrap_or_else(|| panic!("{key} missing in {json}"))).collect();
+        let keys: Vec<&str> = [
+            "\"_id\"",
+            "\"user_id\"",
+            "\"items\"",
+            "\"total_price\"",
+            "\"status\"",
+            "\"shipping_address\"",
+            "\"created_at\"",
+            "\"updated_at\"",
+        ]
+        .into_iter()
+        .collect();
+        let positions: Vec<usize> =
+            keys.iter().map(|key| json.find(key).unwrap_or_else(|| panic!("{key} missing in {json}"))).collect();
         assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{json}");
         assert!(!json.contains("outbox") && !json.contains("cancellation_reason"), "{json}");
         assert!(json.contains("\"total_price\":899.99"), "{json}");

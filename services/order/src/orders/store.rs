@@ -80,7 +80,13 @@ impl OrderStore {
     }
 
     /// The user's orders, newest first.
-    pub async fn list_for_user(&self, user_id: &str, status: Option<OrderStatus>, skip: u64, limit: i64) -> anyhow::Result<Vec<OrderDocument>> {
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+        status: Option<OrderStatus>,
+        skip: u64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<OrderDocument>> {
         let mut filter = doc! { "user_id": user_id };
         if let Some(status) = status {
             filter.insert("status", status.as_str());
@@ -137,7 +143,8 @@ impl OrderStore {
         if let Some(user_id) = user_id {
             exists_filter.insert("user_id", user_id);
         }
-        let exists = self.orders.count_documents(exists_filter).await.with_context(|| format!("failed to look up order {order_id}"))? > 0;
+        let exists =
+            self.orders.count_documents(exists_filter).await.with_context(|| format!("failed to look up order {order_id}"))? > 0;
         Ok(if exists { StatusChange::StatusMovedOn } else { StatusChange::NotFound })
     }
 }

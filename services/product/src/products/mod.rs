@@ -17,8 +17,8 @@ pub mod store;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use bson::oid::ObjectId;
 use bson::Document;
+use bson::oid::ObjectId;
 use common::auth::CurrentUser;
 use common::extract::{Json, Path, Query};
 use common::messaging::OutboxMessage;
@@ -31,9 +31,11 @@ use self::model::{NewProduct, ProductDocument, ProductFilters, ProductResponse, 
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_products, create_product))
-        .routes(routes!(get_product, update_product, delete_product))
+    OpenApiRouter::new().routes(routes!(list_products, create_product)).routes(routes!(
+        get_product,
+        update_product,
+        delete_product
+    ))
 }
 
 /// Parses a product id from the path: anything but 24 hexadecimal digits is a 422.

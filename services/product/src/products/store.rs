@@ -105,11 +105,7 @@ impl ProductStore {
     pub async fn find_by_id(&self, id: ObjectId) -> anyhow::Result<Option<ProductDocument>> {
         let mut filter = visible();
         filter.insert("_id", id);
-        self.products
-            .find_one(filter)
-            .projection(without_outbox())
-            .await
-            .with_context(|| format!("failed to read product {id}"))
+        self.products.find_one(filter).projection(without_outbox()).await.with_context(|| format!("failed to read product {id}"))
     }
 
     /// Applies `changes` (a `$set` document) to a visible product and returns it as it is now.

@@ -22,9 +22,7 @@ use store::{AddressChanges, AddressRecord, NewAddress};
 pub const TAG: &str = "addresses";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_addresses, create_address))
-        .routes(routes!(update_address, delete_address))
+    OpenApiRouter::new().routes(routes!(list_addresses, create_address)).routes(routes!(update_address, delete_address))
 }
 
 /// An address as the guide shows it.
@@ -120,7 +118,8 @@ impl UpdateAddressRequest {
         let state = required("state", &self.state, MAXIMUM_ADDRESS_FIELD_LENGTH);
         let postal_code = required("postal_code", &self.postal_code, MAXIMUM_POSTAL_CODE_LENGTH);
         let country = required("country", &self.country, MAXIMUM_ADDRESS_FIELD_LENGTH);
-        let line2 = self.line2.as_ref().map(|line2| validator.optional_text("line2", line2.as_deref(), MAXIMUM_ADDRESS_LINE_LENGTH));
+        let line2 =
+            self.line2.as_ref().map(|line2| validator.optional_text("line2", line2.as_deref(), MAXIMUM_ADDRESS_LINE_LENGTH));
         validator.finish()?;
         Ok(AddressChanges { line1, line2, city, state, postal_code, country, is_default: self.is_default })
     }
@@ -188,7 +187,8 @@ async fn update_address(
     Json(request): Json<UpdateAddressRequest>,
 ) -> ApiResult<Json<AddressResponse>> {
     let changes = request.validate()?;
-    let updated = store::update(&state.pool, user.id, address_id, &changes).await?.ok_or_else(|| common::ApiError::not_found("Address"))?;
+    let updated =
+        store::update(&state.pool, user.id, address_id, &changes).await?.ok_or_else(|| common::ApiError::not_found("Address"))?;
     tracing::info!(user_id = user.id, address_id, "address updated");
     Ok(Json(updated.into()))
 }
@@ -206,7 +206,11 @@ async fn update_address(
         (status = 404, description = "The caller has no address with this id"),
     )
 )]
-async fn delete_address(State(state): State<AppState>, ActiveUser(user): ActiveUser, Path(address_id): Path<i64>) -> ApiResult<StatusCode> {
+async fn delete_address(
+    State(state): State<AppState>,
+    ActiveUser(user): ActiveUser,
+    Path(address_id): Path<i64>,
+) -> ApiResult<StatusCode> {
     if !store::delete(&state.pool, user.id, address_id).await? {
         return Err(common::ApiError::not_found("Address"));
     }

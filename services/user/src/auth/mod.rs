@@ -30,11 +30,7 @@ pub const TAG: &str = "auth";
 const INCORRECT_CREDENTIALS: &str = "Incorrect email or password";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(register))
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(key_set))
+    OpenApiRouter::new().routes(routes!(register)).routes(routes!(login)).routes(routes!(refresh)).routes(routes!(key_set))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,7 +105,10 @@ impl RegisterRequest {
         (status = 422, description = "A field is missing or invalid; `detail` lists every problem"),
     )
 )]
-async fn register(State(state): State<AppState>, Json(request): Json<RegisterRequest>) -> ApiResult<(StatusCode, Json<UserResponse>)> {
+async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> ApiResult<(StatusCode, Json<UserResponse>)> {
     let (email, phone, first_name, last_name) = request.validate()?;
     let password_hash = state.passwords.hash(&request.password).await?;
     let user = crate::users::store::insert(&state.pool, &NewUser { email, password_hash, first_name, last_name, phone }).await?;

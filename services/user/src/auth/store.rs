@@ -10,7 +10,12 @@ use uuid::Uuid;
 
 /// Records a freshly issued refresh token, and forgets the user's expired ones so the table
 /// does not grow without bound.
-pub async fn record_issued(connection: &mut PgConnection, jti: Uuid, user_id: i64, expires_at: DateTime<Utc>) -> anyhow::Result<()> {
+pub async fn record_issued(
+    connection: &mut PgConnection,
+    jti: Uuid,
+    user_id: i64,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1 AND expires_at < now()")
         .bind(user_id)
         .execute(&mut *connection)
@@ -29,12 +34,14 @@ pub async fn record_issued(connection: &mut PgConnection, jti: Uuid, user_id: i6
 /// Marks the refresh token spent. False when it was never issued to this user or is spent
 /// already: of two concurrent exchanges of one token, exactly one wins.
 pub async fn consume(connection: &mut PgConnection, jti: Uuid, user_id: i64) -> anyhow::Result<bool> {
-    let consumed = sqlx::query("UPDATE refresh_tokens SET consumed_at = now() WHERE jti = $1::uuid AND user_id = $2 AND consumed_at IS NULL")
-        .bind(jti.to_string())
-        .bind(user_id)
-        .execute(&mut *connection)
-        .await
-        .with_context(|| format!("failed to consume a refresh token of user {user_id}"))?;
+    let consumed = sqlx::query(
+        "UPDATE refresh_tokens SET consumed_at = now() WHERE jti = $1::uuid AND user_id = $2 AND consumed_at IS NULL",
+    )
+    .bind(jti.to_string())
+    .bind(user_id)
+    .execute(&mut *connection)
+    .await
+    .with_context(|| format!("failed to consume a refresh token of user {user_id}"))?;
     Ok(consumed.rows_affected() == 1)
 }
 

@@ -72,11 +72,13 @@ pub async fn insert(pool: &PgPool, user: &NewUser) -> ApiResult<UserRecord> {
 
 /// The user whose email matches, ignoring case.
 pub async fn find_by_email(pool: &PgPool, email: &str) -> anyhow::Result<Option<UserRecord>> {
-    sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)")))
-        .bind(email)
-        .fetch_optional(pool)
-        .await
-        .context("failed to look a user up by email")
+    sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
+    )))
+    .bind(email)
+    .fetch_optional(pool)
+    .await
+    .context("failed to look a user up by email")
 }
 
 pub async fn find_by_id(pool: &PgPool, user_id: i64) -> anyhow::Result<Option<UserRecord>> {
