@@ -6,7 +6,6 @@
 //! doubles as a rough latency measurement of the whole order flow.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cucumber::{then, when};
@@ -22,16 +21,6 @@ const CONCURRENT_REQUESTS: usize = 16;
 
 /// How often the orders are polled while waiting for them to settle.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Each order id placed by one step, with the instant its POST was sent.
-type PlacedOrders = Vec<(String, Instant)>;
-
-/// Orders placed by `When {int} orders ... are placed concurrently`, by scenario id (the world is
-/// the harness's and has no slot for them).
-fn placed_orders() -> &'static Mutex<HashMap<String, PlacedOrders>> {
-    static PLACED: OnceLock<Mutex<HashMap<String, PlacedOrders>>> = OnceLock::new();
-    PLACED.get_or_init(Default::default)
-}
 
 fn order_body(world: &ShopWorld, product_id: &str, quantity: i64, price: f64) -> String {
     json!({
@@ -54,7 +43,7 @@ async fn orders_are_placed_concurrently(world: &mut ShopWorld, count: usize, qua
     let product_id = world.interpolate(&product);
     let body = order_body(world, &product_id, quantity, price);
     let world_ref = &*world;
-    let placed: PlacedOrders = futures::stream::iter(0..count)
+    let placed: Vec<(String, Instant)> = futures::stream::iter(0..count)
         .map(|_| {
             let body = body.clone();
             async move {
@@ -69,7 +58,7 @@ async fn orders_are_placed_concurrently(world: &mut ShopWorld, count: usize, qua
         .buffer_unordered(CONCURRENT_REQUESTS)
         .collect()
         .await;
-    placed_orders().lock().unwrap().insert(world.system().id.clone(), placed);
+    world.placed_orders = placed;
 }
 
 /// Every order of the current customer, by id, read page by page through the list endpoint.
@@ -108,15 +97,16 @@ async fn those_orders_settle_in_two_statuses(
 
 #[then(expr = "within {int} seconds every one of those orders is {string}")]
 async fn those_orders_all_settle(world: &mut ShopWorld, seconds: u64, status: String) {
-    let placed = placed_orders().lock().unwrap().get(&world.system().id).map_or(0, Vec::len);
+    let placed = world.placed_orders.len();
     those_orders_settle(world, seconds, &[(status, placed)]).await;
 }
 
 /// Polls the customer's orders until the orders placed concurrently have exactly the expected
 /// number in each status, then prints how long they took to become paid.
-async fn those_orders_settle(world: &ShopWorld, seconds: u64, expected: &[(String, usize)]) {
-    let placed =
-        placed_orders().lock().unwrap().remove(&world.system().id).expect("no orders were placed concurrently in this scenario");
+async fn those_orders_settle(world: &mut ShopWorld, seconds: u64, expected: &[(String, usize)]) {
+    let placed = std::mem::take(&mut world.placed_orders);
+    assert!(!placed.is_empty(), "no orders were placed concurrently in this scenario");
+    let world = &*world;
     let expected_total: usize = expected.iter().map(|(_, count)| count).sum();
     assert_eq!(expected_total, placed.len(), "the expected counts must cover every order placed");
     let deadline = Instant::now() + Duration::from_secs(seconds);

@@ -71,6 +71,9 @@ pub struct ShopWorld {
     pub last: Option<Response>,
     /// Dead-letter queues whose contents a step asserted (and drained).
     pub asserted_dead_letters: Vec<String>,
+    /// Orders placed by the concurrent-orders step, with the instant each POST was sent, until a
+    /// later step waits for them to settle.
+    pub placed_orders: Vec<(String, std::time::Instant)>,
 }
 
 impl fmt::Debug for ShopWorld {
@@ -93,6 +96,7 @@ impl ShopWorld {
             variables: BTreeMap::new(),
             last: None,
             asserted_dead_letters: Vec::new(),
+            placed_orders: Vec::new(),
         }
     }
 
