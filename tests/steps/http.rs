@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::support::eventually::eventually;
 use crate::support::snapshot;
+use crate::support::system::ServiceName;
 use crate::support::world::{Body, Credentials, ShopWorld, field};
 
 fn method(name: &str) -> Method {
@@ -64,6 +65,14 @@ async fn send_with_header(world: &mut ShopWorld, verb: String, path: String, hea
     world.request_with(method(&verb), &path, Body::None, Credentials::Header(header)).await;
 }
 
+#[when(expr = "I send a GET request directly to the {word} service at {string}")]
+async fn send_directly_to_service(world: &mut ShopWorld, service: String, path: String) {
+    let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
+    let base = world.system().service_url(service);
+    let response = world.send_to(&base, Method::GET, &path, Body::None, Credentials::Anonymous).await;
+    world.last = Some(response);
+}
+
 #[then(expr = "the response status is {int}")]
 async fn status_is(world: &mut ShopWorld, expected: u16) {
     let response = world.last_response();
@@ -79,6 +88,17 @@ async fn body_matches_snapshot(world: &mut ShopWorld, name: String) {
 async fn body_is(world: &mut ShopWorld, step: &Step) {
     let expected: Value = serde_json::from_str(&world.interpolate(&doc_string(step))).expect("the expected body is JSON");
     assert_eq!(world.last_response().json(), &expected, "unexpected body");
+}
+
+#[then(expr = "the response text contains {string}")]
+async fn text_contains(world: &mut ShopWorld, expected: String) {
+    let response = world.last_response();
+    assert!(
+        response.text.contains(&expected),
+        "the response ({}) does not contain {expected:?}: {:.300}",
+        response.status,
+        response.text
+    );
 }
 
 #[then("the response body is empty")]

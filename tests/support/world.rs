@@ -148,7 +148,13 @@ impl ShopWorld {
 
     /// Sends a request through the gateway without touching the last response.
     pub async fn send(&self, method: Method, path: &str, body: Body, credentials: Credentials) -> Response {
-        let url = format!("{}{}", self.system().gateway_url(), self.interpolate(path));
+        self.send_to(&self.system().gateway_url(), method, path, body, credentials).await
+    }
+
+    /// Sends a request to `base` (the gateway, or one service directly, as the guide's health
+    /// checks do) without touching the last response.
+    pub async fn send_to(&self, base: &str, method: Method, path: &str, body: Body, credentials: Credentials) -> Response {
+        let url = format!("{base}{}", self.interpolate(path));
         let mut request = self.http.request(method.clone(), &url);
         match credentials {
             Credentials::Current => {
