@@ -1,7 +1,7 @@
 //! The order service's consumers: what inventory and payment say about an order.
 //!
-//! - `inventory_reserved`: pending -> processing, then the (simulated) payment is announced on
-//!   `order_processed`.
+//! - `inventory_reserved`: pending -> processing; the same write puts the (simulated) payment's
+//!   `order_processed` event in the order's outbox, and the relay is woken to publish it.
 //! - `order_processed`: processing -> paid.
 //! - `inventory_failed`: pending -> cancelled, with the reason inventory gave.
 //!
@@ -12,10 +12,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use bson::oid::ObjectId;
 use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcessed};
-use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
+use common::messaging::{ConsumerSettings, HandlerError, consume};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::orders::model::OrderStatus;
@@ -25,10 +25,9 @@ use crate::orders::store::{OrderStore, StatusChange};
 #[derive(Clone)]
 pub struct ConsumerContext {
     pub store: OrderStore,
-    /// Publishes `order_processed` with confirms: the `inventory_reserved` delivery is acked
-    /// only after the broker has the payment event, so a crash in between means a redelivery
-    /// that publishes it again (harmless: `order_processed` is conditional on `processing`).
-    pub publisher: Arc<Publisher>,
+    /// Wakes the outbox relay after a status change stored an event (the payment announcement),
+    /// so it is published at once instead of at the relay's next poll.
+    pub relay_wake: Arc<Notify>,
 }
 
 /// Starts the three consumers; each runs until `cancel` fires.
@@ -74,27 +73,16 @@ pub fn spawn_all(
 pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryReserved) -> Result<(), HandlerError> {
     let order_id = parse_order_id(&event.order_id)?;
     let change = context.store.change_status(order_id, None, OrderStatus::Pending, OrderStatus::Processing, None).await?;
-    let should_announce_payment = match change {
+    match change {
         StatusChange::Changed(_) => {
+            // The payment announcement went into the outbox with the status; publish it now.
+            context.relay_wake.notify_one();
             tracing::info!(order_id = %order_id, "stock reserved; order is processing");
-            true
+        }
+        StatusChange::StatusMovedOn => {
+            tracing::info!(order_id = %order_id, "stock reserved for an order that has moved on; nothing to do")
         }
         StatusChange::NotFound => return Err(unknown_order(order_id)),
-        StatusChange::StatusMovedOn => {
-            let current = current_status(context, order_id).await?;
-            // Still processing: we moved it before but may have died before the payment event
-            // reached the broker, so announce it again. Any other status: nothing to do.
-            tracing::info!(order_id = %order_id, status = %current, "stock reserved for an order that has moved on");
-            current == OrderStatus::Processing
-        }
-    };
-    if should_announce_payment {
-        // Payment is simulated: it always succeeds at once.
-        context
-            .publisher
-            .publish(&OrderProcessed { order_id: event.order_id.clone() })
-            .await
-            .with_context(|| format!("failed to announce the payment of order {order_id}"))?;
     }
     Ok(())
 }
@@ -125,11 +113,6 @@ pub async fn on_inventory_failed(context: &ConsumerContext, event: InventoryFail
         StatusChange::NotFound => return Err(unknown_order(order_id)),
     }
     Ok(())
-}
-
-async fn current_status(context: &ConsumerContext, order_id: ObjectId) -> Result<OrderStatus, HandlerError> {
-    let order = context.store.find(order_id).await?.ok_or_else(|| unknown_order(order_id))?;
-    Ok(order.status)
 }
 
 /// An id that is not an ObjectId can never name an order: dead-letter it at once.

@@ -46,9 +46,10 @@ pub struct Application {
     config: Config,
     mongodb: mongodb::Client,
     store: OrderStore,
-    /// Shared by the outbox relay and the `inventory_reserved` consumer.
+    /// The outbox relay's broker connection: every event the order service sends goes through
+    /// the outbox, so this is its only publisher. Closed on shutdown.
     publisher: Arc<Publisher>,
-    /// Handed to the HTTP handlers too: they notify it after storing an event.
+    /// Handed to the HTTP handlers and the consumers: they notify it after storing an event.
     relay_wake: Arc<Notify>,
 }
 
@@ -87,7 +88,7 @@ impl Application {
         background.spawn(relay.run(cancel.clone()));
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
         settings.prefetch = self.config.consumer_prefetch;
-        let context = ConsumerContext { store: self.store.clone(), publisher: Arc::clone(&self.publisher) };
+        let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake) };
         consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;

@@ -14,7 +14,8 @@ use mongodb::{Collection, Database, IndexModel};
 
 use common::messaging::OutboxMessage;
 use common::messaging::document_outbox::DocumentOutboxStore;
-use common::messaging::events::InventoryRelease;
+use common::messaging::document_outbox::{OUTBOX_FIELD, outbox_array};
+use common::messaging::events::{InventoryRelease, OrderProcessed};
 
 use super::model::{OrderDocument, OrderStatus, storable_now};
 
@@ -124,10 +125,17 @@ impl OrderStore {
             set.insert("cancellation_reason", reason);
         }
         let mut update = doc! { "$set": set };
+        let mut events = Vec::new();
         if expected.releases_stock_when_becoming(next) {
-            let release = OutboxMessage::new(&InventoryRelease { order_id: order_id.to_hex() });
-            let release = bson::to_bson(&release).context("failed to encode the release event")?;
-            update.insert("$push", doc! { "outbox": release });
+            events.push(OutboxMessage::new(&InventoryRelease { order_id: order_id.to_hex() }));
+        }
+        if next == OrderStatus::Processing {
+            // Payment is simulated: it is announced with the move to processing, in the same
+            // write, so the announcement can be delayed by a broker outage but never lost.
+            events.push(OutboxMessage::new(&OrderProcessed { order_id: order_id.to_hex() }));
+        }
+        if !events.is_empty() {
+            update.insert("$push", doc! { OUTBOX_FIELD: { "$each": outbox_array(&events)? } });
         }
         let changed = self
             .orders
