@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
 use lapin::types::FieldTable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -94,23 +95,69 @@ impl<S: OutboxStore> OutboxRelay<S> {
 
     async fn publish_pending(&self) -> anyhow::Result<()> {
         loop {
-            let batch = self.store.pending(100).await.context("failed to read the outbox")?;
+            let batch = self.store.pending(PENDING_BATCH).await.context("failed to read the outbox")?;
             if batch.is_empty() {
                 return Ok(());
             }
-            for message in &batch {
-                self.publisher
-                    .publish_raw(
-                        &message.queue,
-                        &message.correlation_id,
-                        &message.id,
-                        message.payload.as_bytes(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
-                tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
-            }
+            // Events about different entities go out concurrently (each publish waits for its own
+            // confirm, so one at a time would make the relay the pipeline's bottleneck); events
+            // about the same entity keep the order in which they were stored.
+            futures::stream::iter(by_entity(batch))
+                .map(|events| async move {
+                    for message in &events {
+                        self.publish_one(message).await?;
+                    }
+                    Ok::<(), anyhow::Error>(())
+                })
+                .buffer_unordered(CONCURRENT_ENTITIES)
+                .try_collect::<Vec<()>>()
+                .await?;
         }
+    }
+
+    async fn publish_one(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        self.publisher
+            .publish_raw(&message.queue, &message.correlation_id, &message.id, message.payload.as_bytes(), FieldTable::default())
+            .await?;
+        self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
+        tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
+        Ok(())
+    }
+}
+
+/// How many pending events one read of the outbox takes.
+const PENDING_BATCH: usize = 100;
+
+/// How many entities' events are in flight at once.
+const CONCURRENT_ENTITIES: usize = 16;
+
+/// The batch split by entity (correlation id), each entity's events in stored order.
+fn by_entity(batch: Vec<OutboxMessage>) -> Vec<Vec<OutboxMessage>> {
+    let mut groups: Vec<Vec<OutboxMessage>> = Vec::new();
+    let mut index_of_entity: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for message in batch {
+        let index = *index_of_entity.entry(message.correlation_id.clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[index].push(message);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, correlation_id: &str) -> OutboxMessage {
+        OutboxMessage { id: id.into(), queue: "queue".into(), correlation_id: correlation_id.into(), payload: "{}".into() }
+    }
+
+    #[test]
+    fn events_are_grouped_by_entity_and_keep_their_order_within_it() {
+        let batch = vec![event("1", "order-a"), event("2", "order-b"), event("3", "order-a")];
+        let groups: Vec<Vec<String>> =
+            by_entity(batch).into_iter().map(|group| group.into_iter().map(|message| message.id).collect()).collect();
+        assert_eq!(groups, vec![vec!["1", "3"], vec!["2"]]);
     }
 }
