@@ -18,11 +18,12 @@ pub struct Upstreams {
     pub inventory: String,
 }
 
-/// A running nginx; killed when dropped.
+/// A running nginx. [`Gateway::stop`] stops it; dropping it without stopping kills the master as
+/// a last resort, which leaves its worker behind, so always stop it.
 pub struct Gateway {
     pub port: u16,
     prefix: PathBuf,
-    /// The nginx master process. `kill_on_drop` makes dropping the gateway stop it.
+    /// The nginx master process (it runs with `daemon off`, so it is our child).
     process: Child,
 }
 
@@ -70,7 +71,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = process.kill().await;
+        stop_nginx(&mut process).await;
         bail!("nginx did not answer on port {port}")
     }
 
@@ -78,10 +79,25 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Stops nginx and checks that nothing of it still listens (a leftover worker would).
     pub async fn stop(mut self) {
-        let _ = self.process.kill().await;
+        stop_nginx(&mut self.process).await;
         let _ = std::fs::remove_dir_all(&self.prefix);
+        let still_listening = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok();
+        assert!(!still_listening, "nginx stopped, but something still listens on its port {}", self.port);
     }
+}
+
+/// Asks the nginx master to stop (SIGTERM: it stops its workers, then itself) and waits for it.
+/// Killing the master outright would orphan its worker, which would keep the port open.
+async fn stop_nginx(master: &mut Child) {
+    if let Some(pid) = master.id() {
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(10), master.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = master.kill().await;
 }
 
 /// Renders gateway.conf.template and nginx-local.conf.template into `prefix`.
@@ -90,10 +106,11 @@ pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> 
         std::fs::create_dir_all(prefix.join("temp").join(temporary))?;
     }
     let prefix_text = prefix.to_str().context("the prefix path is not UTF-8")?;
-    let port_text = port.to_string();
+    // Loopback only: the harness's gateways are for this machine's tests, nobody else's.
+    let listen = format!("127.0.0.1:{port}");
     let variables = [
         ("PREFIX", prefix_text),
-        ("GATEWAY_PORT", port_text.as_str()),
+        ("GATEWAY_LISTEN", listen.as_str()),
         ("USER_SERVICE", upstreams.user.as_str()),
         ("PRODUCT_SERVICE", upstreams.product.as_str()),
         ("ORDER_SERVICE", upstreams.order.as_str()),

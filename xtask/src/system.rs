@@ -195,11 +195,13 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
         std::fs::create_dir_all(prefix.join("temp").join(temporary))?;
     }
     let templates = workspace_root().join("services/gateway");
-    let port = port.to_string();
+    // Loopback, like the services: the guide's `curl http://localhost/...` reaches it, nothing
+    // outside this machine does.
+    let listen = format!("127.0.0.1:{port}");
     let prefix_text = prefix.to_str().context("the workspace path is not UTF-8")?;
     let variables = [
         ("PREFIX", prefix_text),
-        ("GATEWAY_PORT", port.as_str()),
+        ("GATEWAY_LISTEN", listen.as_str()),
         ("USER_SERVICE", "127.0.0.1:8003"),
         ("PRODUCT_SERVICE", "127.0.0.1:8000"),
         ("ORDER_SERVICE", "127.0.0.1:8001"),
