@@ -73,18 +73,30 @@ impl System {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
         let mut system = Self { id, vhost, infrastructure, ports: BTreeMap::new(), running: BTreeMap::new(), gateway: None };
+        match system.start_services_and_gateway().await {
+            Ok(()) => Ok(system),
+            Err(error) => {
+                // Leave nothing behind on the shared servers: stop what started, drop what exists.
+                let _ = system.stop_everything().await;
+                let _ = system.remove_data().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_services_and_gateway(&mut self) -> anyhow::Result<()> {
         for service in ServiceName::START_ORDER {
-            system.start_service(service).await?;
+            self.start_service(service).await?;
         }
         let upstreams = Upstreams {
-            user: system.upstream(ServiceName::User),
-            product: system.upstream(ServiceName::Product),
-            order: system.upstream(ServiceName::Order),
-            inventory: system.upstream(ServiceName::Inventory),
+            user: self.upstream(ServiceName::User),
+            product: self.upstream(ServiceName::Product),
+            order: self.upstream(ServiceName::Order),
+            inventory: self.upstream(ServiceName::Inventory),
         };
-        let prefix = std::env::temp_dir().join(format!("e2e-gateway-{}", system.id));
-        system.gateway = Some(Gateway::start(&upstreams, prefix).await?);
-        Ok(system)
+        let prefix = std::env::temp_dir().join(format!("e2e-gateway-{}", self.id));
+        self.gateway = Some(Gateway::start(&upstreams, prefix).await?);
+        Ok(())
     }
 
     pub fn gateway_url(&self) -> String {
