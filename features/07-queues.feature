@@ -121,3 +121,29 @@ Feature: Monitoring the message queues (guide section 7)
     Then the response body matches the snapshot "07_queues_after_the_order_flow"
     And the response field "6.name" is "order_created"
     And the response field "6.messages" is "0"
+
+  Scenario: Messages that can never be processed are dead-lettered and the consumers go on
+    # An event about an order id that cannot exist is rejected by the order service at once; a
+    # message that is not an order at all cannot be decoded by inventory. Both land in their
+    # queue's dead-letter queue, and the next order still flows through both consumers.
+    When I publish to the queue "inventory_reserved":
+      """
+      {"order_id": "not-an-object-id"}
+      """
+    And I publish to the queue "order_created":
+      """
+      {"this is": "not an order"}
+      """
+    Then the dead-letter queue of "inventory_reserved" holds 1 message
+    And the dead-letter queue of "order_created" holds 1 message
+    When I send a POST request to "/api/v1/orders/" with body:
+      """
+      {
+        "user_id": "${USER_ID}",
+        "items": [{"product_id": "${PRODUCT_ID_3}", "quantity": 1, "price": 179.99}],
+        "shipping_address": {"line1": "123 Example Street", "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country"}
+      }
+      """
+    Then the response status is 201
+    And I remember the response field "_id" as "ORDER_ID_3"
+    And within 15 seconds the field "status" of GET "/api/v1/orders/${ORDER_ID_3}" is "paid"

@@ -216,6 +216,16 @@ impl System {
 
     /// Removes the scenario's databases and vhost.
     pub async fn remove_data(self) -> anyhow::Result<()> {
+        // Each store is cleaned even when another one fails (a store that is down, say).
+        let failures: Vec<String> =
+            [self.remove_postgres_databases().await, self.remove_mongodb_databases().await, self.vhost.delete().await]
+                .into_iter()
+                .filter_map(|outcome| outcome.err().map(|error| format!("{error:#}")))
+                .collect();
+        if failures.is_empty() { Ok(()) } else { bail!("removing the scenario's data failed: {}", failures.join("; ")) }
+    }
+
+    async fn remove_postgres_databases(&self) -> anyhow::Result<()> {
         use sqlx::Connection;
         let mut server = sqlx::PgConnection::connect(&format!("{}/postgres", self.infrastructure.postgres_server_url)).await?;
         for service in ["users", "inventory"] {
@@ -223,11 +233,15 @@ impl System {
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut server).await?;
         }
         server.close().await?;
+        Ok(())
+    }
+
+    async fn remove_mongodb_databases(&self) -> anyhow::Result<()> {
         let mongodb = mongodb::Client::with_uri_str(&self.infrastructure.mongodb_url).await?;
         for service in ["products", "orders"] {
             mongodb.database(&self.mongodb_database(service)).drop().await?;
         }
-        self.vhost.delete().await
+        Ok(())
     }
 }
 
