@@ -89,7 +89,7 @@ impl TestService {
         let server_url = postgres_server_url();
         let database_name = format!("security_{}", uuid::Uuid::new_v4().simple());
         let config = Config {
-            http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
+            http: HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: None },
             database_url: format!("{server_url}/{database_name}"),
             database_max_connections: 2,
             signing_key: SigningKeySource::Pem(KEYS.service_private_pem.clone()),

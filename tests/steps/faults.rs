@@ -10,6 +10,7 @@ use crate::support::world::ShopWorld;
 async fn service_is_stopped(world: &mut ShopWorld, service: String) {
     let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
     world.system_mut().stop_service(service).await.unwrap_or_else(|error| panic!("{error:#}"));
+    world.system().verify_service_is_down(service).await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
 #[when(expr = "the {word} service is started again")]
@@ -25,5 +26,7 @@ async fn broker_becomes_unreachable(world: &mut ShopWorld) {
 
 #[when("the message broker is reachable again")]
 async fn broker_is_reachable_again(world: &mut ShopWorld) {
-    world.system().vhost.grant_access().await.unwrap_or_else(|error| panic!("{error:#}"));
+    let vhost = &world.system().vhost;
+    vhost.grant_access().await.unwrap_or_else(|error| panic!("{error:#}"));
+    vhost.verify_reachable().await.unwrap_or_else(|error| panic!("{error:#}"));
 }

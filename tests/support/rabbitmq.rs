@@ -52,17 +52,50 @@ impl VirtualHost {
 
     /// Takes the broker away from this scenario only: nobody may connect to the vhost any more,
     /// and every open connection to it is closed. Other scenarios' vhosts are untouched.
+    ///
+    /// Returns once the outage is proven: a new connection to the vhost is refused, and the
+    /// broker lists no connection to it (services that reconnect are refused from now on).
     pub async fn revoke_access_and_disconnect(&self) -> anyhow::Result<()> {
         self.management(reqwest::Method::DELETE, &format!("/api/permissions/{}/{}", self.name, self.user), None).await?;
-        let connections = self.management(reqwest::Method::GET, &format!("/api/vhosts/{}/connections", self.name), None).await?;
-        for connection in connections.as_array().into_iter().flatten() {
-            if let Some(name) = connection["name"].as_str() {
-                let path = format!("/api/connections/{}", urlencode(name));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let connections = self.connection_names().await?;
+            if connections.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("connections to vhost {} are still open 20 s after closing them: {connections:?}", self.name);
+            }
+            for name in connections {
+                let path = format!("/api/connections/{}", urlencode(&name));
                 // A connection may close by itself meanwhile; that is what we want anyway.
                 let _ = self.management(reqwest::Method::DELETE, &path, None).await;
             }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if let Ok(connection) = self.connect().await {
+            let _ = connection.close(200, "done".into()).await;
+            bail!("access to vhost {} was revoked, but a new connection to it was accepted", self.name);
         }
         Ok(())
+    }
+
+    /// Proves the vhost can be used again: a new connection to it is accepted.
+    pub async fn verify_reachable(&self) -> anyhow::Result<()> {
+        let connection = self.connect().await.context("access to the vhost was given back, but connecting to it still fails")?;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// The names of the connections the broker lists for this vhost.
+    async fn connection_names(&self) -> anyhow::Result<Vec<String>> {
+        let connections = self.management(reqwest::Method::GET, &format!("/api/vhosts/{}/connections", self.name), None).await?;
+        Ok(connections
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|connection| connection["name"].as_str().map(str::to_owned))
+            .collect())
     }
 
     /// `[{name, messages, consumers}]` for every queue of the vhost, as the management API
@@ -100,25 +133,24 @@ impl VirtualHost {
             .with_context(|| format!("failed to connect to vhost {}", self.name))
     }
 
-    /// Messages ready in `queue` (not counting those a consumer holds unacknowledged), or 0
-    /// for a queue nobody declared yet.
+    /// Messages ready in `queue` (not counting those a consumer holds unacknowledged: see
+    /// `System::unsettled_work` for those).
     pub async fn ready_messages(&self, queue: &str) -> anyhow::Result<u32> {
         Ok(self.exact_counts(queue).await?.0)
     }
 
     /// `(ready messages, consumers)` of `queue` as the broker knows them right now (a passive
-    /// declare), or zeros for a queue nobody declared yet.
+    /// declare). A queue that does not exist is an error: every queue of the topology is
+    /// declared when the services start, so a missing one is a misspelled name or a broken
+    /// topology, never "empty".
     pub async fn exact_counts(&self, queue: &str) -> anyhow::Result<(u32, u32)> {
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let counts = match channel.queue_declare(queue.into(), passive, FieldTable::default()).await {
-            Ok(declared) => (declared.message_count(), declared.consumer_count()),
-            // 404 NOT_FOUND: the queue does not exist, so it holds nothing.
-            Err(_) => (0, 0),
-        };
+        let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await;
         let _ = connection.close(200, "done".into()).await;
-        Ok(counts)
+        let declared = declared.with_context(|| format!("queue {queue:?} of vhost {} cannot be read", self.name))?;
+        Ok((declared.message_count(), declared.consumer_count()))
     }
 
     /// Publishes `payload` to `queue` (through the default exchange) and waits for the confirm.

@@ -1,8 +1,9 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `e2e`: sets up what the tests need on this machine (idempotently, saying what it does), runs
-//!   the whole test suite (unit, integration and the Gherkin features) and ends with one summary
-//!   line.
+//! - `e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`: sets up what the tests need
+//!   on this machine (idempotently, saying what it does), runs the whole test suite (unit,
+//!   integration and the Gherkin features; only the features, filtered, when a filter is given)
+//!   and ends with one summary line.
 //! - `up [--gateway-port N]`: sets up the same, builds and starts the four services as separate
 //!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
 //!   commands work as written), prints where everything is, and stops everything it started on
@@ -23,7 +24,9 @@ fn main() -> ExitCode {
         Some("up") => system::up(&arguments[1..]),
         Some("load") => system::load(&arguments[1..]),
         _ => {
-            eprintln!("usage: cargo xtask e2e | up [--gateway-port N] | load [goose options]");
+            eprintln!(
+                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options]"
+            );
             return ExitCode::from(2);
         }
     };

@@ -13,11 +13,22 @@ use crate::infrastructure::{self, say};
 use crate::{cargo, workspace_root};
 
 /// Runs every test of the workspace and ends with one line: `e2e: N passed, M failed`.
-pub fn end_to_end(extra_arguments: &[String]) -> anyhow::Result<ExitCode> {
+///
+/// With a filter (`--name REGEX`, `--tags EXPRESSION`, or cucumber's own options after `--`),
+/// only the features run, filtered: `cargo xtask e2e --tags @serial`,
+/// `cargo xtask e2e --name "Step 1.1"`, `cargo xtask e2e -- --fail-fast`.
+pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let feature_arguments = feature_arguments(arguments)?;
     let mut prepared = infrastructure::prepare(true)?;
-    say("running the whole test suite: cargo test --workspace --no-fail-fast (unit, integration, features)");
     let mut command = cargo();
-    command.args(["test", "--workspace", "--no-fail-fast"]).args(extra_arguments).stdout(Stdio::piped());
+    command.args(["test", "--workspace", "--no-fail-fast"]);
+    if feature_arguments.is_empty() {
+        say("running the whole test suite: cargo test --workspace --no-fail-fast (unit, integration, features)");
+    } else {
+        say(&format!("running the features only, filtered: {}", feature_arguments.join(" ")));
+        command.args(["--test", "features", "--"]).args(&feature_arguments);
+    }
+    command.stdout(Stdio::piped());
     if !prepared.docker {
         command.env("E2E_INFRASTRUCTURE", "urls");
     }
@@ -36,6 +47,30 @@ pub fn end_to_end(extra_arguments: &[String]) -> anyhow::Result<ExitCode> {
     }
     println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The cucumber arguments in `cargo xtask e2e`'s arguments: `--name`/`-n` and `--tags`/`-t`
+/// with their values, and everything after `--`. Anything else is a mistake, said at once.
+fn feature_arguments(arguments: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut feature_arguments = Vec::new();
+    let mut rest = arguments.iter();
+    while let Some(argument) = rest.next() {
+        match argument.as_str() {
+            "--" => {
+                feature_arguments.extend(rest.by_ref().cloned());
+                break;
+            }
+            "--name" | "-n" | "--tags" | "-t" => {
+                let value = rest.next().with_context(|| format!("{argument} needs a value"))?;
+                feature_arguments.extend([argument.clone(), value.clone()]);
+            }
+            other if other.starts_with("--name=") || other.starts_with("--tags=") => feature_arguments.push(other.to_owned()),
+            other => bail!(
+                "unknown argument {other:?}: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]"
+            ),
+        }
+    }
+    Ok(feature_arguments)
 }
 
 /// Counts from libtest's `test result:` lines and cucumber's `N scenarios (...)` summary.

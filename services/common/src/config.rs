@@ -1,31 +1,55 @@
 //! Configuration from environment variables, with defaults that work on a developer machine
 //! (local PostgreSQL, RabbitMQ and a MongoDB-wire server on their standard ports).
+//!
+//! Every service reads its settings through an [`Environment`], so that a caller which sets every
+//! value itself (the end-to-end harness, integration tests) can say "defaults only" and be sure
+//! that nothing in the caller's own environment (a developer's `CONSUMER_PREFETCH`, say) changes
+//! how the service behaves under test.
 
 use std::str::FromStr;
 
 use anyhow::Context;
 
-/// Reads `name`, or returns `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => value,
-        _ => default.to_owned(),
+/// Where configuration values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The process's environment variables: what the binaries use.
+    Process,
+    /// Nothing: every setting takes its default, and the caller overrides what it needs.
+    DefaultsOnly,
+}
+
+impl Environment {
+    /// The value of `name`, if it is set and not blank.
+    pub fn get(self, name: &str) -> Option<String> {
+        match self {
+            Environment::Process => std::env::var(name).ok().filter(|value| !value.trim().is_empty()),
+            Environment::DefaultsOnly => None,
+        }
+    }
+
+    /// Reads `name`, or returns `default` when it is unset or empty.
+    pub fn or(self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Reads and parses `name`, or returns `default` when it is unset or empty. A value that does
+    /// not parse is an error that names the variable, not a silent fallback.
+    pub fn parse<T>(self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T: FromStr,
+        T::Err: std::error::Error + Send + Sync + 'static,
+    {
+        match self.get(name) {
+            Some(value) => value.trim().parse().with_context(|| format!("environment variable {name}={value:?} does not parse")),
+            None => Ok(default),
+        }
     }
 }
 
-/// Reads and parses `name`, or returns `default` when it is unset or empty. A value that does
-/// not parse is an error that names the variable, not a silent fallback.
-pub fn env_parse<T>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
-            value.trim().parse().with_context(|| format!("environment variable {name}={value:?} does not parse"))
-        }
-        _ => Ok(default),
-    }
+/// Reads `name` from the process environment, or returns `default` when it is unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    Environment::Process.or(name, default)
 }
 
 /// Where a service listens. Port 0 asks the OS for a free port; the bound port can be read back
@@ -34,11 +58,20 @@ where
 pub struct HttpSettings {
     pub host: String,
     pub port: u16,
+    /// A socket that is already listening, handed in by a caller that keeps it across restarts
+    /// of the service (the test harness, so that a stopped service's port cannot be taken by
+    /// anyone else meanwhile). When set, `host` and `port` are ignored and the service serves on
+    /// a duplicate of this socket; the caller's own handle stays open after the service stops.
+    pub inherited_listener: Option<std::sync::Arc<std::net::TcpListener>>,
 }
 
 impl HttpSettings {
-    pub fn from_env(default_port: u16) -> anyhow::Result<Self> {
-        Ok(Self { host: env_or("HOST", "127.0.0.1"), port: env_parse("PORT", default_port)? })
+    pub fn from_environment(environment: Environment, default_port: u16) -> anyhow::Result<Self> {
+        Ok(Self {
+            host: environment.or("HOST", "127.0.0.1"),
+            port: environment.parse("PORT", default_port)?,
+            inherited_listener: None,
+        })
     }
 }
 
@@ -48,16 +81,37 @@ pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017/?directConnecti
 pub const DEFAULT_USER_SERVICE_URL: &str = "http://127.0.0.1:8003";
 
 /// The broker every service talks to; the vhost is part of the URL (`%2f` is `/`).
-pub fn rabbitmq_url_from_env() -> String {
-    env_or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+pub fn rabbitmq_url(environment: Environment) -> String {
+    environment.or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
 }
 
 /// Where the user service publishes its signing keys, for the services that verify tokens.
-pub fn jwks_url_from_env() -> String {
-    let explicit = env_or("JWKS_URL", "");
-    if explicit.is_empty() {
-        format!("{}/api/v1/auth/jwks", env_or("USER_SERVICE_URL", DEFAULT_USER_SERVICE_URL).trim_end_matches('/'))
-    } else {
-        explicit
-    }
+pub fn jwks_url(environment: Environment) -> String {
+    environment.get("JWKS_URL").unwrap_or_else(|| {
+        format!("{}/api/v1/auth/jwks", environment.or("USER_SERVICE_URL", DEFAULT_USER_SERVICE_URL).trim_end_matches('/'))
+    })
 }
+
+/// Every variable the services read, for tests that prove a caller's environment is ignored.
+pub const VARIABLES: &[&str] = &[
+    "HOST",
+    "PORT",
+    "RABBITMQ_URL",
+    "JWKS_URL",
+    "USER_SERVICE_URL",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "MONGODB_URL",
+    "MONGODB_DATABASE",
+    "MONGODB_MAX_POOL_SIZE",
+    "PRODUCT_SERVICE_URL",
+    "PRODUCT_LOOKUP_TIMEOUT_MS",
+    "CONSUMER_PREFETCH",
+    "JWT_PRIVATE_KEY",
+    "JWT_PRIVATE_KEY_PATH",
+    "ACCESS_TOKEN_TTL_SECONDS",
+    "REFRESH_TOKEN_TTL_SECONDS",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS",
+    "ARGON2_PARALLELISM",
+];

@@ -13,17 +13,32 @@ use tower_http::trace::TraceLayer;
 use crate::config::HttpSettings;
 use crate::error::ApiError;
 
-/// Binds the listener. Port 0 picks a free port; read it back with `local_addr`.
+/// Binds the listener. Port 0 picks a free port; read it back with `local_addr`. A listener
+/// handed in through [`HttpSettings::inherited_listener`] is duplicated instead, so that the
+/// service closes only its own handle when it stops.
 pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
+    if let Some(inherited) = &settings.inherited_listener {
+        let duplicate = inherited.try_clone().context("failed to duplicate the inherited listener")?;
+        duplicate.set_nonblocking(true).context("failed to make the inherited listener non-blocking")?;
+        return TcpListener::from_std(duplicate).context("failed to adopt the inherited listener");
+    }
     let address = format!("{}:{}", settings.host, settings.port);
     TcpListener::bind(&address).await.with_context(|| format!("failed to bind {address}"))
 }
 
 /// Adds what every service's router needs around its routes: a JSON 404 for unknown paths and a
 /// tracing span per request (method, path, status, latency).
+///
+/// Request spans are children of the span that was current when the router was built: the
+/// server spawns a task per connection, which would otherwise lose the context the service was
+/// started in (the test harness starts each scenario's services in a span of their own, and
+/// attributes what they log to that scenario through it).
 pub fn finish(router: Router) -> Router {
+    let service_span = tracing::Span::current();
     router.fallback(|| async { ApiError::NotFound("Not Found".into()) }).layer(TraceLayer::new_for_http().make_span_with(
-        |request: &Request<_>| tracing::info_span!("request", method = %request.method(), path = %request.uri().path()),
+        move |request: &Request<_>| {
+            tracing::info_span!(parent: &service_span, "request", method = %request.method(), path = %request.uri().path())
+        },
     ))
 }
 

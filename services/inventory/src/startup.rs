@@ -20,6 +20,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -105,7 +106,8 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
             async move { crate::inventory::on_product_created(&pool, event).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
 
     let handler_pool = pool.clone();
     consumers.spawn(consume::<ProductDeleted, _, _>(
@@ -116,7 +118,8 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
             async move { crate::inventory::on_product_deleted(&pool, event).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
 
     // Orders use the default prefetch: reservations for different orders run concurrently, and
     // their row locks keep them correct.
@@ -131,7 +134,8 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
             async move { crate::reservations::on_order_created(&pool, &publisher, order, attempt).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
 
     let handler_pool = pool.clone();
     consumers.spawn(consume::<InventoryRelease, _, _>(
@@ -142,7 +146,8 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
             async move { crate::reservations::on_inventory_release(&pool, release).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
     consumers
 }
 

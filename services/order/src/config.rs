@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use common::config::{HttpSettings, env_or, env_parse};
+use common::config::{Environment, HttpSettings};
 
 pub const PORT: u16 = 8001;
 
@@ -26,17 +26,28 @@ pub struct Config {
 }
 
 impl Config {
+    /// The settings in the process's environment variables, with defaults for what is unset.
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_environment(Environment::Process)
+    }
+
+    /// Every setting at its default, whatever the process's environment says: for callers that
+    /// set what they need themselves and must not be steered by the environment they run in.
+    pub fn defaults() -> Self {
+        Self::from_environment(Environment::DefaultsOnly).expect("the defaults are valid")
+    }
+
+    pub fn from_environment(environment: Environment) -> anyhow::Result<Self> {
         Ok(Self {
-            http: HttpSettings::from_env(PORT)?,
-            mongodb_url: env_or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
-            mongodb_database: env_or("MONGODB_DATABASE", "orders"),
-            mongodb_max_pool_size: env_parse("MONGODB_MAX_POOL_SIZE", 20)?,
-            rabbitmq_url: common::config::rabbitmq_url_from_env(),
-            jwks_url: common::config::jwks_url_from_env(),
-            product_service_url: env_or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
-            product_lookup_timeout: Duration::from_millis(env_parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),
-            consumer_prefetch: env_parse("CONSUMER_PREFETCH", 8)?,
+            http: HttpSettings::from_environment(environment, PORT)?,
+            mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
+            mongodb_database: environment.or("MONGODB_DATABASE", "orders"),
+            mongodb_max_pool_size: environment.parse("MONGODB_MAX_POOL_SIZE", 20)?,
+            rabbitmq_url: common::config::rabbitmq_url(environment),
+            jwks_url: common::config::jwks_url(environment),
+            product_service_url: environment.or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
+            product_lookup_timeout: Duration::from_millis(environment.parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),
+            consumer_prefetch: environment.parse("CONSUMER_PREFETCH", 8)?,
         })
     }
 }

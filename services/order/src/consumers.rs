@@ -17,6 +17,7 @@ use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcess
 use common::messaging::{ConsumerSettings, HandlerError, consume};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::orders::model::OrderStatus;
 use crate::orders::store::{OrderStore, StatusChange};
@@ -47,7 +48,8 @@ pub fn spawn_all(
             async move { on_inventory_reserved(&context, event).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
     let processed_context = context.clone();
     tasks.spawn(consume::<OrderProcessed, _, _>(
         rabbitmq_url.to_owned(),
@@ -57,7 +59,8 @@ pub fn spawn_all(
             async move { on_order_processed(&context, event).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
     let failed_context = context;
     tasks.spawn(consume::<InventoryFailed, _, _>(
         rabbitmq_url.to_owned(),
@@ -67,7 +70,8 @@ pub fn spawn_all(
             async move { on_inventory_failed(&context, event).await }
         },
         cancel.clone(),
-    ));
+    )
+    .in_current_span());
 }
 
 pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryReserved) -> Result<(), HandlerError> {

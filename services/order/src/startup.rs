@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -85,7 +86,8 @@ impl Application {
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
         let relay = OutboxRelay::new(self.store.outbox(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake));
-        background.spawn(relay.run(cancel.clone()));
+        // Background tasks run in the span the service was started in, so their logs keep its context.
+        background.spawn(relay.run(cancel.clone()).in_current_span());
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
         settings.prefetch = self.config.consumer_prefetch;
         let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake) };

@@ -84,7 +84,7 @@ impl TestApp {
         let inventory = Arc::new(FakeInventory::default());
         fake_tasks.extend(spawn_fake_inventory(&rabbitmq_url, &inventory, &stop_fakes));
 
-        let mut config = Config::from_env().unwrap();
+        let mut config = Config::defaults();
         config.http.host = "127.0.0.1".into();
         config.http.port = 0;
         config.mongodb_database = database_name.clone();

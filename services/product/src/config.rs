@@ -1,6 +1,6 @@
 //! Configuration from the environment, with defaults for a developer machine.
 
-use common::config::{HttpSettings, env_or};
+use common::config::{Environment, HttpSettings};
 
 pub const PORT: u16 = 8000;
 
@@ -16,13 +16,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// The settings in the process's environment variables, with defaults for what is unset.
     pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_environment(Environment::Process)
+    }
+
+    /// Every setting at its default, whatever the process's environment says: for callers that
+    /// set what they need themselves and must not be steered by the environment they run in.
+    pub fn defaults() -> Self {
+        Self::from_environment(Environment::DefaultsOnly).expect("the defaults are valid")
+    }
+
+    pub fn from_environment(environment: Environment) -> anyhow::Result<Self> {
         Ok(Self {
-            http: HttpSettings::from_env(PORT)?,
-            mongodb_url: env_or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
-            mongodb_database: env_or("MONGODB_DATABASE", "products"),
-            rabbitmq_url: common::config::rabbitmq_url_from_env(),
-            jwks_url: common::config::jwks_url_from_env(),
+            http: HttpSettings::from_environment(environment, PORT)?,
+            mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
+            mongodb_database: environment.or("MONGODB_DATABASE", "products"),
+            rabbitmq_url: common::config::rabbitmq_url(environment),
+            jwks_url: common::config::jwks_url(environment),
         })
     }
 }

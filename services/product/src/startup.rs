@@ -20,6 +20,7 @@ use mongodb::options::ClientOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -84,7 +85,8 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let background = CancellationToken::new();
-        let relay = tokio::spawn(self.outbox_relay.run(background.clone()));
+        // The relay runs in the span the service was started in, so its logs keep that context.
+        let relay = tokio::spawn(self.outbox_relay.run(background.clone()).in_current_span());
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;
 

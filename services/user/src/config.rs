@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{HttpSettings, env_or, env_parse};
+use common::config::{Environment, HttpSettings};
 
 pub const PORT: u16 = 8003;
 
@@ -62,25 +62,36 @@ impl Default for PasswordHashing {
 }
 
 impl Config {
+    /// The settings in the process's environment variables, with defaults for what is unset.
     pub fn from_env() -> anyhow::Result<Self> {
-        let pem = env_or("JWT_PRIVATE_KEY", "");
+        Self::from_environment(Environment::Process)
+    }
+
+    /// Every setting at its default, whatever the process's environment says: for callers that
+    /// set what they need themselves and must not be steered by the environment they run in.
+    pub fn defaults() -> Self {
+        Self::from_environment(Environment::DefaultsOnly).expect("the defaults are valid")
+    }
+
+    pub fn from_environment(environment: Environment) -> anyhow::Result<Self> {
+        let pem = environment.or("JWT_PRIVATE_KEY", "");
         let signing_key = if pem.is_empty() {
-            SigningKeySource::File(PathBuf::from(env_or("JWT_PRIVATE_KEY_PATH", ".local/keys/user-service.pem")))
+            SigningKeySource::File(PathBuf::from(environment.or("JWT_PRIVATE_KEY_PATH", ".local/keys/user-service.pem")))
         } else {
             SigningKeySource::Pem(pem)
         };
         let defaults = PasswordHashing::default();
         Ok(Self {
-            http: HttpSettings::from_env(PORT)?,
-            database_url: env_or("DATABASE_URL", &format!("{}/users", common::config::DEFAULT_POSTGRES_URL)),
-            database_max_connections: env_parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            http: HttpSettings::from_environment(environment, PORT)?,
+            database_url: environment.or("DATABASE_URL", &format!("{}/users", common::config::DEFAULT_POSTGRES_URL)),
+            database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
             signing_key,
-            access_token_ttl: Duration::from_secs(env_parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 60)?),
-            refresh_token_ttl: Duration::from_secs(env_parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 60 * 60)?),
+            access_token_ttl: Duration::from_secs(environment.parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 60)?),
+            refresh_token_ttl: Duration::from_secs(environment.parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 60 * 60)?),
             password_hashing: PasswordHashing {
-                memory_kib: env_parse("ARGON2_MEMORY_KIB", defaults.memory_kib)?,
-                iterations: env_parse("ARGON2_ITERATIONS", defaults.iterations)?,
-                parallelism: env_parse("ARGON2_PARALLELISM", defaults.parallelism)?,
+                memory_kib: environment.parse("ARGON2_MEMORY_KIB", defaults.memory_kib)?,
+                iterations: environment.parse("ARGON2_ITERATIONS", defaults.iterations)?,
+                parallelism: environment.parse("ARGON2_PARALLELISM", defaults.parallelism)?,
             },
         })
     }
