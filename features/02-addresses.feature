@@ -3,7 +3,7 @@ Feature: Adding user addresses (guide section 2)
 
   Background:
     Given the shop is running
-    And I am a logged-in customer
+    And a logged-in customer
 
   Scenario: Section 2 - the customer adds a default shipping address
     When I send a POST request to "/api/v1/users/me/addresses" with body:
@@ -63,19 +63,33 @@ Feature: Adding user addresses (guide section 2)
       []
       """
 
-  Scenario: Another customer's address is not found
+  Scenario: Another customer cannot touch my address
     When I send a POST request to "/api/v1/users/me/addresses" with body:
       """
       {"line1": "123 Example Street", "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country", "is_default": true}
       """
-    Then I remember the response field "id" as "ADDRESS_ID"
-    Given I am logged in as another customer "other@example.com"
+    Then the response status is 201
+    And I remember the response field "id" as "ADDRESS_ID"
+    Given another customer "other@example.com"
+    When "other@example.com" logs in
+    And I send a PUT request to "/api/v1/users/me/addresses/${ADDRESS_ID}" with body:
+      """
+      {"line1": "1 Stolen Road", "city": "Elsewhere", "state": "EL", "postal_code": "99999", "country": "Example Country", "is_default": true}
+      """
+    Then the response status is 404
     When I send a DELETE request to "/api/v1/users/me/addresses/${ADDRESS_ID}"
     Then the response status is 404
     When I send a GET request to "/api/v1/users/me/addresses"
     Then the response body is:
       """
       []
+      """
+    When "customer@example.com" logs in
+    And I send a GET request to "/api/v1/users/me/addresses"
+    Then the response status is 200
+    And the response body is:
+      """
+      [{"id": ${ADDRESS_ID}, "line1": "123 Example Street", "line2": null, "city": "Example City", "state": "EX", "postal_code": "12345", "country": "Example Country", "is_default": true}]
       """
 
   Scenario: An incomplete address is refused and nothing is stored

@@ -1,19 +1,27 @@
-//! Steps about the catalog and its stock that the generic HTTP steps cannot express: creating
-//! the guide's three products as a precondition (the scenarios that show the creation requests
-//! themselves spell them out), and waiting for an asynchronous effect that ends in a status
-//! other than 200 (a deleted product's stock record disappearing).
+//! The catalog and its stock in the shop's words: the guide's three products, a product added by
+//! name, and how much of a product is available and reserved.
+//!
+//! A product is named by its name, looked up in the scenario's catalog (every scenario has its
+//! own system, so every product in it was created by the scenario). Stock is asserted by polling
+//! until it reads as expected: a stock step is an "eventually" check, so a step that claims the
+//! stock did NOT change must come after the event that could have changed it (or after `the shop
+//! has settled`).
 
 use std::time::Duration;
 
-use cucumber::{given, then};
+use cucumber::{given, then, when};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::eventually::eventually;
-use crate::support::world::{Body, Credentials, ShopWorld};
+use crate::support::world::{Body, Credentials, Response, ShopWorld};
+
+/// How long stock may take to reach what a step expects: a reservation or release travels
+/// through two queues and an outbox relay, which takes well under a second on a quiet machine.
+const STOCK_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The products of the guide's steps 3.1 to 3.3, in order.
-fn guide_products() -> [serde_json::Value; 3] {
+fn guide_products() -> [Value; 3] {
     [
         json!({
             "name": "Premium Smartphone",
@@ -39,29 +47,104 @@ fn guide_products() -> [serde_json::Value; 3] {
     ]
 }
 
-/// Creates the guide's three products with the current token, one after the other (so their
-/// creation order is the guide's), and remembers their ids as PRODUCT_ID_1 to PRODUCT_ID_3.
-#[given("the guide's three products have been created")]
-async fn the_guides_three_products_have_been_created(world: &mut ShopWorld) {
-    for (index, product) in guide_products().iter().enumerate() {
-        let response = world.send(Method::POST, "/api/v1/products/", Body::Json(product.to_string()), Credentials::Current).await;
-        assert_eq!(response.status, 201, "creating {} failed: {}", product["name"], response.text);
-        let id = response.field("_id").as_str().expect("_id is a string").to_owned();
-        world.remember(&format!("PRODUCT_ID_{}", index + 1), id);
+/// A product of the scenario's catalog.
+pub struct Product {
+    pub id: String,
+    pub price: f64,
+}
+
+/// The one product of the catalog named exactly `name`.
+pub async fn product_named(world: &ShopWorld, name: &str) -> Product {
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    let path = format!("/api/v1/products/?name={encoded}&limit=100");
+    let response = world.send(Method::GET, &path, Body::None, Credentials::Anonymous).await;
+    assert_eq!(response.status, 200, "looking up {name:?} in the catalog failed: {}", response.text);
+    let matches: Vec<&Value> =
+        response.json().as_array().into_iter().flatten().filter(|product| product["name"] == name).collect();
+    let [product] = matches.as_slice() else {
+        panic!("expected exactly one product named {name:?} in the catalog: {}", response.text);
+    };
+    Product {
+        id: product["_id"].as_str().expect("_id is a string").to_owned(),
+        price: product["price"].as_f64().expect("price is a number"),
     }
 }
 
-/// Polls `GET url` (with the current token) until it answers `status`.
-#[then(expr = "within {int} seconds GET {string} answers {int}")]
-async fn within_seconds_get_answers(world: &mut ShopWorld, seconds: u64, url: String, status: u16) {
-    let world_ref = &*world;
-    let response = eventually(Duration::from_secs(seconds), &format!("GET {url} answering {status}"), || {
-        let url = url.clone();
+/// Creates a product with the current token and checks the catalog's answer; returns its id.
+async fn create_product(world: &ShopWorld, product: &Value) -> String {
+    let response = world.send(Method::POST, "/api/v1/products/", Body::Json(product.to_string()), Credentials::Current).await;
+    assert_eq!(response.status, 201, "creating {} failed: {}", product["name"], response.text);
+    assert_eq!(response.field("name"), &product["name"], "the catalog answered another product: {}", response.text);
+    response.field("_id").as_str().expect("_id is a string").to_owned()
+}
+
+/// Polls a product's stock record until it reads `available` and `reserved`; returns it.
+async fn wait_for_stock(world: &ShopWorld, what: &str, product_id: &str, available: i64, reserved: i64) -> Response {
+    let path = format!("/api/v1/inventory/{product_id}");
+    eventually(STOCK_DEADLINE, &format!("{what} having {available} available and {reserved} reserved"), || {
+        let path = path.clone();
         async move {
-            let response = world_ref.send(Method::GET, &url, Body::None, Credentials::Current).await;
-            if response.status == status { Ok(response) } else { Err(format!("{} {}", response.status, response.text)) }
+            let response = world.try_send(Method::GET, &path, Body::None, Credentials::Current).await?;
+            let reads = |field: &str| response.json.as_ref().and_then(|json| json[field].as_i64());
+            if response.status == 200 && reads("available_quantity") == Some(available) && reads("reserved_quantity") == Some(reserved) {
+                Ok(response)
+            } else {
+                Err(format!("{} {}", response.status, response.text))
+            }
         }
     })
-    .await;
+    .await
+}
+
+/// Creates the guide's three products with the current token, one after the other (so their
+/// creation order is the guide's), remembers their ids as PRODUCT_ID_1 to PRODUCT_ID_3, and
+/// waits until each one's stock record exists with its whole quantity available.
+#[given("the guide's catalog")]
+async fn the_guides_catalog(world: &mut ShopWorld) {
+    let products = guide_products();
+    let mut created = Vec::new();
+    for (index, product) in products.iter().enumerate() {
+        let id = create_product(world, product).await;
+        world.remember(&format!("PRODUCT_ID_{}", index + 1), id.clone());
+        created.push((product, id));
+    }
+    for (product, id) in created {
+        let name = product["name"].as_str().expect("name");
+        wait_for_stock(world, name, &id, product["quantity"].as_i64().expect("quantity"), 0).await;
+    }
+}
+
+/// Adds a product to the catalog (category "General", no description) and remembers its id as
+/// its name in capitals with `_ID` ("Desk Lamp" is DESK_LAMP_ID). Its stock record appears
+/// asynchronously; this step does not wait for it.
+#[when(expr = "the customer adds {int} {string} at {float} to the catalog")]
+async fn the_customer_adds_a_product(world: &mut ShopWorld, quantity: i64, name: String, price: f64) {
+    let product = json!({"name": name, "description": "", "category": "General", "price": price, "quantity": quantity});
+    let id = create_product(world, &product).await;
+    let variable: String =
+        name.chars().map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_uppercase() } else { '_' }).collect();
+    world.remember(&format!("{variable}_ID"), id);
+}
+
+/// Waits until the product's stock reads exactly this; the stock record becomes the last
+/// response, for a snapshot to follow.
+#[then(expr = "{string} has {int} available and {int} reserved")]
+async fn product_has_stock(world: &mut ShopWorld, name: String, available: i64, reserved: i64) {
+    let product = product_named(world, &name).await;
+    let response = wait_for_stock(world, &format!("{name:?}"), &product.id, available, reserved).await;
     world.last = Some(response);
+}
+
+/// The kinds of change in the product's stock history, oldest first, comma-separated
+/// ("product_created, adjustment").
+#[then(expr = "the stock history of {string} is {string}")]
+async fn stock_history_is(world: &mut ShopWorld, name: String, expected: String) {
+    let product = product_named(world, &name).await;
+    let path = format!("/api/v1/inventory/{}/history", product.id);
+    let response = world.send(Method::GET, &path, Body::None, Credentials::Current).await;
+    assert_eq!(response.status, 200, "GET {path} failed: {}", response.text);
+    let changes: Vec<&str> =
+        response.json().as_array().into_iter().flatten().map(|entry| entry["change"].as_str().unwrap_or("?")).collect();
+    let expected: Vec<&str> = expected.split(',').map(str::trim).collect();
+    assert_eq!(changes, expected, "the stock history of {name:?}: {}", response.text);
 }

@@ -113,11 +113,30 @@ async fn field_is(world: &mut ShopWorld, path: String, expected: String) {
     assert_eq!(actual, &expected, "field {path:?} of {}", world.last_response().text);
 }
 
+/// A string field contains the text; a list field has an element equal to the value (JSON when
+/// it parses as JSON, as in `the response field ... is ...`). Any other field is a mistake in the
+/// scenario, not a match.
 #[then(expr = "the response field {string} contains {string}")]
 async fn field_contains(world: &mut ShopWorld, path: String, expected: String) {
-    let expected = world.interpolate(&expected);
-    let actual = world.last_response().field(&path).to_string();
-    assert!(actual.contains(&expected), "field {path:?} = {actual} does not contain {expected:?}");
+    let response = world.last_response();
+    match response.field(&path) {
+        Value::String(text) => {
+            let expected = world.interpolate(&expected);
+            assert!(text.contains(&expected), "field {path:?} = {text:?} does not contain {expected:?}");
+        }
+        Value::Array(items) => {
+            let expected = expected_value(world, &expected);
+            assert!(items.contains(&expected), "no element of field {path:?} equals {expected}: {}", Value::Array(items.clone()));
+        }
+        other => panic!("field {path:?} is neither a string nor a list, so it contains nothing: {other}"),
+    }
+}
+
+/// The response has a value (null included) at this dotted path (an object's key, a list's
+/// index).
+#[then(expr = "the response has the field {string}")]
+async fn has_field(world: &mut ShopWorld, path: String) {
+    world.last_response().field(&world.interpolate(&path));
 }
 
 #[then(expr = "the response is a list of {int} item(s)")]
@@ -149,7 +168,7 @@ async fn eventually_field_is(world: &mut ShopWorld, seconds: u64, path: String, 
     let response = eventually(Duration::from_secs(seconds), &format!("{path} of GET {url} becoming {expected}"), || {
         let (url, path, expected) = (url.clone(), path.clone(), expected.clone());
         async move {
-            let response = world_ref.send(Method::GET, &url, Body::None, Credentials::Current).await;
+            let response = world_ref.try_send(Method::GET, &url, Body::None, Credentials::Current).await?;
             let actual = response.json.as_ref().and_then(|json| field(json, &path)).cloned();
             if response.status == 200 && actual.as_ref() == Some(&expected) {
                 Ok(response)
@@ -160,4 +179,146 @@ async fn eventually_field_is(world: &mut ShopWorld, seconds: u64, path: String, 
     })
     .await;
     world.last = Some(response);
+}
+
+/// Polls `GET url` (with the current token) until it answers `status`.
+#[then(expr = "within {int} seconds GET {string} answers {int}")]
+async fn within_seconds_get_answers(world: &mut ShopWorld, seconds: u64, url: String, status: u16) {
+    let world_ref = &*world;
+    let response = eventually(Duration::from_secs(seconds), &format!("GET {url} answering {status}"), || {
+        let url = url.clone();
+        async move {
+            let response = world_ref.try_send(Method::GET, &url, Body::None, Credentials::Current).await?;
+            if response.status == status { Ok(response) } else { Err(format!("{} {}", response.status, response.text)) }
+        }
+    })
+    .await;
+    world.last = Some(response);
+}
+
+/// Every place a page or script refers to another resource: `src` and `href` attributes, and
+/// string literals that look like a URL or a path (`"/api/v1/openapi.json"`, `"./x.js"`), found
+/// by scanning the text rather than parsing it, which is enough for Swagger UI's few static files.
+fn references(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for attribute in ["src=", "href="] {
+        let mut rest = text;
+        while let Some(start) = rest.find(attribute) {
+            rest = &rest[start + attribute.len()..];
+            let Some(quote) = rest.chars().next().filter(|character| *character == '"' || *character == '\'') else { continue };
+            if let Some(end) = rest[1..].find(quote) {
+                found.push(rest[1..1 + end].to_owned());
+            }
+        }
+    }
+    for literal in string_literals(text) {
+        let looks_like_a_reference = ["/", "./", "../", "http://", "https://"].iter().any(|prefix| literal.starts_with(prefix))
+            || [".js", ".css", ".json", ".png", ".html", ".svg"].iter().any(|suffix| literal.ends_with(suffix));
+        if looks_like_a_reference && !found.contains(&literal) {
+            found.push(literal);
+        }
+    }
+    found
+}
+
+/// The contents of every "..." and '...' literal of a script (escapes kept as written).
+fn string_literals(text: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut characters = text.chars();
+    while let Some(character) = characters.next() {
+        if character != '"' && character != '\'' {
+            continue;
+        }
+        let mut literal = String::new();
+        while let Some(inner) = characters.next() {
+            match inner {
+                '\\' => {
+                    literal.push(inner);
+                    literal.extend(characters.next());
+                }
+                _ if inner == character => break,
+                '\n' => break,
+                _ => literal.push(inner),
+            }
+        }
+        literals.push(literal);
+    }
+    literals
+}
+
+/// Every `http://` or `https://` URL written anywhere in the text, up to the next quote, space or
+/// bracket.
+fn absolute_urls(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for scheme in ["http://", "https://"] {
+        let mut rest = text;
+        while let Some(start) = rest.find(scheme) {
+            let url: String =
+                rest[start..].chars().take_while(|character| !"\"'`<>() \n\t".contains(*character)).collect();
+            rest = &rest[start + scheme.len()..];
+            found.push(url);
+        }
+    }
+    found
+}
+
+async fn fetch(world: &ShopWorld, url: &url::Url) -> (url::Url, u16, String) {
+    let response = world.http.get(url.clone()).send().await.unwrap_or_else(|error| panic!("GET {url} failed: {error}"));
+    let final_url = response.url().clone();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_else(|error| panic!("GET {url}: unreadable body: {error}"));
+    (final_url, status, text)
+}
+
+/// Works offline: the Swagger UI page (redirects followed) and the script that configures it
+/// refer to nothing outside the service, and everything they refer to is served by the service
+/// itself, with a 200 and a body.
+#[then(expr = "the Swagger UI of the {word} service works offline")]
+async fn swagger_ui_works_offline(world: &mut ShopWorld, service: String) {
+    let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
+    let origin = url::Url::parse(&world.system().service_url(service)).expect("the service URL parses");
+    let same_origin = |url: &url::Url| {
+        url.scheme() == origin.scheme() && url.host() == origin.host() && url.port_or_known_default() == origin.port_or_known_default()
+    };
+    let (page_url, status, page) = fetch(world, &origin.join("/api/v1/docs").expect("docs URL")).await;
+    assert_eq!(status, 200, "GET {page_url}: {page:.300}");
+    assert!(same_origin(&page_url), "the docs redirect away from the service, to {page_url}");
+    assert!(page.contains("swagger-ui"), "{page_url} is not Swagger UI: {page:.300}");
+
+    let mut documents = vec![(page_url.clone(), page)];
+    let mut checked = Vec::new();
+    let mut index = 0;
+    while index < documents.len() {
+        let (document_url, text) = documents[index].clone();
+        index += 1;
+        for url in absolute_urls(&text) {
+            let parsed = url::Url::parse(&url).unwrap_or_else(|error| panic!("{document_url} refers to {url:?}: {error}"));
+            assert!(same_origin(&parsed), "{document_url} refers to another host: {url}");
+        }
+        for reference in references(&text) {
+            let url = document_url.join(&reference).unwrap_or_else(|error| panic!("{document_url} refers to {reference:?}: {error}"));
+            assert!(same_origin(&url), "{document_url} refers to another host: {reference}");
+            if checked.contains(&url) {
+                continue;
+            }
+            let (final_url, status, body) = fetch(world, &url).await;
+            assert_eq!(status, 200, "{document_url} refers to {reference}, which answers {status}");
+            assert!(same_origin(&final_url), "{reference} redirects away from the service, to {final_url}");
+            assert!(!body.is_empty(), "{document_url} refers to {reference}, which is empty");
+            // The page's own scripts are read too, except the vendored Swagger UI bundles, whose
+            // code mentions many URLs it never loads: the script that configures the page is
+            // what says where the API description comes from.
+            let is_configuration_script = url.path().ends_with(".js") && !url.path().contains("swagger-ui");
+            if is_configuration_script {
+                documents.push((final_url, body));
+            }
+            checked.push(url);
+        }
+    }
+    let configuration_scripts = documents.len() - 1;
+    assert!(configuration_scripts >= 1, "the Swagger UI page has no initialisation script of its own: {}", documents[0].1);
+    assert!(
+        checked.iter().any(|url| url.path() == "/api/v1/openapi.json"),
+        "Swagger UI is not configured with the service's own /api/v1/openapi.json; it loads {checked:?}"
+    );
 }

@@ -1,9 +1,14 @@
-//! Steps about orders that the generic HTTP steps cannot express: placing many orders at once
-//! (bounded concurrency, through the gateway, with the scenario's token) and waiting until they
-//! have all settled, measuring how long each took from its `POST /api/v1/orders/` to `paid`.
+//! Orders in the shop's words: the customer orders products by name, the order becomes paid or
+//! cancelled, the customer cancels it, and whose order list holds what.
 //!
-//! The timings are printed as one line per step (median and worst), so a run of the features
-//! doubles as a rough latency measurement of the whole order flow.
+//! Each order placed by name becomes the scenario's current order ("the order") and is also
+//! remembered as ORDER_ID_1, ORDER_ID_2, ... in the order the scenario placed them.
+//!
+//! Also: placing many orders at once (bounded concurrency, through the gateway, with the
+//! scenario's token) and waiting until they have all settled, measuring how long each took from
+//! its `POST /api/v1/orders/` to `paid`. The timings are printed as one line per step (median and
+//! worst), so a run of the features doubles as a rough latency measurement of the whole order
+//! flow.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +18,20 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::world::{Body, Credentials, ShopWorld};
+use super::auth::session_of;
+use super::catalog::product_named;
+use crate::support::eventually::eventually;
+use crate::support::world::{Body, Credentials, Response, ShopWorld};
+
+/// The variable holding the scenario's current order. Lower case on purpose: snapshots name a
+/// remembered value after the first variable (in sorted order) holding it, and ORDER_ID_2 says
+/// more than this would.
+const CURRENT_ORDER: &str = "current_order";
+
+/// How long an order may take to reach a status: the whole flow (outbox relay, reservation,
+/// payment) takes well under a second on a quiet machine, and after an outage the relay and the
+/// consumers retry with back-off.
+const STATUS_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How many order requests are in flight at once: enough to make the orders race each other for
 /// the same stock, few enough not to measure nginx's or the test client's queueing instead.
@@ -160,4 +178,177 @@ fn report_time_to_paid(time_to_paid: &HashMap<String, Duration>) {
         worst.as_millis(),
         POLL_INTERVAL.as_millis()
     );
+}
+
+/// What an order step sends: each line is a quantity of a product named in the catalog.
+struct OrderRequest {
+    lines: Vec<(i64, String)>,
+    /// The price sent for every line instead of the catalog's.
+    price: Option<f64>,
+    /// The email of the customer the order is placed for, instead of the caller.
+    for_customer: Option<String>,
+}
+
+impl OrderRequest {
+    fn of(lines: Vec<(i64, String)>) -> Self {
+        Self { lines, price: None, for_customer: None }
+    }
+}
+
+/// The caller's default address, as an order's `shipping_address`.
+async fn default_shipping_address(world: &ShopWorld) -> Value {
+    let me = world.send(Method::GET, "/api/v1/users/me", Body::None, Credentials::Current).await;
+    assert_eq!(me.status, 200, "GET /users/me failed: {}", me.text);
+    let addresses = me.field("addresses").as_array().cloned().unwrap_or_default();
+    let mut address = addresses
+        .into_iter()
+        .find(|address| address["is_default"] == true)
+        .unwrap_or_else(|| panic!("the customer has no default address to ship to: {}", me.text));
+    let fields = address.as_object_mut().expect("an address is an object");
+    fields.remove("id");
+    fields.remove("is_default");
+    address
+}
+
+/// Sends `POST /api/v1/orders/` for the named products at their catalog prices (unless told
+/// otherwise), to the caller's default address. Asserts nothing about the answer.
+async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
+    let mut items = Vec::new();
+    for (quantity, name) in &request.lines {
+        let product = product_named(world, name).await;
+        items.push(json!({
+            "product_id": product.id,
+            "quantity": quantity,
+            "price": request.price.unwrap_or(product.price)
+        }));
+    }
+    let user_id = match &request.for_customer {
+        Some(email) => session_of(world, email).await.user_id,
+        None => world.variable("USER_ID").to_owned(),
+    };
+    let body = json!({"user_id": user_id, "items": items, "shipping_address": default_shipping_address(world).await});
+    world.send(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current).await
+}
+
+/// Places the order, checks it is accepted as pending, and makes it the current order.
+async fn place_order(world: &mut ShopWorld, request: OrderRequest) {
+    let response = send_order(world, &request).await;
+    assert_eq!(response.status, 201, "the order was not accepted: {}", response.text);
+    assert_eq!(response.field("status"), "pending", "a new order is pending: {}", response.text);
+    let order_id = response.field("_id").as_str().expect("_id is a string").to_owned();
+    let placed_before = world.variables.keys().filter(|name| is_numbered_order(name)).count();
+    world.remember(&format!("ORDER_ID_{}", placed_before + 1), order_id.clone());
+    world.remember(CURRENT_ORDER, order_id);
+    world.last = Some(response);
+}
+
+fn is_numbered_order(name: &str) -> bool {
+    name.strip_prefix("ORDER_ID_").is_some_and(|number| !number.is_empty() && number.bytes().all(|byte| byte.is_ascii_digit()))
+}
+
+fn current_order(world: &ShopWorld) -> String {
+    world.variables.get(CURRENT_ORDER).cloned().expect("no order has been placed in this scenario")
+}
+
+#[when(expr = "the customer orders {int} {string}")]
+async fn the_customer_orders(world: &mut ShopWorld, quantity: i64, product: String) {
+    place_order(world, OrderRequest::of(vec![(quantity, product)])).await;
+}
+
+#[when(expr = "the customer orders {int} {string} and {int} {string}")]
+async fn the_customer_orders_two_products(
+    world: &mut ShopWorld,
+    first_quantity: i64,
+    first_product: String,
+    second_quantity: i64,
+    second_product: String,
+) {
+    place_order(world, OrderRequest::of(vec![(first_quantity, first_product), (second_quantity, second_product)])).await;
+}
+
+/// An order the shop should refuse: the answer is the last response, for the steps after it.
+#[when(expr = "the customer tries to order {int} {string} at {float}")]
+async fn the_customer_tries_to_order_at_a_price(world: &mut ShopWorld, quantity: i64, product: String, price: f64) {
+    let request = OrderRequest { price: Some(price), ..OrderRequest::of(vec![(quantity, product)]) };
+    world.last = Some(send_order(world, &request).await);
+}
+
+/// An order the shop should refuse: the answer is the last response, for the steps after it.
+#[when(expr = "the customer tries to order {int} {string} for {string}")]
+async fn the_customer_tries_to_order_for_someone_else(world: &mut ShopWorld, quantity: i64, product: String, email: String) {
+    let request = OrderRequest { for_customer: Some(email), ..OrderRequest::of(vec![(quantity, product)]) };
+    world.last = Some(send_order(world, &request).await);
+}
+
+/// Waits until the current order has `status`; an order cancelled on the way to another status
+/// fails at once, with its reason. The order becomes the last response.
+async fn wait_for_status(world: &mut ShopWorld, status: &str) -> Response {
+    let path = format!("/api/v1/orders/{}", current_order(world));
+    let world_ref = &*world;
+    let response = eventually(STATUS_DEADLINE, &format!("the order becoming {status}"), || {
+        let path = path.clone();
+        async move {
+            let response = world_ref.try_send(Method::GET, &path, Body::None, Credentials::Current).await?;
+            let actual = response.json.as_ref().and_then(|order| order["status"].as_str()).unwrap_or_default().to_owned();
+            if response.status == 200 && actual == status {
+                return Ok(response);
+            }
+            assert!(
+                !(actual == "cancelled" && status != "cancelled"),
+                "the order was cancelled instead of becoming {status}: {}",
+                response.text
+            );
+            Err(format!("{} {}", response.status, response.text))
+        }
+    })
+    .await;
+    world.last = Some(response.clone());
+    response
+}
+
+#[then(expr = "the order is {word}")]
+async fn the_order_is(world: &mut ShopWorld, status: String) {
+    wait_for_status(world, &status).await;
+}
+
+/// The inventory refused the order: it is cancelled, and its reason names the product that
+/// was short.
+#[then(expr = "the order is cancelled for lack of {string}")]
+async fn the_order_is_cancelled_for_lack_of(world: &mut ShopWorld, product: String) {
+    let order = wait_for_status(world, "cancelled").await;
+    let reason = order.field("cancellation_reason").as_str().unwrap_or_else(|| panic!("no reason: {}", order.text)).to_owned();
+    let product = product_named(world, &product).await;
+    assert!(
+        reason.contains("insufficient stock") && reason.contains(&product.id),
+        "the reason does not say that {} was short: {reason:?}",
+        product.id
+    );
+}
+
+#[when("the customer cancels the order")]
+async fn the_customer_cancels_the_order(world: &mut ShopWorld) {
+    let path = format!("/api/v1/orders/{}", current_order(world));
+    let response = world.send(Method::DELETE, &path, Body::None, Credentials::Current).await;
+    assert_eq!(response.status, 204, "cancelling the order failed: {}", response.text);
+    world.last = Some(response);
+}
+
+async fn assert_no_orders(world: &ShopWorld, whose: &str, credentials: Credentials) {
+    let response = world.send(Method::GET, "/api/v1/orders/", Body::None, credentials).await;
+    assert_eq!(response.status, 200, "listing the orders of {whose} failed: {}", response.text);
+    assert_eq!(response.json(), &json!([]), "{whose} has orders");
+}
+
+/// The current customer's order list is empty.
+#[then("the customer has no orders")]
+async fn the_customer_has_no_orders(world: &mut ShopWorld) {
+    assert_no_orders(world, "the customer", Credentials::Current).await;
+}
+
+/// The order list of the customer with this email (logged in for a moment, without changing who
+/// the scenario is logged in as) is empty.
+#[then(expr = "{string} has no orders")]
+async fn customer_has_no_orders(world: &mut ShopWorld, email: String) {
+    let session = session_of(world, &email).await;
+    assert_no_orders(world, &email, Credentials::Token(session.access_token)).await;
 }
