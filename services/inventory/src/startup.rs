@@ -34,6 +34,11 @@ pub const SERVICE_NAME: &str = "inventory-service";
 /// outage cannot take every pooled connection. Each one is a single short statement.
 const PRODUCT_EVENT_PREFETCH: u16 = 1;
 
+/// How often an order waiting for a product's stock record is looked at again. A `product_created`
+/// normally follows within a second, so the first re-check usually succeeds; short enough that
+/// the customer barely waits, long enough that a held-up event costs a few checks per minute.
+const ORDER_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Inventory service", description = "Stock per product, its history, and reservations for orders."),
@@ -48,6 +53,8 @@ pub struct Application {
     /// The database, shared by handlers and consumers; closed on shutdown.
     pool: PgPool,
     rabbitmq_url: String,
+    /// How long an order waits for a product's stock record (see `Config`).
+    product_stock_record_wait: std::time::Duration,
     /// Announces reservation outcomes; its connection is closed on shutdown.
     publisher: Arc<Publisher>,
 }
@@ -64,7 +71,15 @@ impl Application {
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
         let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
-        Ok(Self { port, listener, router, pool, rabbitmq_url: config.rabbitmq_url, publisher })
+        Ok(Self {
+            port,
+            listener,
+            router,
+            pool,
+            rabbitmq_url: config.rabbitmq_url,
+            product_stock_record_wait: config.product_stock_record_wait,
+            publisher,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -73,7 +88,8 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let background = CancellationToken::new();
-        let mut consumers = start_consumers(&self.pool, &self.publisher, &self.rabbitmq_url, &background);
+        let mut consumers =
+            start_consumers(&self.pool, &self.publisher, &self.rabbitmq_url, self.product_stock_record_wait, &background);
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;
 
@@ -90,7 +106,13 @@ impl Application {
 }
 
 /// Starts one supervised consumer per queue inventory listens to.
-fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str, cancel: &CancellationToken) -> JoinSet<()> {
+fn start_consumers(
+    pool: &PgPool,
+    publisher: &Arc<Publisher>,
+    rabbitmq_url: &str,
+    product_stock_record_wait: std::time::Duration,
+    cancel: &CancellationToken,
+) -> JoinSet<()> {
     let mut consumers = JoinSet::new();
     let product_event_settings = |queue: &str| ConsumerSettings {
         prefetch: PRODUCT_EVENT_PREFETCH,
@@ -122,12 +144,19 @@ fn start_consumers(pool: &PgPool, publisher: &Arc<Publisher>, rabbitmq_url: &str
     .in_current_span());
 
     // Orders use the default prefetch: reservations for different orders run concurrently, and
-    // their row locks keep them correct.
+    // their row locks keep them correct. An order whose products have no stock record yet is
+    // re-checked every few seconds from the delay queue (holding no prefetch slot meanwhile) for
+    // up to `product_stock_record_wait`, then fails.
+    let order_settings = ConsumerSettings {
+        not_yet_recheck_interval: ORDER_RECHECK_INTERVAL,
+        not_yet_give_up_after: product_stock_record_wait,
+        ..ConsumerSettings::new(format!("{SERVICE_NAME}.order_created"))
+    };
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
     consumers.spawn(consume_with_attempts::<OrderCreated, _, _>(
         rabbitmq_url.to_owned(),
-        ConsumerSettings::new(format!("{SERVICE_NAME}.order_created")),
+        order_settings,
         move |order, attempt| {
             let pool = handler_pool.clone();
             let publisher = Arc::clone(&handler_publisher);

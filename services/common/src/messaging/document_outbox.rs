@@ -31,8 +31,17 @@
 //! Every read the service serves must leave the field out (a projection `{ outbox: 0 }`, or a
 //! response type without it): pending events are an implementation detail, never an API field.
 //!
+//! An event that cannot be decoded (written by a buggy or older version, or edited by hand) is
+//! never allowed to stop the relay: `pending` logs it, counts it
+//! ([`DocumentOutboxStore::undecodable_events_set_aside`]), moves it out of the outbox into the
+//! document's [`UNDECODABLE_OUTBOX_FIELD`] (where it stays for a person to look at; nothing
+//! publishes it) and carries on with the events after it.
+//!
 //! It deliberately knows nothing of any one entity: deletion policies (tombstones) are expressed
 //! with [`DocumentOutboxStore::deleting_drained_documents_matching`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use bson::{Bson, Document, doc};
@@ -43,6 +52,10 @@ use super::{OutboxMessage, OutboxStore};
 
 /// The array field that holds a document's pending events.
 pub const OUTBOX_FIELD: &str = "outbox";
+
+/// Where `pending` moves an event that cannot be decoded, in the same document, so that it is
+/// kept for inspection but no longer read as pending.
+pub const UNDECODABLE_OUTBOX_FIELD: &str = "outbox_undecodable";
 
 /// Events as the BSON array to store under [`OUTBOX_FIELD`] (or to `$push` with `$each`).
 pub fn outbox_array(messages: &[OutboxMessage]) -> anyhow::Result<Bson> {
@@ -62,11 +75,44 @@ pub struct DocumentOutboxStore {
     /// service that deletes an entity by turning it into a tombstone carrying its "deleted" event
     /// uses it so that the tombstone disappears once the event is safely with the broker.
     delete_when_drained: Option<Document>,
+    /// How many undecodable events this store has set aside, shared by its clones: for tests
+    /// and for anyone who wants to expose it as a metric.
+    undecodable_set_aside: Arc<AtomicU64>,
 }
 
 impl DocumentOutboxStore {
     pub fn new(collection: Collection<Document>) -> Self {
-        Self { collection, delete_when_drained: None }
+        Self { collection, delete_when_drained: None, undecodable_set_aside: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// How many undecodable events `pending` has found and moved aside since this store was made.
+    pub fn undecodable_events_set_aside(&self) -> u64 {
+        self.undecodable_set_aside.load(Ordering::Relaxed)
+    }
+
+    /// Logs, counts and moves aside an event that does not decode. Moving it is best effort: if
+    /// the write fails (the database is down) the event is skipped in this read only and found
+    /// again by the next.
+    async fn set_aside(&self, document_id: &Bson, event: &Bson, error: &bson::de::Error) {
+        self.undecodable_set_aside.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            collection = %self.collection.name(),
+            document_id = %document_id,
+            event = %event,
+            %error,
+            "an outbox event cannot be decoded; setting it aside in {UNDECODABLE_OUTBOX_FIELD} and going on with the others"
+        );
+        // `$pull` by the whole value: the event may lack the `id` that would otherwise name it.
+        let moved = self
+            .collection
+            .update_one(
+                doc! { "_id": document_id.clone() },
+                doc! { "$pull": { OUTBOX_FIELD: event.clone() }, "$push": { UNDECODABLE_OUTBOX_FIELD: event.clone() } },
+            )
+            .await;
+        if let Err(error) = moved {
+            tracing::warn!(error = format!("{error:#}"), "failed to set an undecodable outbox event aside; it is skipped for now");
+        }
     }
 
     /// Deletes a document matching `filter` as soon as its outbox is empty (see the field doc).
@@ -109,10 +155,12 @@ impl OutboxStore for DocumentOutboxStore {
         let mut messages = Vec::new();
         for document in documents {
             let Ok(events) = document.get_array(OUTBOX_FIELD) else { continue };
+            let document_id = document.get("_id").cloned().unwrap_or(Bson::Null);
             for event in events {
-                let message: OutboxMessage = bson::from_bson(event.clone())
-                    .with_context(|| format!("an outbox event in {} does not decode", self.collection.name()))?;
-                messages.push(message);
+                match bson::from_bson::<OutboxMessage>(event.clone()) {
+                    Ok(message) => messages.push(message),
+                    Err(error) => self.set_aside(&document_id, event, &error).await,
+                }
             }
         }
         messages.truncate(limit);

@@ -9,14 +9,16 @@ pub mod consumer;
 #[cfg(feature = "mongodb")]
 pub mod document_outbox;
 pub mod events;
+pub mod handler_error;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;
 
-pub use consumer::{Attempt, ConsumerSettings, HandlerError, consume, consume_with_attempts};
+pub use consumer::{Attempt, ConsumerSettings, consume, consume_with_attempts};
+pub use handler_error::{DependencyUnavailable, HandlerError, is_infrastructure_failure};
 pub use events::Message;
 pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore};
-pub use publisher::Publisher;
+pub use publisher::{PublishFailure, Publisher};
 
 use lapin::{Connection, ConnectionProperties};
 

@@ -2,7 +2,9 @@
 //! responsibility for the message (written it to a durable queue), so a caller that marks an
 //! outbox entry as sent after `publish` returns never loses one.
 
-use anyhow::{Context, bail};
+use std::time::Duration;
+
+use anyhow::Context;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
@@ -13,13 +15,53 @@ use super::{Message, topology};
 /// AMQP delivery mode 2: the broker writes the message to disk, so it survives a restart.
 const PERSISTENT: u8 = 2;
 
-/// A lazily connected publisher. Cheap to share in an `Arc`; reconnects on the next publish
-/// after any failure.
+/// How long connecting (and opening the confirm channel and declaring the topology) may take. A
+/// broker that does not answer in this time is treated as down; the caller retries later.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long handing a message to the broker and waiting for its confirm may take. A confirm
+/// normally arrives within milliseconds; one that has not arrived after this long belongs to a
+/// connection that is cut or a broker that is blocked (a memory or disk alarm), and the caller
+/// must learn that rather than wait for ever with an outbox entry or a delivery in hand.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a publish did not get the broker's confirm. Carried in the `anyhow::Error` that
+/// [`Publisher::publish`] returns, so that a handler's `?` classifies it by type (see
+/// [`super::handler_error::is_infrastructure_failure`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailure {
+    /// No confirm within [`CONFIRM_TIMEOUT`] (or no connection within [`CONNECT_TIMEOUT`]): the
+    /// broker or the way to it is down. The message may or may not have been taken; the caller
+    /// publishes again and the idempotent consumer ignores a duplicate.
+    #[error("the broker did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The broker nacked the message: it could not take responsibility for it (an internal error,
+    /// a queue process that crashed). That is the broker's condition, not the message's.
+    #[error("the broker refused the message")]
+    Refused,
+    /// The broker confirmed but returned the message: no queue is bound to its routing key. The
+    /// topology is declared on every connect, so this means a queue was deleted by hand.
+    #[error("no queue took the message")]
+    Returned,
+}
+
+impl PublishFailure {
+    /// Whether this says the broker is unavailable rather than something about the message.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, PublishFailure::TimedOut(_) | PublishFailure::Refused)
+    }
+}
+
+/// A lazily connected publisher. Cheap to share in an `Arc`, and shared: the outbox relay's
+/// concurrent publishes and every handler of a service use the same connection. So a failed
+/// publish never closes it for the others: a publish that times out or is refused reports its
+/// failure to its caller only, and the link is replaced only once lapin itself reports the
+/// connection or channel closed (which a cut connection reaches through its heartbeat).
 pub struct Publisher {
     url: String,
     connection_name: String,
-    /// The live connection and its confirm-mode channel, or `None` until first use and after a
-    /// failure. The lock is held only while connecting, never while waiting for a confirm.
+    /// The live connection and its confirm-mode channel, or `None` until first use. The lock is
+    /// held only while checking or (re)connecting, never while waiting for a confirm.
     link: Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -35,7 +77,7 @@ impl Publisher {
         self.publish_raw(M::QUEUE, &message.correlation_id(), &message_id, &payload, FieldTable::default()).await
     }
 
-    /// Publishes bytes to `queue` and waits for the broker's confirm.
+    /// Publishes bytes to `queue` and waits (at most [`CONFIRM_TIMEOUT`]) for the broker's confirm.
     pub async fn publish_raw(
         &self,
         queue: &str,
@@ -44,7 +86,6 @@ impl Publisher {
         payload: &[u8],
         headers: FieldTable,
     ) -> anyhow::Result<()> {
-        let channel = self.channel().await?;
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(PERSISTENT)
@@ -52,29 +93,41 @@ impl Publisher {
             .with_message_id(message_id.into())
             .with_app_id(self.connection_name.as_str().into())
             .with_headers(headers);
-        // Mandatory: a message that no queue takes comes back instead of vanishing.
-        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let outcome = async {
-            let confirmation = channel.basic_publish("".into(), queue.into(), options, payload, properties).await?.await?;
-            Ok::<_, lapin::Error>(confirmation)
-        }
-        .await;
-        // A confirm is an ack (the broker has the message) or a nack; an ack that carries a
-        // returned message means no queue took it.
-        let outcome = outcome.map(|confirmation| confirmation.is_ack() && confirmation.take_message().is_none());
-        match outcome {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                self.reset().await;
-                bail!("broker refused or returned message {message_id} for queue {queue}")
-            }
-            Err(error) => {
-                self.reset().await;
-                Err(error).with_context(|| format!("failed to publish message {message_id} to queue {queue}"))
-            }
-        }
+        self.publish_with_properties("", queue, payload, properties)
+            .await
+            .with_context(|| format!("failed to publish message {message_id} to queue {queue}"))
     }
 
+    /// Publishes with the caller's own properties (the consumer's retries and delays keep the
+    /// original message's) and waits for the confirm, within the same timeouts.
+    pub async fn publish_with_properties(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
+        let channel = self.channel().await?;
+        // Mandatory: a message that no queue takes comes back instead of vanishing.
+        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, async {
+            channel.basic_publish(exchange.into(), routing_key.into(), options, payload, properties).await?.await
+        })
+        .await
+        .map_err(|_elapsed| PublishFailure::TimedOut(CONFIRM_TIMEOUT))??;
+        // A confirm is an ack (the broker has the message) or a nack; an ack that carries a
+        // returned message means no queue took it. Neither closes the shared connection.
+        if !confirmation.is_ack() {
+            return Err(PublishFailure::Refused.into());
+        }
+        if confirmation.take_message().is_some() {
+            return Err(PublishFailure::Returned.into());
+        }
+        Ok(())
+    }
+
+    /// The confirm channel, connecting first if there is no live one. A link whose connection or
+    /// channel lapin reports closed is replaced here, by whichever publish comes next.
     async fn channel(&self) -> anyhow::Result<Channel> {
         let mut link = self.link.lock().await;
         if let Some((connection, channel)) = link.as_ref() {
@@ -82,26 +135,32 @@ impl Publisher {
                 return Ok(channel.clone());
             }
         }
+        if let Some((broken, _)) = link.take() {
+            // Best effort: it is already closed or closing; this frees its resources.
+            let _ = tokio::time::timeout(Duration::from_secs(1), broken.close(200, "replacing a broken link".into())).await;
+        }
+        let (connection, channel) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_elapsed| PublishFailure::TimedOut(CONNECT_TIMEOUT))
+            .with_context(|| format!("failed to connect to RabbitMQ as {}", self.connection_name))??;
+        *link = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn connect(&self) -> anyhow::Result<(Connection, Channel)> {
         let connection = super::connect(&self.url, &self.connection_name)
             .await
             .with_context(|| format!("failed to connect to RabbitMQ as {}", self.connection_name))?;
         let channel = connection.create_channel().await.context("failed to open a channel")?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.context("failed to enable publisher confirms")?;
         topology::declare(&channel).await.context("failed to declare the queue topology")?;
-        *link = Some((connection, channel.clone()));
-        Ok(channel)
-    }
-
-    async fn reset(&self) {
-        if let Some((connection, _)) = self.link.lock().await.take() {
-            let _ = connection.close(200, "resetting after a failure".into()).await;
-        }
+        Ok((connection, channel))
     }
 
     /// Closes the connection, if any.
     pub async fn close(&self) {
         if let Some((connection, _)) = self.link.lock().await.take() {
-            let _ = connection.close(200, "shutting down".into()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "shutting down".into())).await;
         }
     }
 }

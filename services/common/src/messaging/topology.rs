@@ -4,7 +4,10 @@
 //!
 //! Messages go through the default exchange, routed by queue name, so each queue name below is
 //! also the routing key. Every queue has a dead-letter queue named `<queue>.dead_letter` that
-//! receives what its consumer rejects.
+//! receives what its consumer rejects, and a delay queue named `<queue>.delayed` where a
+//! consumer sets aside a message that cannot be handled yet (see
+//! [`super::HandlerError::NotYet`]): nobody consumes a delay queue; each message in it carries
+//! its own expiration, and when that passes the broker dead-letters it back into its work queue.
 
 use lapin::Channel;
 use lapin::options::QueueDeclareOptions;
@@ -33,7 +36,12 @@ pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dead_letter")
 }
 
-/// Declares every queue and its dead-letter queue.
+/// Where a message of `queue` waits before it is delivered again (see the module doc).
+pub fn delay_queue(queue: &str) -> String {
+    format!("{queue}.delayed")
+}
+
+/// Declares every queue, its dead-letter queue and its delay queue.
 pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     // Durable: the queue definitions survive a broker restart (messages survive too because
     // every publisher marks them persistent).
@@ -48,6 +56,16 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
         arguments.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString("".into()));
         arguments.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(dead_letter.as_str().into()));
         channel.queue_declare(queue.into(), durable, arguments).await?;
+
+        let mut arguments = FieldTable::default();
+        // An expired message goes back to the end of its work queue, through the default
+        // exchange. The delay is each message's own `expiration`, not a queue-wide
+        // `x-message-ttl`, so that changing it needs no re-declaration (which the broker would
+        // refuse for a queue declared with other arguments). Expiry happens at the head of the
+        // queue only, so a consumer uses one delay per queue: then the head always expires first.
+        arguments.insert(ShortString::from("x-dead-letter-exchange"), AMQPValue::LongString("".into()));
+        arguments.insert(ShortString::from("x-dead-letter-routing-key"), AMQPValue::LongString(queue.into()));
+        channel.queue_declare(delay_queue(queue).as_str().into(), durable, arguments).await?;
     }
     Ok(())
 }

@@ -16,8 +16,15 @@ use self::store::{ReleaseOutcome, ReservationOutcome, UnknownProducts};
 
 /// `order_created`: reserve every line or none, record the outcome, then publish it.
 ///
-/// A product without a stock record is waited for until the last attempt: an order placed right
-/// after its product was created can arrive before that product's `product_created`.
+/// A product without a stock record is waited for, by time: an order placed right after its
+/// product was created can arrive before that product's `product_created` (or that event may be
+/// held up in the product service's outbox during a broker outage). The message is set aside
+/// (`NotYet`: it waits in the delay queue, holding no prefetch slot) and re-checked until
+/// `Attempt::may_keep_waiting` turns false (the consumer's `not_yet_give_up_after`, configured
+/// as `PRODUCT_STOCK_RECORD_WAIT_SECONDS`); then the reservation fails with a reason.
+///
+/// Errors from PostgreSQL and the broker convert by type: an outage pauses the consumer, keeps
+/// the message and costs it no try (see `common::messaging::HandlerError`).
 pub async fn on_order_created(
     pool: &PgPool,
     publisher: &Publisher,
@@ -25,7 +32,7 @@ pub async fn on_order_created(
     attempt: Attempt,
 ) -> Result<(), HandlerError> {
     let order_id = order.order_id.clone();
-    let unknown_products = if attempt.is_last { UnknownProducts::Fail } else { UnknownProducts::WaitForThem };
+    let unknown_products = if attempt.may_keep_waiting { UnknownProducts::WaitForThem } else { UnknownProducts::Fail };
     let outcome = store::reserve(pool, &order, unknown_products).await?;
     match outcome {
         ReservationOutcome::Reserved => {
@@ -43,7 +50,7 @@ pub async fn on_order_created(
             tracing::info!(order_id, reason, "could not reserve stock for order");
         }
         ReservationOutcome::ProductsNotKnownYet { reason } => {
-            return Err(HandlerError::Retry(anyhow::anyhow!("{reason}; waiting for their stock records")));
+            return Err(HandlerError::NotYet(anyhow::anyhow!("{reason}; waiting for their stock records")));
         }
         ReservationOutcome::OrderCancelled => {
             tracing::info!(order_id, "order was cancelled before its reservation; nothing reserved or published");
