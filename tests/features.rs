@@ -6,7 +6,8 @@
 //! Run it as cucumber (`cargo test --workspace --test features -- --name REGEX --tags EXPR`, see
 //! `--help`) or through cargo-nextest, which sees one test per feature file.
 //!
-//! Environment: `E2E_CONCURRENCY` (scenarios at once, default 4), `E2E_LOG` (service log filter,
+//! Environment: `E2E_TAGS` (comma-separated tags: only scenarios with one of them run),
+//! `E2E_CONCURRENCY` (scenarios at once, default 4), `E2E_LOG` (service log filter,
 //! default `warn,lapin=off,sqlx=error`: lapin logs every expected channel close), `E2E_JUNIT`
 //! (where to write JUnit XML, default target/cucumber-junit.xml), and the infrastructure variables
 //! of `support::infrastructure`. Nothing else in the environment reaches the services: to prove
@@ -109,11 +110,30 @@ async fn run(only_feature: Option<PathBuf>) {
             }
             .boxed_local()
         });
-    match only_feature {
+    let (cucumber, input) = match only_feature {
         // Run by nextest: its arguments are not cucumber's.
-        Some(feature) => cucumber.with_default_cli().run_and_exit(feature).await,
-        None => cucumber.run_and_exit(PathBuf::from(FEATURES)).await,
+        Some(feature) => (cucumber.with_default_cli(), feature),
+        None => (cucumber, PathBuf::from(FEATURES)),
+    };
+    match tags_from_environment() {
+        Some(tags) => {
+            cucumber
+                .filter_run_and_exit(input, move |feature, rule, scenario| {
+                    let mut scenario_tags = feature.tags.iter().chain(rule.into_iter().flat_map(|rule| &rule.tags)).chain(&scenario.tags);
+                    scenario_tags.any(|tag| tags.contains(&tag.trim_start_matches('@').to_owned()))
+                })
+                .await
+        }
+        None => cucumber.run_and_exit(input).await,
     }
+}
+
+/// `E2E_TAGS=@stock,@orders`: only the scenarios tagged with one of these (on the scenario, its
+/// rule or its feature) run. For tools that cannot pass cucumber's own `--tags`: cargo-mutants
+/// and cargo-nextest run the binary with arguments of their own.
+fn tags_from_environment() -> Option<Vec<String>> {
+    let tags = std::env::var("E2E_TAGS").ok().filter(|tags| !tags.trim().is_empty())?;
+    Some(tags.split(',').map(|tag| tag.trim().trim_start_matches('@').to_owned()).collect())
 }
 
 /// Checks that the scenario left nothing behind, then removes its system. Panics (failing the

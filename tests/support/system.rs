@@ -285,8 +285,13 @@ impl System {
         stopped
     }
 
-    /// Proves that `service` is down: a request sent straight to its port gets no answer.
+    /// Proves that `service` is down: a request sent straight to its port gets no answer. And
+    /// that its port is still the system's: nobody else can bind it meanwhile.
     pub async fn verify_service_is_down(&self, service: ServiceName) -> anyhow::Result<()> {
+        let port = self.port(service);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            bail!("{service:?} service was stopped and its port {port} was free for anyone to take");
+        }
         let url = format!("{}/health", self.service_url(service));
         match reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await {
             Ok(response) => bail!("{service:?} service was stopped, but GET {url} answered {}", response.status()),

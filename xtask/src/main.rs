@@ -9,10 +9,14 @@
 //!   commands work as written), prints where everything is, and stops everything it started on
 //!   Ctrl-C or SIGTERM.
 //! - `load [goose options]`: runs the goose load tests against a running system.
+//! - `mutants [AREA...]`: a mutation check (cargo-mutants) of the reservation store, the order
+//!   status machine and store, the consumer and the outbox relay, each against the tests and
+//!   features that should catch a change there.
 //!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
 mod infrastructure;
+mod mutants;
 mod system;
 
 use std::process::{Command, ExitCode};
@@ -23,9 +27,10 @@ fn main() -> ExitCode {
         Some("e2e") => system::end_to_end(&arguments[1..]),
         Some("up") => system::up(&arguments[1..]),
         Some("load") => system::load(&arguments[1..]),
+        Some("mutants") => mutants::mutants(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options]"
+                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS]"
             );
             return ExitCode::from(2);
         }
