@@ -81,6 +81,8 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     Then the response status is 503
     When the product service is started again
     Then the customer has no orders
+    And the shop has settled
+    And "Premium Smartphone" has 50 available and 0 reserved
 
   Scenario: A single order is timed from its POST to paid
     When 1 order of 1 unit of "${PRODUCT_ID_1}" at 899.99 are placed concurrently

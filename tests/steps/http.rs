@@ -1,5 +1,10 @@
-//! Generic HTTP steps: send a request through the gateway, then assert on the response.
-//! Every path, body and expected value may use `${NAME}` for a remembered variable.
+//! Generic HTTP steps: send a request through the gateway, then assert on the response. These
+//! are for the guide's own sections and for checks where the request itself is the contract (a
+//! status code, an error message, a query string); everything else has a step in the shop's words
+//! in `auth`, `catalog` or `orders`. Every path, body and expected value may use `${NAME}` for a
+//! remembered variable.
+//!
+//! Also here, being about HTTP rather than the shop: that a service's Swagger UI works offline.
 
 use std::time::Duration;
 
@@ -88,17 +93,6 @@ async fn body_matches_snapshot(world: &mut ShopWorld, name: String) {
 async fn body_is(world: &mut ShopWorld, step: &Step) {
     let expected: Value = serde_json::from_str(&world.interpolate(&doc_string(step))).expect("the expected body is JSON");
     assert_eq!(world.last_response().json(), &expected, "unexpected body");
-}
-
-#[then(expr = "the response text contains {string}")]
-async fn text_contains(world: &mut ShopWorld, expected: String) {
-    let response = world.last_response();
-    assert!(
-        response.text.contains(&expected),
-        "the response ({}) does not contain {expected:?}: {:.300}",
-        response.status,
-        response.text
-    );
 }
 
 #[then("the response body is empty")]
