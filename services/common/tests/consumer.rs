@@ -1,7 +1,10 @@
 //! The supervised consumer against a real RabbitMQ, in a vhost of its own per test (created and
 //! deleted through the management API): a message that keeps failing is retried a bounded number
 //! of times and then dead-lettered, one that cannot be decoded is dead-lettered at once, and in
-//! both cases the consumer goes on with the next message.
+//! both cases the consumer goes on with the next message. An outage of a dependency
+//! (`HandlerError::Unavailable`) pauses the consumer for as long as it lasts and costs no message
+//! a try; a panicking handler fails only its own delivery; a message that cannot be handled yet
+//! (`NotYet`) waits in the delay queue without holding a prefetch slot.
 //!
 //! The broker is `RABBITMQ_URL_WITHOUT_VHOST` (default `amqp://guest:guest@127.0.0.1:5672`) with
 //! its management API at `RABBITMQ_MANAGEMENT_URL` (default `http://127.0.0.1:15672`, guest/guest).
@@ -10,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::messaging::consumer::ATTEMPT_HEADER;
+use common::messaging::consumer::{ATTEMPT_HEADER, Attempt};
 use common::messaging::events::InventoryRelease;
 use common::messaging::topology::{INVENTORY_RELEASE, dead_letter_queue};
-use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
+use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume, consume_with_attempts};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -176,6 +181,359 @@ async fn a_message_that_cannot_be_decoded_is_dead_lettered_at_once_and_the_consu
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "only the decodable message reached the handler");
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+/// Polls `condition` every 20 ms until it holds or 20 s have passed; on timeout, panics with
+/// `what` and the last value `describe` gave.
+async fn eventually(what: &str, condition: impl Fn() -> bool, describe: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last seen: {}", describe());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Settings for outage tests: the backoff starts at 5 ms and is capped at 40 ms, so dozens of
+/// probes fit in a second.
+fn outage_settings() -> ConsumerSettings {
+    ConsumerSettings {
+        outage_backoff: Duration::from_millis(5),
+        max_outage_backoff: Duration::from_millis(40),
+        ..fast_settings()
+    }
+}
+
+/// A stand-in for a database: down until the test brings it back; counts the calls it refused,
+/// the handlers running at once (and the most ever seen), and what it handled.
+#[derive(Default)]
+struct FlakyDependency {
+    down: AtomicBool,
+    refused: AtomicU32,
+    running: AtomicU32,
+    most_running_while_down: AtomicU32,
+    handled: Mutex<Vec<(String, u32)>>,
+}
+
+impl FlakyDependency {
+    async fn call(&self, release: InventoryRelease, attempt: Attempt) -> Result<(), HandlerError> {
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        // A moment inside the "database", so handlers that run at once overlap.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let outcome = if self.down.load(Ordering::SeqCst) {
+            self.most_running_while_down.fetch_max(running, Ordering::SeqCst);
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            Err(HandlerError::Unavailable(anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))))
+        } else {
+            self.handled.lock().unwrap().push((release.order_id, attempt.number));
+            Ok(())
+        };
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+}
+
+#[tokio::test]
+async fn an_outage_of_any_length_never_dead_letters_and_the_messages_are_handled_once_it_ends() {
+    let vhost = TestVirtualHost::create().await;
+    let dependency = Arc::new(FlakyDependency::default());
+    dependency.down.store(true, Ordering::SeqCst);
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        outage_settings(),
+        {
+            let dependency = Arc::clone(&dependency);
+            move |release: InventoryRelease, attempt: Attempt| {
+                let dependency = Arc::clone(&dependency);
+                async move { dependency.call(release, attempt).await }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "first".into() }).await.expect("publish");
+    // Once the consumer has met the outage it is paused: messages arriving now must wait for
+    // the probe instead of each hammering the dependency.
+    eventually("the outage met", || dependency.refused.load(Ordering::SeqCst) >= 2, || "no refusal yet".into()).await;
+    dependency.most_running_while_down.store(0, Ordering::SeqCst);
+    for order_id in ["second", "third"] {
+        publisher.publish(&InventoryRelease { order_id: order_id.into() }).await.expect("publish");
+    }
+
+    // Ten times the tries a failing message gets (max_attempts is 3) before the outage ends.
+    eventually(
+        "30 refused calls",
+        || dependency.refused.load(Ordering::SeqCst) >= 30,
+        || format!("{} refused", dependency.refused.load(Ordering::SeqCst)),
+    )
+    .await;
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
+    dependency.down.store(false, Ordering::SeqCst);
+    eventually(
+        "the three messages handled",
+        || dependency.handled.lock().unwrap().len() >= 3,
+        || format!("{:?}", dependency.handled.lock().unwrap()),
+    )
+    .await;
+
+    let mut handled = dependency.handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(
+        handled,
+        vec![("first".to_owned(), 1), ("second".to_owned(), 1), ("third".to_owned(), 1)],
+        "each handled once, still on its first attempt"
+    );
+    assert_eq!(
+        dependency.most_running_while_down.load(Ordering::SeqCst),
+        1,
+        "while paused the consumer probes with one message at a time"
+    );
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
+    vhost.take_exactly(INVENTORY_RELEASE, 0).await;
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn a_consumer_paused_by_an_outage_hands_its_message_back_when_it_is_stopped() {
+    let vhost = TestVirtualHost::create().await;
+    let dependency = Arc::new(FlakyDependency::default());
+    dependency.down.store(true, Ordering::SeqCst);
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        outage_settings(),
+        {
+            let dependency = Arc::clone(&dependency);
+            move |release: InventoryRelease, attempt: Attempt| {
+                let dependency = Arc::clone(&dependency);
+                async move { dependency.call(release, attempt).await }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "kept".into() }).await.expect("publish");
+    eventually("a refused call", || dependency.refused.load(Ordering::SeqCst) >= 3, || "none".into()).await;
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), consumer).await.expect("stops promptly").expect("without panicking");
+
+    let kept = vhost.take_exactly(INVENTORY_RELEASE, 1).await;
+    assert_eq!(serde_json::from_slice::<InventoryRelease>(&kept[0].delivery.data).unwrap().order_id, "kept");
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn outages_between_failed_attempts_do_not_use_up_a_messages_tries() {
+    let vhost = TestVirtualHost::create().await;
+    let answers = Arc::new(Mutex::new(Vec::<&'static str>::new()));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        outage_settings(),
+        {
+            let answers = Arc::clone(&answers);
+            move |_release: InventoryRelease| {
+                let answers = Arc::clone(&answers);
+                async move {
+                    let mut answers = answers.lock().unwrap();
+                    // Four outages before every real failure.
+                    if answers.len() % 5 < 4 {
+                        answers.push("unavailable");
+                        Err(HandlerError::Unavailable(anyhow::anyhow!("the database is down")))
+                    } else {
+                        answers.push("failed");
+                        Err(HandlerError::Retry(anyhow::anyhow!("a failure of the message's own")))
+                    }
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "fails".into() }).await.expect("publish");
+
+    let dead_letters = vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 1).await;
+    let last_attempt =
+        dead_letters[0].delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get(ATTEMPT_HEADER).cloned());
+    assert_eq!(last_attempt, Some(AMQPValue::LongLongInt(3)));
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.iter().filter(|answer| **answer == "failed").count(), 3, "three real failures: {answers:?}");
+    assert_eq!(answers.iter().filter(|answer| **answer == "unavailable").count(), 12, "and every outage waited out");
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_fails_only_its_own_delivery_and_the_consumer_goes_on() {
+    let vhost = TestVirtualHost::create().await;
+    let panics = Arc::new(AtomicU32::new(0));
+    let handled = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let (panics, handled) = (Arc::clone(&panics), Arc::clone(&handled));
+            move |release: InventoryRelease| {
+                let (panics, handled) = (Arc::clone(&panics), Arc::clone(&handled));
+                async move {
+                    if release.order_id == "panics" {
+                        panics.fetch_add(1, Ordering::SeqCst);
+                        panic!("a bug in the handler");
+                    }
+                    handled.lock().unwrap().push(release.order_id);
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "panics".into() }).await.expect("publish");
+    publisher.publish(&InventoryRelease { order_id: "before".into() }).await.expect("publish");
+
+    let dead_letters = vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 1).await;
+    assert_eq!(serde_json::from_slice::<InventoryRelease>(&dead_letters[0].delivery.data).unwrap().order_id, "panics");
+    let last_attempt =
+        dead_letters[0].delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get(ATTEMPT_HEADER).cloned());
+    assert_eq!(last_attempt, Some(AMQPValue::LongLongInt(3)), "a panic is a failed attempt, bounded like any other");
+    assert_eq!(panics.load(Ordering::SeqCst), 3);
+
+    // The consumer is still there for the next message.
+    publisher.publish(&InventoryRelease { order_id: "after".into() }).await.expect("publish");
+    eventually("both good messages handled", || handled.lock().unwrap().len() >= 2, || format!("{:?}", handled.lock().unwrap()))
+        .await;
+    let mut seen = handled.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, vec!["after".to_owned(), "before".to_owned()]);
+    assert!(!consumer.is_finished(), "the consumer task is still running");
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled, without having panicked");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_handled_yet_waits_by_time_without_holding_the_prefetch_slot() {
+    let vhost = TestVirtualHost::create().await;
+    let record_exists = Arc::new(AtomicBool::new(false));
+    let handled = Arc::new(Mutex::new(Vec::<(String, Attempt)>::new()));
+    let not_yet_answers = Arc::new(AtomicU32::new(0));
+    let cancel = CancellationToken::new();
+    let settings = ConsumerSettings {
+        // One slot: if waiting held it, nothing else could be handled meanwhile.
+        prefetch: 1,
+        not_yet_recheck_interval: Duration::from_millis(200),
+        not_yet_give_up_after: Duration::from_secs(60),
+        ..fast_settings()
+    };
+    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        settings,
+        {
+            let (record_exists, handled, not_yet_answers) =
+                (Arc::clone(&record_exists), Arc::clone(&handled), Arc::clone(&not_yet_answers));
+            move |release: InventoryRelease, attempt: Attempt| {
+                let (record_exists, handled, not_yet_answers) =
+                    (Arc::clone(&record_exists), Arc::clone(&handled), Arc::clone(&not_yet_answers));
+                async move {
+                    if release.order_id == "waits" && !record_exists.load(Ordering::SeqCst) {
+                        not_yet_answers.fetch_add(1, Ordering::SeqCst);
+                        return Err(HandlerError::NotYet(anyhow::anyhow!("its product has no stock record yet")));
+                    }
+                    handled.lock().unwrap().push((release.order_id, attempt));
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "waits".into() }).await.expect("publish");
+    publisher.publish(&InventoryRelease { order_id: "passes".into() }).await.expect("publish");
+
+    eventually(
+        "the message behind the waiting one handled, and the waiting one re-checked",
+        || handled.lock().unwrap().len() == 1 && not_yet_answers.load(Ordering::SeqCst) >= 3,
+        || format!("{:?}, {} not-yet answers", handled.lock().unwrap(), not_yet_answers.load(Ordering::SeqCst)),
+    )
+    .await;
+    let started_waiting = Instant::now();
+    record_exists.store(true, Ordering::SeqCst);
+    eventually("the waiting message handled", || handled.lock().unwrap().len() == 2, || format!("{:?}", handled.lock().unwrap()))
+        .await;
+    assert!(started_waiting.elapsed() < Duration::from_secs(2), "re-checked within about the recheck interval");
+    let handled = handled.lock().unwrap().clone();
+    let (order_id, attempt) = &handled[1];
+    assert_eq!(order_id, "waits");
+    assert_eq!(attempt.number, 1, "waiting is not a failed attempt");
+    assert!(attempt.waited >= Duration::from_millis(400), "it knows how long it waited: {:?}", attempt.waited);
+    assert!(attempt.may_keep_waiting);
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
+    vhost.take_exactly(&common::messaging::topology::delay_queue(INVENTORY_RELEASE), 0).await;
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn a_message_that_waited_long_enough_gets_a_final_answer() {
+    let vhost = TestVirtualHost::create().await;
+    let final_answers = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let cancel = CancellationToken::new();
+    let settings = ConsumerSettings {
+        not_yet_recheck_interval: Duration::from_millis(100),
+        not_yet_give_up_after: Duration::from_millis(500),
+        ..fast_settings()
+    };
+    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        settings,
+        {
+            let final_answers = Arc::clone(&final_answers);
+            move |_release: InventoryRelease, attempt: Attempt| {
+                let final_answers = Arc::clone(&final_answers);
+                async move {
+                    if attempt.may_keep_waiting {
+                        return Err(HandlerError::NotYet(anyhow::anyhow!("still missing")));
+                    }
+                    // What inventory does: the reservation fails with a reason, and that is
+                    // handled (published), not dead-lettered.
+                    final_answers.lock().unwrap().push(attempt);
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    let published = Instant::now();
+    publisher.publish(&InventoryRelease { order_id: "never-known".into() }).await.expect("publish");
+
+    eventually("a final answer", || !final_answers.lock().unwrap().is_empty(), || "none".into()).await;
+    assert!(published.elapsed() >= Duration::from_millis(500), "waited at least the configured time");
+    let answers = final_answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1);
+    assert!(answers[0].waited >= Duration::from_millis(500));
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
 
     cancel.cancel();
     consumer.await.expect("the consumer stops when cancelled");
