@@ -1,5 +1,7 @@
 //! The product outbox against a real MongoDB (`MONGODB_URL`, default the local server): each test
-//! uses its own database, named after a fresh uuid, and drops it at the end.
+//! uses its own database, named after a fresh uuid, and drops it at the end. The relay test also
+//! publishes to a real RabbitMQ (`RABBITMQ_URL_WITHOUT_VHOST`, management API at
+//! `RABBITMQ_MANAGEMENT_URL`), in a vhost of its own.
 
 use bson::oid::ObjectId;
 use bson::{Document, doc};
@@ -101,5 +103,112 @@ async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() 
     assert!(database.raw_document(lamp.id).await.is_some());
     outbox.mark_published(&deleted).await.unwrap();
     assert!(database.raw_document(lamp.id).await.is_none());
+    database.drop_database().await;
+}
+
+/// A RabbitMQ vhost that exists for one test, created and deleted through the management API.
+struct TestVirtualHost {
+    name: String,
+    amqp_url: String,
+    management_url: String,
+    http: reqwest::Client,
+}
+
+impl TestVirtualHost {
+    async fn create() -> Self {
+        let server = common::config::env_or("RABBITMQ_URL_WITHOUT_VHOST", "amqp://guest:guest@127.0.0.1:5672");
+        let management_url = common::config::env_or("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672");
+        let name = format!("product-outbox-test-{}", uuid::Uuid::new_v4().simple());
+        let vhost = Self { amqp_url: format!("{server}/{name}"), management_url, http: reqwest::Client::new(), name };
+        vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await;
+        let rights = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
+        vhost.management(reqwest::Method::PUT, &format!("/api/permissions/{}/guest", vhost.name), Some(rights)).await;
+        vhost
+    }
+
+    async fn management(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
+        let mut request =
+            self.http.request(method.clone(), format!("{}{path}", self.management_url)).basic_auth("guest", Some("guest"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|error| panic!("{method} {path}: {error}"));
+        assert!(response.status().is_success(), "{method} {path} answered {}", response.status());
+    }
+
+    async fn delete(self) {
+        self.management(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.name), None).await;
+    }
+
+    /// Takes every message now in `queue` (acknowledging them).
+    async fn take_all(&self, queue: &str) -> Vec<Vec<u8>> {
+        use lapin::options::{BasicAckOptions, BasicGetOptions};
+        let connection = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("connect");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut bodies = Vec::new();
+        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get") {
+            message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            bodies.push(message.delivery.data.clone());
+        }
+        let _ = connection.close(200, "done".into()).await;
+        bodies
+    }
+}
+
+#[tokio::test]
+async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publishes_the_next_one() {
+    use common::messaging::document_outbox::UNDECODABLE_OUTBOX_FIELD;
+    use common::messaging::{OutboxRelay, Publisher};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new().await;
+    let vhost = TestVirtualHost::create().await;
+    let store = ProductStore::new(&database.database);
+    store.create_indexes().await.unwrap();
+    // An older document (smaller ObjectId) whose event does not decode: no queue, no payload.
+    let broken_id = ObjectId::new();
+    let broken_event = doc! { "id": "broken-event", "correlation_id": broken_id.to_hex() };
+    database
+        .database
+        .collection::<Document>(COLLECTION)
+        .insert_one(doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] })
+        .await
+        .unwrap();
+    let lamp = product(40);
+    let event = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+    store.insert(&lamp, std::slice::from_ref(&event)).await.unwrap();
+
+    let outbox = store.outbox();
+    let publisher = Arc::new(Publisher::new(&vhost.amqp_url, "product outbox test"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(outbox.clone(), Arc::clone(&publisher), Arc::new(tokio::sync::Notify::new())).run(cancel.clone()),
+    );
+
+    // The lamp's event is published and drained although the broken one comes first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = outbox.pending(100).await.unwrap();
+        if pending.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never drained the outbox; still pending: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let published = vhost.take_all(ProductCreated::QUEUE).await;
+    assert_eq!(published.len(), 1, "exactly the decodable event was published");
+    let published: ProductCreated = serde_json::from_slice(&published[0]).unwrap();
+    assert_eq!(published.product_id, lamp.id.to_hex());
+    assert!(outbox.undecodable_events_set_aside() >= 1, "the undecodable event was counted");
+    let broken = database.raw_document(broken_id).await.expect("the broken document stays");
+    assert!(broken.get_array(OUTBOX_FIELD).unwrap().is_empty(), "no longer pending");
+    assert_eq!(broken.get_array(UNDECODABLE_OUTBOX_FIELD).unwrap(), &vec![bson::Bson::Document(broken_event)], "kept aside");
+    assert!(!relay.is_finished(), "the relay is still running");
+
+    cancel.cancel();
+    relay.await.unwrap();
+    publisher.close().await;
+    vhost.delete().await;
     database.drop_database().await;
 }
