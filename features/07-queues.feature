@@ -17,8 +17,8 @@ Feature: Monitoring the message queues (guide section 7)
     And "Smart Fitness Watch" has 75 available and 0 reserved
     When I list the queues through the RabbitMQ management API
     Then the response body matches the snapshot "07_queues_after_the_order_flow"
-    And the response field "6.name" is "order_created"
-    And the response field "6.messages" is "0"
+    And the response field "9.name" is "order_created"
+    And the response field "9.messages" is "0"
 
   Scenario: Messages that can never be processed are dead-lettered and the consumers go on
     # An event about an order id that cannot exist is rejected by the order service at once; a

@@ -163,12 +163,13 @@ async fn tear_down(mut system: System, expected_errors: &[String]) {
     }
 }
 
-/// Every queue and dead-letter queue of the scenario's vhost that holds messages, and every
-/// outbox that holds events.
+/// Every queue, dead-letter queue and delay queue of the scenario's vhost that holds messages,
+/// and every outbox that holds events.
 async fn leftover_work(system: &System) -> Vec<String> {
     let mut leftovers = Vec::new();
     for queue in common::messaging::topology::QUEUES {
-        for queue in [queue.to_string(), common::messaging::topology::dead_letter_queue(queue)] {
+        use common::messaging::topology::{dead_letter_queue, delay_queue};
+        for queue in [queue.to_string(), dead_letter_queue(queue), delay_queue(queue)] {
             match system.vhost.ready_messages(&queue).await {
                 Ok(0) => {}
                 Ok(count) => leftovers.push(format!("{queue}: {count}")),

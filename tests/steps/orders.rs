@@ -40,26 +40,18 @@ const CONCURRENT_REQUESTS: usize = 16;
 /// How often the orders are polled while waiting for them to settle.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-fn order_body(world: &ShopWorld, product_id: &str, quantity: i64, price: f64) -> String {
-    json!({
+/// Places `count` orders for `quantity` of the named product at once (at most
+/// [`CONCURRENT_REQUESTS`] in flight), each checked accepted and pending, and keeps them with the
+/// instant each was sent until a later step waits for them to settle.
+#[when(expr = "{int} order(s) for {int} {string} are placed at once")]
+async fn orders_are_placed_at_once(world: &mut ShopWorld, count: usize, quantity: i64, name: String) {
+    let product = product_named(world, &name).await;
+    let body = json!({
         "user_id": world.variable("USER_ID"),
-        "items": [{ "product_id": product_id, "quantity": quantity, "price": price }],
-        "shipping_address": {
-            "line1": "123 Example Street",
-            "line2": "Apt 4B",
-            "city": "Example City",
-            "state": "EX",
-            "postal_code": "12345",
-            "country": "Example Country"
-        }
+        "items": [{ "product_id": product.id, "quantity": quantity, "price": product.price }],
+        "shipping_address": default_shipping_address(world).await
     })
-    .to_string()
-}
-
-#[when(expr = "{int} order(s) of {int} unit(s) of {string} at {float} are placed concurrently")]
-async fn orders_are_placed_concurrently(world: &mut ShopWorld, count: usize, quantity: i64, product: String, price: f64) {
-    let product_id = world.interpolate(&product);
-    let body = order_body(world, &product_id, quantity, price);
+    .to_string();
     let world_ref = &*world;
     let placed: Vec<(String, Instant)> = futures::stream::iter(0..count)
         .map(|_| {
@@ -85,7 +77,7 @@ async fn orders_by_id(world: &ShopWorld) -> Result<HashMap<String, Value>, Strin
     let page_size = 100;
     loop {
         let path = format!("/api/v1/orders/?skip={}&limit={page_size}", orders.len());
-        let response = world.send(Method::GET, &path, Body::None, Credentials::Current).await;
+        let response = world.try_send(Method::GET, &path, Body::None, Credentials::Current).await?;
         if response.status != 200 {
             return Err(format!("GET {path} answered {}: {}", response.status, response.text));
         }
@@ -101,7 +93,7 @@ async fn orders_by_id(world: &ShopWorld) -> Result<HashMap<String, Value>, Strin
     }
 }
 
-#[then(expr = "within {int} seconds {int} of those orders are {string} and {int} are {string}")]
+#[then(expr = "within {int} seconds {int} of those orders are {word} and {int} are {word}")]
 async fn those_orders_settle_in_two_statuses(
     world: &mut ShopWorld,
     seconds: u64,
@@ -113,7 +105,7 @@ async fn those_orders_settle_in_two_statuses(
     those_orders_settle(world, seconds, &[(first_status, first_count), (second_status, second_count)]).await;
 }
 
-#[then(expr = "within {int} seconds every one of those orders is {string}")]
+#[then(expr = "within {int} seconds every one of those orders is {word}")]
 async fn those_orders_all_settle(world: &mut ShopWorld, seconds: u64, status: String) {
     let placed = world.placed_orders.len();
     those_orders_settle(world, seconds, &[(status, placed)]).await;

@@ -359,15 +359,18 @@ impl System {
         Ok(pending)
     }
 
-    /// Whatever the system is still doing, one line per thing: messages ready in an order-flow
-    /// queue (counted exactly), messages a consumer holds, events waiting in an outbox. Empty
+    /// Whatever the system is still doing, one line per thing: messages ready in a queue or its
+    /// delay queue (counted exactly), messages a consumer holds, events waiting in an outbox. Empty
     /// when the system is idle.
     pub async fn unsettled_work(&self) -> anyhow::Result<Vec<String>> {
         let mut work = Vec::new();
         for queue in common::messaging::topology::QUEUES {
-            let ready = self.vhost.ready_messages(queue).await?;
-            if ready > 0 {
-                work.push(format!("{queue}: {ready} ready"));
+            // A message in a queue's delay queue is work postponed, not done.
+            for queue in [queue.to_owned(), common::messaging::topology::delay_queue(queue)] {
+                let ready = self.vhost.ready_messages(&queue).await?;
+                if ready > 0 {
+                    work.push(format!("{queue}: {ready} ready"));
+                }
             }
         }
         for (queue, count) in super::logs::messages_in_flight(&self.id) {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::Request;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::config::HttpSettings;
 use crate::error::ApiError;
@@ -35,11 +35,15 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 /// attributes what they log to that scenario through it).
 pub fn finish(router: Router) -> Router {
     let service_span = tracing::Span::current();
-    router.fallback(|| async { ApiError::NotFound("Not Found".into()) }).layer(TraceLayer::new_for_http().make_span_with(
-        move |request: &Request<_>| {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(move |request: &Request<_>| {
             tracing::info_span!(parent: &service_span, "request", method = %request.method(), path = %request.uri().path())
-        },
-    ))
+        })
+        // A 5xx answer is logged as a warning here: a dependency that is down (a 503) is an
+        // operational event, not a bug, and an internal error (a 500) has already been logged as
+        // an error, with its cause, by `ApiError`.
+        .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN));
+    router.fallback(|| async { ApiError::NotFound("Not Found".into()) }).layer(trace)
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

@@ -8,7 +8,10 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
 pub const SPEC_PATH: &str = "/api/v1/openapi.json";
 
 pub fn router(spec: utoipa::openapi::OpenApi) -> Router {
-    Router::new().merge(SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec))
+    // No validator: Swagger UI would otherwise send the document to validator.swagger.io, which
+    // an offline machine cannot reach (and which has no business seeing our API).
+    let config = utoipa_swagger_ui::Config::default().validator_url("none");
+    Router::new().merge(SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec).config(config))
 }
 
 /// Declares the `bearer` security scheme (a JWT in `Authorization: Bearer`) that handlers name
