@@ -114,6 +114,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     Then the response status is 200
     And the response body matches the snapshot "04_history_after_a_delivery"
 
+  @outbox
   Scenario: Inventory appears for a product created while the inventory service is stopped
     When the inventory service is stopped
     And the customer adds 40 "Desk Lamp" at 39.90 to the catalog
@@ -122,6 +123,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     And the response body matches the snapshot "04_inventory_of_the_lamp"
     And the stock history of "Desk Lamp" is "product_created"
 
+  @outbox
   Scenario: Inventory appears, once, for a product created while the broker is unreachable
     When the message broker becomes unreachable
     And the customer adds 40 "Desk Lamp" at 39.90 to the catalog
@@ -133,6 +135,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     And the stock history of "Desk Lamp" is "product_created"
     And "Desk Lamp" has 40 available and 0 reserved
 
+  @delivery
   Scenario: A duplicated product_created event changes nothing, neither stock nor history
     Given the guide's catalog
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:

@@ -7,6 +7,7 @@ Feature: Asynchronous order processing (guide section 5)
     And a customer with a default address
     And the guide's catalog
 
+  @stock @order-status
   Scenario: Section 5.1 to 5.4 - a single-product order is accepted pending, reaches paid and reserves its stock
     When I send a GET request to "/api/v1/users/me"
     Then the response status is 200
@@ -43,6 +44,7 @@ Feature: Asynchronous order processing (guide section 5)
     And the response field "reserved_quantity" is "1"
     And the response body matches the snapshot "05_inventory_reserved_for_single_order"
 
+  @stock @order-status
   Scenario: Section 5.5 - a multi-product order totals exactly and reaches paid
     When I send a POST request to "/api/v1/orders/" with body:
       """
@@ -96,6 +98,7 @@ Feature: Asynchronous order processing (guide section 5)
     And the shop has settled
     And "Premium Smartphone" has 50 available and 0 reserved
 
+  @stock
   Scenario: A price that differs from the catalog is refused and nothing is stored or reserved
     When the customer tries to order 1 "Premium Smartphone" at 19.99
     Then the response status is 400

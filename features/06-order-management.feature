@@ -11,6 +11,7 @@ Feature: Viewing and managing orders (guide section 6)
     When the customer orders 1 "Wireless Noise-Cancelling Headphones" and 2 "Smart Fitness Watch"
     Then the order is paid
 
+  @order-status
   Scenario: Section 6.1 and 6.2 - order details and the customer's orders, newest first
     When I send a GET request to "/api/v1/orders/${ORDER_ID_1}"
     Then the response status is 200
@@ -22,6 +23,7 @@ Feature: Viewing and managing orders (guide section 6)
     And the response field "1._id" is "${ORDER_ID_1}"
     And the response body matches the snapshot "06_orders_of_the_customer"
 
+  @stock @order-status
   Scenario: Section 6.3 and 6.5 - shipping an order keeps its reservation
     When I send a PUT request to "/api/v1/orders/${ORDER_ID_1}/status" with body:
       """
@@ -40,6 +42,7 @@ Feature: Viewing and managing orders (guide section 6)
     And the response field "reserved_quantity" is "1"
     And the response body matches the snapshot "06_inventory_after_shipping"
 
+  @stock @order-status
   Scenario: Section 6.4 and 6.5 - cancelling an order releases its stock
     When I send a DELETE request to "/api/v1/orders/${ORDER_ID_2}"
     Then the response status is 204
@@ -55,6 +58,7 @@ Feature: Viewing and managing orders (guide section 6)
     # is read after that event has been handled.
     And "Premium Smartphone" has 49 available and 1 reserved
 
+  @order-status
   Scenario: The status list filter and paging
     When the customer cancels the order
     When I send a GET request to "/api/v1/orders/?status=cancelled"
@@ -71,6 +75,7 @@ Feature: Viewing and managing orders (guide section 6)
     When I send a GET request to "/api/v1/orders/?limit=0"
     Then the response status is 422
 
+  @order-status
   Scenario: A transition the status machine does not allow is refused with the allowed ones
     When I send a PUT request to "/api/v1/orders/${ORDER_ID_1}/status" with body:
       """
@@ -89,6 +94,7 @@ Feature: Viewing and managing orders (guide section 6)
     When I send a GET request to "/api/v1/orders/${ORDER_ID_1}"
     Then the response field "status" is "paid"
 
+  @stock @order-status
   Scenario: A shipped order cannot be cancelled, and a delivered one can still be refunded
     When I send a PUT request to "/api/v1/orders/${ORDER_ID_1}/status" with body:
       """
@@ -126,6 +132,7 @@ Feature: Viewing and managing orders (guide section 6)
       {"detail": "Cannot change order status from refunded to cancelled. Allowed transitions from refunded: none"}
       """
 
+  @stock @order-status
   Scenario: Refunding a paid order that never shipped gives its stock back
     When I send a PUT request to "/api/v1/orders/${ORDER_ID_2}/status" with body:
       """
@@ -137,6 +144,7 @@ Feature: Viewing and managing orders (guide section 6)
     And "Smart Fitness Watch" has 75 available and 0 reserved
     And "Premium Smartphone" has 49 available and 1 reserved
 
+  @order-status
   Scenario: Another customer's order is not found and cannot be changed
     Given another customer "other@example.com"
     When "other@example.com" logs in

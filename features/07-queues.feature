@@ -11,6 +11,7 @@ Feature: Monitoring the message queues (guide section 7)
     When the customer orders 1 "Wireless Noise-Cancelling Headphones" and 2 "Smart Fitness Watch"
     Then the order is paid
 
+  @delivery @outbox
   Scenario: Section 7.3 - every queue has its consumers and no message is left after the orders are paid
     When the customer cancels the order
     Then "Wireless Noise-Cancelling Headphones" has 100 available and 0 reserved
@@ -20,6 +21,7 @@ Feature: Monitoring the message queues (guide section 7)
     And the response field "9.name" is "order_created"
     And the response field "9.messages" is "0"
 
+  @delivery
   Scenario: Messages that can never be processed are dead-lettered and the consumers go on
     # An event about an order id that cannot exist is rejected by the order service at once; a
     # message that is not an order at all cannot be decoded by inventory. Both land in their

@@ -7,6 +7,7 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     And a customer with a default address
     And the guide's catalog
 
+  @stock @order-status
   Scenario: An order for more than the stock is cancelled with a reason and the stock is unchanged
     When the customer orders 1 "Wireless Noise-Cancelling Headphones" and 51 "Premium Smartphone"
     Then the order is cancelled for lack of "Premium Smartphone"
@@ -39,6 +40,7 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     Then the order is paid
     And "Premium Smartphone" has 49 available and 1 reserved
 
+  @stock @delivery
   Scenario: Section 9.1 - an order placed while the inventory service is down is paid once it is back
     When the inventory service is stopped
     When I send a POST request to "/api/v1/orders/" with body:
@@ -60,6 +62,7 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     Then the response field "available_quantity" is "49"
     And the response field "reserved_quantity" is "1"
 
+  @stock @delivery
   Scenario: A product created and ordered while the inventory service is down is reserved once it is back
     # Both the product's product_created and the order's order_created wait in their queues; when
     # inventory returns it may see the order before the product. It waits for the stock record
@@ -71,6 +74,7 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
     Then the order is paid
     And "Travel Adapter" has 19 available and 1 reserved
 
+  @order-status
   Scenario: A product service outage refuses new orders with a 503 and stores nothing
     When the product service is stopped
     When I send a POST request to "/api/v1/orders/" with body:
