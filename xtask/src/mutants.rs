@@ -84,7 +84,10 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
             area.tags
         ));
         let mut command = cargo();
-        command.args(["mutants", "--workspace", "--test-workspace=true", "--no-shuffle", "--output"]).arg(&output);
+        // The copy gets our target/ too, so only the workspace's own crates are rebuilt there.
+        command
+            .args(["mutants", "--workspace", "--test-workspace=true", "--copy-target=true", "--no-shuffle", "--output"])
+            .arg(&output);
         for file in area.files {
             command.args(["--file", file]);
         }
