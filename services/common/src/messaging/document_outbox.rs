@@ -103,10 +103,12 @@ impl DocumentOutboxStore {
             "an outbox event cannot be decoded; setting it aside in {UNDECODABLE_OUTBOX_FIELD} and going on with the others"
         );
         // `$pull` by the whole value: the event may lack the `id` that would otherwise name it.
+        // The filter requires the event to be still in the outbox, so that two reads that both
+        // saw it (the relay's wake and its poll) move it once, not twice.
         let moved = self
             .collection
             .update_one(
-                doc! { "_id": document_id.clone() },
+                doc! { "_id": document_id.clone(), OUTBOX_FIELD: event.clone() },
                 doc! { "$pull": { OUTBOX_FIELD: event.clone() }, "$push": { UNDECODABLE_OUTBOX_FIELD: event.clone() } },
             )
             .await;
