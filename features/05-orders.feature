@@ -93,8 +93,8 @@ Feature: Asynchronous order processing (guide section 5)
       """
       {"detail": "You can only place orders for yourself"}
       """
-    And the customer has no orders
-    And "victim@example.com" has no orders
+    And the customer has 0 orders
+    And "victim@example.com" has 0 orders
     And the shop has settled
     And "Premium Smartphone" has 50 available and 0 reserved
 
@@ -106,7 +106,7 @@ Feature: Asynchronous order processing (guide section 5)
       """
       {"detail": "Price of product ${PRODUCT_ID_1} is 899.99, not 19.99"}
       """
-    And the customer has no orders
+    And the customer has 0 orders
     And the shop has settled
     And "Premium Smartphone" has 50 available and 0 reserved
 
@@ -124,7 +124,7 @@ Feature: Asynchronous order processing (guide section 5)
       """
       {"detail": "Product 000000000000000000000000 not found"}
       """
-    And the customer has no orders
+    And the customer has 0 orders
 
   Scenario: An order without items or with a quantity of zero is refused and nothing is stored
     When I send a POST request to "/api/v1/orders/" with body:
@@ -152,7 +152,7 @@ Feature: Asynchronous order processing (guide section 5)
       {"user_id": "${USER_ID}", "items": "not a list"}
       """
     Then the response status is 422
-    And the customer has no orders
+    And the customer has 0 orders
 
   Scenario: Orders need a token
     When I send a GET request to "/api/v1/orders/" without a token

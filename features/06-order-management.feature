@@ -157,7 +157,7 @@ Feature: Viewing and managing orders (guide section 6)
     Then the response status is 404
     When I send a DELETE request to "/api/v1/orders/${ORDER_ID_2}"
     Then the response status is 404
-    And the customer has no orders
+    And the customer has 0 orders
     When "customer@example.com" logs in
     And I send a GET request to "/api/v1/orders/${ORDER_ID_1}"
     Then the response field "status" is "paid"

@@ -87,7 +87,7 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
       """
     Then the response status is 503
     When the product service is started again
-    Then the customer has no orders
+    Then the customer has 0 orders
     And the shop has settled
     And "Premium Smartphone" has 50 available and 0 reserved
 

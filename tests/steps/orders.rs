@@ -275,7 +275,13 @@ async fn the_customer_tries_to_order_for_someone_else(world: &mut ShopWorld, qua
 /// Waits until the current order has `status`; an order cancelled on the way to another status
 /// fails at once, with its reason. The order becomes the last response.
 async fn wait_for_status(world: &mut ShopWorld, status: &str) -> Response {
-    let path = format!("/api/v1/orders/{}", current_order(world));
+    let order_id = current_order(world);
+    wait_for_status_of(world, &order_id, status).await
+}
+
+/// [`wait_for_status`] for the order `order_id`.
+async fn wait_for_status_of(world: &mut ShopWorld, order_id: &str, status: &str) -> Response {
+    let path = format!("/api/v1/orders/{order_id}");
     let world_ref = &*world;
     let response = eventually(STATUS_DEADLINE, &format!("the order becoming {status}"), || {
         let path = path.clone();
@@ -303,6 +309,24 @@ async fn the_order_is(world: &mut ShopWorld, status: String) {
     wait_for_status(world, &status).await;
 }
 
+/// The scenario's order number `number` (in the order they were placed) reaches `status`.
+#[then(expr = "order {int} is {word}")]
+async fn numbered_order_is(world: &mut ShopWorld, number: usize, status: String) {
+    let order_id = world.variable(&format!("ORDER_ID_{number}")).to_owned();
+    wait_for_status_of(world, &order_id, &status).await;
+}
+
+/// While the order service cannot store orders, a new order is refused with a JSON 503, at
+/// once rather than after the gateway's timeout, and nothing of it is stored (see the order
+/// count afterwards).
+#[then("the customer cannot place an order while the orders are unavailable")]
+async fn the_customer_cannot_place_an_order(world: &mut ShopWorld) {
+    let response = send_order(world, &OrderRequest::of(vec![(1, "Premium Smartphone".into())])).await;
+    assert_eq!(response.status, 503, "an order placed while orders cannot be stored: {}", response.text);
+    assert!(response.field("detail").is_string(), "a 503 says why: {}", response.text);
+    world.last = Some(response);
+}
+
 /// The inventory refused the order: it is cancelled, and its reason names the product that
 /// was short.
 #[then(expr = "the order is cancelled for lack of {string}")]
@@ -325,22 +349,23 @@ async fn the_customer_cancels_the_order(world: &mut ShopWorld) {
     world.last = Some(response);
 }
 
-async fn assert_no_orders(world: &ShopWorld, whose: &str, credentials: Credentials) {
+async fn assert_order_count(world: &ShopWorld, whose: &str, credentials: Credentials, count: usize) {
     let response = world.send(Method::GET, "/api/v1/orders/", Body::None, credentials).await;
     assert_eq!(response.status, 200, "listing the orders of {whose} failed: {}", response.text);
-    assert_eq!(response.json(), &json!([]), "{whose} has orders");
+    let orders = response.json().as_array().unwrap_or_else(|| panic!("not a list: {}", response.text));
+    assert_eq!(orders.len(), count, "the orders of {whose}: {}", response.text);
 }
 
-/// The current customer's order list is empty.
-#[then("the customer has no orders")]
-async fn the_customer_has_no_orders(world: &mut ShopWorld) {
-    assert_no_orders(world, "the customer", Credentials::Current).await;
+/// The current customer's order list holds exactly `count` orders.
+#[then(expr = "the customer has {int} order(s)")]
+async fn the_customer_has_orders(world: &mut ShopWorld, count: usize) {
+    assert_order_count(world, "the customer", Credentials::Current, count).await;
 }
 
 /// The order list of the customer with this email (logged in for a moment, without changing who
-/// the scenario is logged in as) is empty.
-#[then(expr = "{string} has no orders")]
-async fn customer_has_no_orders(world: &mut ShopWorld, email: String) {
+/// the scenario is logged in as) holds exactly `count` orders.
+#[then(expr = "{string} has {int} order(s)")]
+async fn customer_has_orders(world: &mut ShopWorld, email: String, count: usize) {
     let session = session_of(world, &email).await;
-    assert_no_orders(world, &email, Credentials::Token(session.access_token)).await;
+    assert_order_count(world, &email, Credentials::Token(session.access_token), count).await;
 }

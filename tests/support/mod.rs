@@ -5,6 +5,7 @@ pub mod eventually;
 pub mod gateway;
 pub mod infrastructure;
 pub mod logs;
+pub mod proxy;
 pub mod rabbitmq;
 pub mod snapshot;
 pub mod system;

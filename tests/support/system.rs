@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use common::config::HttpSettings;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
 use super::gateway::{Gateway, Upstreams};
+use super::proxy::Proxy;
 use super::infrastructure::{self, Infrastructure};
 use super::rabbitmq::VirtualHost;
 
@@ -56,10 +58,131 @@ impl FromStr for ServiceName {
     }
 }
 
+/// What a service depends on, each reached through a fault proxy of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dependency {
+    /// Its own database: PostgreSQL for user and inventory, MongoDB for product and order.
+    Database,
+    /// RabbitMQ (the user service has none).
+    Broker,
+}
+
+impl FromStr for Dependency {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "database" => Ok(Dependency::Database),
+            "broker" => Ok(Dependency::Broker),
+            other => Err(format!("unknown dependency {other:?}: expected database or broker")),
+        }
+    }
+}
+
+impl ServiceName {
+    fn dependencies(self) -> &'static [Dependency] {
+        match self {
+            ServiceName::User => &[Dependency::Database],
+            _ => &[Dependency::Database, Dependency::Broker],
+        }
+    }
+}
+
+/// A service's configuration, ready to be built in the service's own runtime.
+enum ServiceConfig {
+    User(user_service::Config),
+    Product(product_service::Config),
+    Inventory(inventory_service::Config),
+    Order(order_service::Config),
+}
+
+impl ServiceConfig {
+    /// Builds the service (telling `ready` whether that worked) and serves until `shutdown`.
+    async fn build_and_run(
+        self,
+        shutdown: WaitForCancellationFutureOwned,
+        ready: oneshot::Sender<anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        macro_rules! build_and_run {
+            ($service:ident, $config:expr) => {{
+                match $service::Application::build($config).await {
+                    Ok(application) => {
+                        let _ = ready.send(Ok(()));
+                        application.run_until_stopped(shutdown).await
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error.context(concat!(stringify!($service), " failed to start"))));
+                        Ok(())
+                    }
+                }
+            }};
+        }
+        match self {
+            ServiceConfig::User(config) => build_and_run!(user_service, config),
+            ServiceConfig::Product(config) => build_and_run!(product_service, config),
+            ServiceConfig::Inventory(config) => build_and_run!(inventory_service, config),
+            ServiceConfig::Order(config) => build_and_run!(order_service, config),
+        }
+    }
+}
+
+/// A service running as if it were a process of its own: in a tokio runtime of its own, on a
+/// thread of its own, so that killing it drops every task it spawned (HTTP connections,
+/// consumers, the relay, mid-message), as the end of a process would. A task of the harness's
+/// runtime could only be aborted alone, leaving what it spawned running.
 struct RunningService {
     /// Cancelled to ask the service to stop; its `run_until_stopped` resolves when it has.
     stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    /// Sent to kill the service: its runtime is then shut down without waiting for anything.
+    kill: oneshot::Sender<()>,
+    /// The service's outcome, once its runtime is gone.
+    finished: oneshot::Receiver<anyhow::Result<()>>,
+}
+
+impl RunningService {
+    async fn start(service: ServiceName, config: ServiceConfig, span: tracing::Span) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        let shutdown = stop.clone().cancelled_owned();
+        let (kill, killed) = oneshot::channel::<()>();
+        let (finish, finished) = oneshot::channel();
+        let (ready, started) = oneshot::channel();
+        std::thread::Builder::new().name(format!("{service:?} service")).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = finish.send(Err(anyhow::Error::from(error).context("failed to build the service's runtime")));
+                    return;
+                }
+            };
+            let outcome = runtime.block_on(async move {
+                let service = tokio::spawn(config.build_and_run(shutdown, ready).instrument(span));
+                tokio::select! {
+                    joined = service => joined.unwrap_or_else(|error| Err(anyhow::anyhow!("the service panicked: {error}"))),
+                    _ = killed => Err(anyhow::anyhow!("killed")),
+                }
+            });
+            // Drops every task still in the runtime, wherever it is, without waiting for any.
+            runtime.shutdown_background();
+            let _ = finish.send(outcome);
+        })?;
+        started.await.context("the service's thread ended before the service started")??;
+        Ok(Self { stop, kill, finished })
+    }
+
+    /// Asks the service to stop and waits until it has (at most `patience`).
+    async fn stop_gracefully(self, patience: Duration) -> anyhow::Result<()> {
+        self.stop.cancel();
+        match tokio::time::timeout(patience, self.finished).await {
+            Ok(Ok(outcome)) => outcome.context("the service failed while stopping"),
+            Ok(Err(_)) => bail!("the service's thread ended without an outcome"),
+            Err(_) => bail!("the service did not stop within {patience:?}"),
+        }
+    }
+
+    async fn kill(self) {
+        let _ = self.kill.send(());
+        let _ = self.finished.await;
+    }
 }
 
 /// A stopped service's socket, kept listening by the system: it accepts each connection and
@@ -106,6 +229,9 @@ pub struct System {
     gateway: Option<Gateway>,
     /// For reading the MongoDB services' outboxes (an event stored and never published).
     mongodb: mongodb::Client,
+    /// One fault proxy per service and dependency: every connection a service makes to its
+    /// database or to the broker goes through its own, so a fault can hit one service alone.
+    proxies: BTreeMap<(ServiceName, Dependency), Proxy>,
 }
 
 /// Per-scenario PostgreSQL pools stay small: several scenarios run at once against a server
@@ -118,6 +244,19 @@ impl System {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mongodb = mongodb::Client::with_uri_str(&infrastructure.mongodb_url).await.context("failed to create a MongoDB client")?;
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
+        let mut proxies = BTreeMap::new();
+        for service in ServiceName::START_ORDER {
+            for &dependency in service.dependencies() {
+                let upstream = match (service, dependency) {
+                    (_, Dependency::Broker) => address_of(&infrastructure.rabbitmq_server_url)?,
+                    (ServiceName::User | ServiceName::Inventory, Dependency::Database) => {
+                        address_of(&infrastructure.postgres_server_url)?
+                    }
+                    (ServiceName::Product | ServiceName::Order, Dependency::Database) => address_of(&infrastructure.mongodb_url)?,
+                };
+                proxies.insert((service, dependency), Proxy::start(upstream).await?);
+            }
+        }
         let mut system = Self {
             id,
             vhost,
@@ -127,6 +266,7 @@ impl System {
             closed_doors: BTreeMap::new(),
             gateway: None,
             mongodb,
+            proxies,
         };
         match system.start_services_and_gateway().await {
             Ok(()) => Ok(system),
@@ -170,8 +310,14 @@ impl System {
         self.listeners[&service].local_addr().expect("a bound listener has an address").port()
     }
 
-    fn database_url(&self, service: &str) -> String {
-        format!("{}/e2e_{}_{service}", self.infrastructure.postgres_server_url, self.id)
+    /// The service's PostgreSQL database, reached through the proxy on `proxy_port`.
+    fn database_url(&self, proxy_port: u16, service: &str) -> String {
+        format!("{}/e2e_{}_{service}", through_port(&self.infrastructure.postgres_server_url, proxy_port), self.id)
+    }
+
+    /// The MongoDB server, reached through the proxy on `proxy_port`.
+    fn mongodb_url(&self, proxy_port: u16) -> String {
+        through_port(&self.infrastructure.mongodb_url, proxy_port)
     }
 
     fn mongodb_database(&self, service: &str) -> String {
@@ -199,12 +345,10 @@ impl System {
             door.close().await;
         }
         let span = tracing::info_span!(parent: None, super::logs::SYSTEM_SPAN, system = %self.id, service = ?service);
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let started = self.build_and_spawn(service, shutdown).instrument(span).await;
-        match started {
-            Ok(task) => {
-                self.running.insert(service, RunningService { stop, task });
+        let config = self.config_for(service)?;
+        match RunningService::start(service, config, span).await {
+            Ok(running) => {
+                self.running.insert(service, running);
                 Ok(())
             }
             Err(error) => {
@@ -214,60 +358,52 @@ impl System {
         }
     }
 
-    /// Builds `service` and spawns its `run_until_stopped`, both in the current span (the
-    /// system's), which the service keeps for everything it does.
-    async fn build_and_spawn(
-        &self,
-        service: ServiceName,
-        shutdown: tokio_util::sync::WaitForCancellationFutureOwned,
-    ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
-        let task = match service {
+    /// `service`'s configuration: its defaults, plus this system's databases, vhost and peers,
+    /// every store and the broker reached through the service's own fault proxies.
+    fn config_for(&self, service: ServiceName) -> anyhow::Result<ServiceConfig> {
+        let database = |service| self.proxies[&(service, Dependency::Database)].port;
+        let broker_url = |service| self.proxies[&(service, Dependency::Broker)].url_through(&self.vhost.amqp_url);
+        Ok(match service {
             ServiceName::User => {
                 let mut config = user_service::Config::defaults();
                 config.http = self.http_settings(service);
-                config.database_url = self.database_url("users");
+                config.database_url = self.database_url(database(service), "users");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.signing_key = user_service::config::SigningKeySource::Pem(test_signing_key().to_owned());
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
                 config.password_hashing =
                     user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
-                let application = user_service::Application::build(config).await.context("user service failed to start")?;
-                tokio::spawn(application.run_until_stopped(shutdown).in_current_span())
+                ServiceConfig::User(config)
             }
             ServiceName::Product => {
                 let mut config = product_service::Config::defaults();
                 config.http = self.http_settings(service);
-                config.mongodb_url = self.infrastructure.mongodb_url.clone();
+                config.mongodb_url = self.mongodb_url(database(service));
                 config.mongodb_database = self.mongodb_database("products");
-                config.rabbitmq_url = self.vhost.amqp_url.clone();
+                config.rabbitmq_url = broker_url(service)?;
                 config.jwks_url = self.jwks_url();
-                let application = product_service::Application::build(config).await.context("product service failed to start")?;
-                tokio::spawn(application.run_until_stopped(shutdown).in_current_span())
+                ServiceConfig::Product(config)
             }
             ServiceName::Inventory => {
                 let mut config = inventory_service::Config::defaults();
                 config.http = self.http_settings(service);
-                config.database_url = self.database_url("inventory");
+                config.database_url = self.database_url(database(service), "inventory");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
-                config.rabbitmq_url = self.vhost.amqp_url.clone();
+                config.rabbitmq_url = broker_url(service)?;
                 config.jwks_url = self.jwks_url();
-                let application =
-                    inventory_service::Application::build(config).await.context("inventory service failed to start")?;
-                tokio::spawn(application.run_until_stopped(shutdown).in_current_span())
+                ServiceConfig::Inventory(config)
             }
             ServiceName::Order => {
                 let mut config = order_service::Config::defaults();
                 config.http = self.http_settings(service);
-                config.mongodb_url = self.infrastructure.mongodb_url.clone();
+                config.mongodb_url = self.mongodb_url(database(service));
                 config.mongodb_database = self.mongodb_database("orders");
-                config.rabbitmq_url = self.vhost.amqp_url.clone();
+                config.rabbitmq_url = broker_url(service)?;
                 config.jwks_url = self.jwks_url();
                 config.product_service_url = self.service_url(ServiceName::Product);
-                let application = order_service::Application::build(config).await.context("order service failed to start")?;
-                tokio::spawn(application.run_until_stopped(shutdown).in_current_span())
+                ServiceConfig::Order(config)
             }
-        };
-        Ok(task)
+        })
     }
 
     /// Stops `service` gracefully and waits until it has: it no longer serves HTTP, its
@@ -275,14 +411,45 @@ impl System {
     /// system's, closing every connection, until the service is started again.
     pub async fn stop_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
         let running = self.running.remove(&service).with_context(|| format!("{service:?} service is not running"))?;
-        running.stop.cancel();
-        let stopped = match tokio::time::timeout(Duration::from_secs(30), running.task).await {
-            Ok(Ok(result)) => result.with_context(|| format!("{service:?} service failed while stopping")),
-            Ok(Err(join_error)) => Err(anyhow::anyhow!("{service:?} service panicked: {join_error}")),
-            Err(_) => Err(anyhow::anyhow!("{service:?} service did not stop within 30 s")),
-        };
+        let stopped = running.stop_gracefully(Duration::from_secs(30)).await;
         self.closed_doors.insert(service, ClosedDoor::open_on(&self.listeners[&service])?);
         stopped
+    }
+
+    /// Kills `service` as the end of its process would: no graceful shutdown, every task it had
+    /// is dropped wherever it was, every connection it held is closed. Returns once it is gone.
+    pub async fn kill_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
+        let running = self.running.remove(&service).with_context(|| format!("{service:?} service is not running"))?;
+        running.kill().await;
+        self.closed_doors.insert(service, ClosedDoor::open_on(&self.listeners[&service])?);
+        Ok(())
+    }
+
+    /// Proves that `service` holds no connection to its database or the broker any more (within
+    /// 10 s: a socket closed by a killed service is seen closed by its proxy at once).
+    pub async fn verify_no_connections(&self, service: ServiceName) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let open: Vec<String> = service
+                .dependencies()
+                .iter()
+                .map(|dependency| (dependency, self.proxy(service, *dependency).open_connections()))
+                .filter(|(_, open)| *open > 0)
+                .map(|(dependency, open)| format!("{dependency:?}: {open}"))
+                .collect();
+            if open.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{service:?} service is gone, but its connections are still open: {}", open.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The fault proxy between `service` and its `dependency`.
+    pub fn proxy(&self, service: ServiceName, dependency: Dependency) -> &Proxy {
+        &self.proxies[&(service, dependency)]
     }
 
     /// Proves that `service` is down: a request sent straight to its port gets no answer. And
@@ -315,6 +482,9 @@ impl System {
         }
         for (_, door) in std::mem::take(&mut self.closed_doors) {
             door.close().await;
+        }
+        for (_, proxy) in std::mem::take(&mut self.proxies) {
+            proxy.stop();
         }
         if failures.is_empty() { Ok(()) } else { bail!("stopping the system failed: {}", failures.join("; ")) }
     }
@@ -429,6 +599,22 @@ impl System {
         }
         Ok(())
     }
+}
+
+/// `host:port` of a server URL.
+fn address_of(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{url} is not a URL"))?;
+    let host = parsed.host_str().with_context(|| format!("{url} names no host"))?;
+    let port = parsed.port_or_known_default().with_context(|| format!("{url} names no port"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// `url` with its host and port replaced by 127.0.0.1 and `port` (a proxy's).
+fn through_port(url: &str, port: u16) -> String {
+    let mut parsed = url::Url::parse(url).expect("the infrastructure's URLs parse");
+    parsed.set_host(Some("127.0.0.1")).expect("the URL takes a host");
+    parsed.set_port(Some(port)).expect("the URL takes a port");
+    parsed.to_string().trim_end_matches('/').to_owned()
 }
 
 /// One RSA key for every scenario of the process: generating one takes a moment.

@@ -80,6 +80,11 @@ pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres:postgres@127.0.0.1:5
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 pub const DEFAULT_USER_SERVICE_URL: &str = "http://127.0.0.1:8003";
 
+/// How long a MongoDB operation waits for a usable server before failing, so that an outage
+/// answers requests with a 503 in seconds instead of hanging them for the driver's 30 s (longer
+/// than the gateway waits).
+pub const MONGODB_SERVER_SELECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The broker every service talks to; the vhost is part of the URL (`%2f` is `/`).
 pub fn rabbitmq_url(environment: Environment) -> String {
     environment.or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)

@@ -77,17 +77,29 @@ impl ApiError {
     }
 }
 
+/// A 503 with its JSON detail.
+fn unavailable_response(detail: String) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "detail": detail }))).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = match &self {
+            // A store or the broker that is down or timing out is an outage, not a bug: the
+            // caller gets a 503 it may retry, and it is logged as the operational event it is.
+            // The distinction is made on the error's types (see `is_infrastructure_failure`).
+            ApiError::Internal(cause) if crate::messaging::is_infrastructure_failure(cause) => {
+                tracing::warn!(error = ?cause, "request failed because a dependency is unavailable");
+                return unavailable_response("Service temporarily unavailable".into());
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed with an internal error");
                 json!({ "detail": "Internal server error" })
             }
             ApiError::Unavailable(message) => {
                 tracing::warn!(%message, "request failed because a dependency is unavailable");
-                json!({ "detail": message })
+                return unavailable_response(message.clone());
             }
             ApiError::Validation(errors) => json!({ "detail": errors }),
             other => json!({ "detail": other.to_string() }),

@@ -59,6 +59,7 @@ impl Application {
         let mut mongodb_options = ClientOptions::parse(&config.mongodb_url).await.context("failed to parse MONGODB_URL")?;
         mongodb_options.app_name = Some(SERVICE_NAME.to_owned());
         mongodb_options.max_pool_size = Some(config.mongodb_max_pool_size);
+        mongodb_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
         let mongodb = mongodb::Client::with_options(mongodb_options).context("failed to create the MongoDB client")?;
         let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
         store.create_indexes().await?;

@@ -9,7 +9,6 @@
 use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -29,10 +28,6 @@ use crate::products::store::ProductStore;
 use crate::state::AppState;
 
 pub const SERVICE_NAME: &str = "product-service";
-
-/// How long a MongoDB operation waits for a usable server before failing, so that an outage
-/// answers requests with an error in seconds instead of hanging them for the driver's 30 s.
-const MONGODB_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,7 +54,7 @@ impl Application {
             .await
             .with_context(|| format!("invalid MongoDB URL {}", config.mongodb_url))?;
         client_options.app_name = Some(SERVICE_NAME.to_owned());
-        client_options.server_selection_timeout = Some(MONGODB_SERVER_SELECTION_TIMEOUT);
+        client_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
         let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
         let database = mongodb_client.database(&config.mongodb_database);
 
