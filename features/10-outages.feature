@@ -10,7 +10,8 @@ Feature: Outages of the stores and the broker, and a service killed mid-message
     And a customer with a default address
     And the guide's catalog
 
-  @stock @delivery
+  # Not in the mutation check's areas: a minute is too long to wait for each mutant.
+  @outage
   Scenario: Orders placed during a minute-long outage of inventory's database are paid once it is back
     When the inventory service's database goes down
     And the customer orders 1 "Premium Smartphone"
@@ -25,7 +26,7 @@ Feature: Outages of the stores and the broker, and a service killed mid-message
     And "Premium Smartphone" has 49 available and 1 reserved
     And "Smart Fitness Watch" has 73 available and 2 reserved
 
-  @order-status @delivery
+  @outage
   Scenario: An order reserved during an outage of the order service's database is paid once it is back
     # Inventory is held back so that the order is reserved only once the database is gone.
     When the inventory service is stopped
@@ -41,7 +42,7 @@ Feature: Outages of the stores and the broker, and a service killed mid-message
     And the customer has 1 order
     And "Premium Smartphone" has 49 available and 1 reserved
 
-  @outbox @delivery
+  @outage
   Scenario: A broker outage during the payment step loses nothing
     When the inventory service is stopped
     And the customer orders 1 "Premium Smartphone"
