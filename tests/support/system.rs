@@ -1,7 +1,10 @@
 //! One isolated copy of the whole system per scenario: its own PostgreSQL databases, MongoDB
-//! databases and RabbitMQ vhost, the four services started in-process on port 0 through the same
-//! `Application::build` / `run_until_stopped` calls their binaries use, and the real nginx in
-//! front. Services can be stopped and started again on the same port to inject outages.
+//! databases and RabbitMQ vhost, the four services started in-process (on ports the system
+//! holds) through the same `Application::build` / `run_until_stopped` calls their binaries use,
+//! and the real nginx in front. Services can be stopped and started again on the same port, or
+//! killed, to inject outages; each runs in a tokio runtime and thread of its own, like a process
+//! of its own, and reaches its database and the broker through fault proxies of its own (see
+//! [`super::proxy`]).
 //!
 //! Each service's listening socket belongs to the system, not to the service: the service serves
 //! on a duplicate of it, and while the service is stopped the system keeps the socket and closes

@@ -18,6 +18,8 @@ use crate::{cargo, target_directory};
 struct Area {
     name: &'static str,
     files: &'static [&'static str],
+    /// The packages whose tests run for each mutant: the mutated one and the features' (`e2e`).
+    test_packages: &'static [&'static str],
     /// `cargo test` arguments selecting the test targets (and `--lib` for unit tests).
     test_arguments: &'static [&'static str],
     /// The feature scenarios that exercise this code (`E2E_TAGS`).
@@ -28,24 +30,28 @@ const AREAS: [Area; 4] = [
     Area {
         name: "reservations",
         files: &["services/inventory/src/reservations/store.rs"],
+        test_packages: &["inventory-service", "e2e"],
         test_arguments: &["--lib", "--test", "reservations", "--test", "features"],
         tags: "@stock",
     },
     Area {
         name: "orders",
         files: &["services/order/src/orders/model.rs", "services/order/src/orders/store.rs"],
+        test_packages: &["order-service", "e2e"],
         test_arguments: &["--lib", "--test", "order_api", "--test", "features"],
         tags: "@order-status",
     },
     Area {
         name: "consumer",
         files: &["services/common/src/messaging/consumer.rs"],
+        test_packages: &["common", "e2e"],
         test_arguments: &["--lib", "--test", "consumer", "--test", "features"],
         tags: "@delivery",
     },
     Area {
         name: "relay",
         files: &["services/common/src/messaging/outbox.rs"],
+        test_packages: &["common", "product-service", "e2e"],
         test_arguments: &["--lib", "--test", "outbox", "--test", "features"],
         tags: "@outbox",
     },
@@ -85,18 +91,26 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         ));
         let mut command = cargo();
         // The copy gets our target/ too, so only the workspace's own crates are rebuilt there.
+        // Every mutant is tested with the mutated package's tests and the features, which live in
+        // the root package (e2e).
+        // No baseline run: cargo-mutants runs it on the mutated package alone, without the
+        // features, so it cannot pass the test arguments below (`cargo xtask e2e` is the
+        // baseline). Hence explicit timeouts: a build of the workspace's crates, and the slowest
+        // area's tests (the features tagged for it) several times over.
         command
-            .args(["mutants", "--workspace", "--test-workspace=true", "--copy-target=true", "--no-shuffle", "--output"])
+            .args(["mutants", "--workspace", "--copy-target", "true", "--no-shuffle", "--baseline", "skip"])
+            .args(["--build-timeout", "900", "--timeout", "300", "--output"])
             .arg(&output);
+        for package in area.test_packages {
+            command.args(["--test-package", package]);
+        }
         for file in area.files {
             command.args(["--file", file]);
         }
-        command
-            .args(passthrough)
-            .arg("--")
-            .args(area.test_arguments)
-            .env("E2E_TAGS", area.tags)
-            .env("E2E_INFRASTRUCTURE", "urls");
+        for argument in area.test_arguments {
+            command.arg(format!("--cargo-test-arg={argument}"));
+        }
+        command.args(passthrough).env("E2E_TAGS", area.tags).env("E2E_INFRASTRUCTURE", "urls");
         let status = command.status().context("failed to run cargo mutants")?;
         // cargo-mutants exits 2 when mutants were missed, 3 on timeouts, 4 when the baseline fails.
         if !status.success() {
