@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use futures::StreamExt as _;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
 use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
 use order_service::{Application, Config};
@@ -504,5 +505,25 @@ async fn health_and_the_openapi_document_are_served() {
     assert!(paths.contains_key("/api/v1/orders/") && paths.contains_key("/api/v1/orders/{order_id}/status"), "{paths:?}");
     let documentation = app.http.get(format!("{}/api/v1/docs/", app.address)).send().await.unwrap();
     assert_eq!(documentation.status().as_u16(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_creates_the_indexes_its_queries_rely_on() {
+    // The customer's order list (newest first) and the outbox relay's look-ups by event id must
+    // not scan the whole collection as orders grow.
+    let app = TestApp::spawn(true).await;
+    let indexes: Vec<bson::Document> = app
+        .mongodb
+        .database(&app.database_name)
+        .collection::<bson::Document>("orders")
+        .list_indexes()
+        .await
+        .unwrap()
+        .map(|index| bson::to_document(&index.unwrap().keys).unwrap())
+        .collect()
+        .await;
+    assert!(indexes.contains(&bson::doc! { "user_id": 1, "created_at": -1, "_id": -1 }), "{indexes:?}");
+    assert!(indexes.contains(&bson::doc! { "outbox.id": 1 }), "{indexes:?}");
     app.stop().await;
 }

@@ -75,11 +75,6 @@ impl OrderStore {
             .with_context(|| format!("failed to read order {order_id}"))
     }
 
-    /// The order, whoever owns it (for the consumers).
-    pub async fn find(&self, order_id: ObjectId) -> anyhow::Result<Option<OrderDocument>> {
-        self.orders.find_one(doc! { "_id": order_id }).await.with_context(|| format!("failed to read order {order_id}"))
-    }
-
     /// The user's orders, newest first.
     pub async fn list_for_user(
         &self,
