@@ -21,20 +21,25 @@ Feature: Monitoring the message queues (guide section 7)
     And the response field "9.name" is "order_created"
     And the response field "9.messages" is "0"
 
-  @delivery
+  @delivery @order-status
   Scenario: Messages that can never be processed are dead-lettered and the consumers go on
-    # An event about an order id that cannot exist is rejected by the order service at once; a
-    # message that is not an order at all cannot be decoded by inventory. Both land in their
-    # queue's dead-letter queue, and the next order still flows through both consumers.
+    # Events about an order id that cannot exist, or that no order has, are rejected by the order
+    # service at once; a message that is not an order at all cannot be decoded by inventory. They
+    # land in their queue's dead-letter queue, and the next order still flows through both
+    # consumers.
     When I publish to the queue "inventory_reserved":
       """
       {"order_id": "not-an-object-id"}
+      """
+    And I publish to the queue "inventory_reserved":
+      """
+      {"order_id": "000000000000000000000000"}
       """
     And I publish to the queue "order_created":
       """
       {"this is": "not an order"}
       """
-    Then the dead-letter queue of "inventory_reserved" holds 1 message
+    Then the dead-letter queue of "inventory_reserved" holds 2 messages
     And the dead-letter queue of "order_created" holds 1 message
     When the customer orders 1 "Smart Fitness Watch"
     Then the order is paid
