@@ -7,6 +7,7 @@
 //! `--help`) or through cargo-nextest, which sees one test per feature file.
 //!
 //! Environment: `E2E_TAGS` (comma-separated tags: only scenarios with one of them run),
+//! `E2E_FAIL_FAST=1` (stop at the first failed scenario),
 //! `E2E_CONCURRENCY` (scenarios at once, default 4), `E2E_LOG` (service log filter,
 //! default `warn,lapin=off,sqlx=error`: lapin logs every expected channel close), `E2E_JUNIT`
 //! (where to write JUnit XML, default target/cucumber-junit.xml), and the infrastructure variables
@@ -110,6 +111,9 @@ async fn run(only_feature: Option<PathBuf>) {
             }
             .boxed_local()
         });
+    // A mutation check only needs to know that something fails: stop at the first failure
+    // instead of waiting out every other scenario's deadlines.
+    let cucumber = if std::env::var("E2E_FAIL_FAST").is_ok_and(|value| value == "1") { cucumber.fail_fast() } else { cucumber };
     let (cucumber, input) = match only_feature {
         // Run by nextest: its arguments are not cucumber's.
         Some(feature) => (cucumber.with_default_cli(), feature),
@@ -119,7 +123,8 @@ async fn run(only_feature: Option<PathBuf>) {
         Some(tags) => {
             cucumber
                 .filter_run_and_exit(input, move |feature, rule, scenario| {
-                    let mut scenario_tags = feature.tags.iter().chain(rule.into_iter().flat_map(|rule| &rule.tags)).chain(&scenario.tags);
+                    let mut scenario_tags =
+                        feature.tags.iter().chain(rule.into_iter().flat_map(|rule| &rule.tags)).chain(&scenario.tags);
                     scenario_tags.any(|tag| tags.contains(&tag.trim_start_matches('@').to_owned()))
                 })
                 .await
@@ -157,7 +162,11 @@ async fn tear_down(mut system: System, expected_errors: &[String]) {
         panic!("the scenario left work behind: {error:#}");
     }
     assert!(leftovers_after_stop.is_empty(), "work was left once the services stopped: {}", leftovers_after_stop.join(", "));
-    assert!(unexpected_errors.is_empty(), "the services logged errors the scenario did not expect:\n{}", unexpected_errors.join("\n"));
+    assert!(
+        unexpected_errors.is_empty(),
+        "the services logged errors the scenario did not expect:\n{}",
+        unexpected_errors.join("\n")
+    );
     if let Err(error) = stopped.and(removed) {
         panic!("{error:#}");
     }

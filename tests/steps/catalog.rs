@@ -86,7 +86,10 @@ async fn wait_for_stock(world: &ShopWorld, what: &str, product_id: &str, availab
         async move {
             let response = world.try_send(Method::GET, &path, Body::None, Credentials::Current).await?;
             let reads = |field: &str| response.json.as_ref().and_then(|json| json[field].as_i64());
-            if response.status == 200 && reads("available_quantity") == Some(available) && reads("reserved_quantity") == Some(reserved) {
+            if response.status == 200
+                && reads("available_quantity") == Some(available)
+                && reads("reserved_quantity") == Some(reserved)
+            {
                 Ok(response)
             } else {
                 Err(format!("{} {}", response.status, response.text))
@@ -121,8 +124,10 @@ async fn the_guides_catalog(world: &mut ShopWorld) {
 async fn the_customer_adds_a_product(world: &mut ShopWorld, quantity: i64, name: String, price: f64) {
     let product = json!({"name": name, "description": "", "category": "General", "price": price, "quantity": quantity});
     let id = create_product(world, &product).await;
-    let variable: String =
-        name.chars().map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_uppercase() } else { '_' }).collect();
+    let variable: String = name
+        .chars()
+        .map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_uppercase() } else { '_' })
+        .collect();
     world.remember(&format!("{variable}_ID"), id);
 }
 

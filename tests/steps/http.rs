@@ -247,8 +247,7 @@ fn absolute_urls(text: &str) -> Vec<String> {
     for scheme in ["http://", "https://"] {
         let mut rest = text;
         while let Some(start) = rest.find(scheme) {
-            let url: String =
-                rest[start..].chars().take_while(|character| !"\"'`<>() \n\t".contains(*character)).collect();
+            let url: String = rest[start..].chars().take_while(|character| !"\"'`<>() \n\t".contains(*character)).collect();
             rest = &rest[start + scheme.len()..];
             found.push(url);
         }
@@ -272,7 +271,9 @@ async fn swagger_ui_works_offline(world: &mut ShopWorld, service: String) {
     let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
     let origin = url::Url::parse(&world.system().service_url(service)).expect("the service URL parses");
     let same_origin = |url: &url::Url| {
-        url.scheme() == origin.scheme() && url.host() == origin.host() && url.port_or_known_default() == origin.port_or_known_default()
+        url.scheme() == origin.scheme()
+            && url.host() == origin.host()
+            && url.port_or_known_default() == origin.port_or_known_default()
     };
     let (page_url, status, page) = fetch(world, &origin.join("/api/v1/docs").expect("docs URL")).await;
     assert_eq!(status, 200, "GET {page_url}: {page:.300}");
@@ -290,7 +291,8 @@ async fn swagger_ui_works_offline(world: &mut ShopWorld, service: String) {
             assert!(same_origin(&parsed), "{document_url} refers to another host: {url}");
         }
         for reference in references(&text) {
-            let url = document_url.join(&reference).unwrap_or_else(|error| panic!("{document_url} refers to {reference:?}: {error}"));
+            let url =
+                document_url.join(&reference).unwrap_or_else(|error| panic!("{document_url} refers to {reference:?}: {error}"));
             assert!(same_origin(&url), "{document_url} refers to another host: {reference}");
             if checked.contains(&url) {
                 continue;

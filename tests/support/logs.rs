@@ -56,7 +56,9 @@ pub fn take_errors(system: &str) -> Vec<String> {
 pub fn messages_in_flight(system: &str) -> BTreeMap<String, usize> {
     records()
         .get(system)
-        .map(|record| record.in_flight.iter().filter(|(_, count)| **count > 0).map(|(queue, count)| (queue.clone(), *count)).collect())
+        .map(|record| {
+            record.in_flight.iter().filter(|(_, count)| **count > 0).map(|(queue, count)| (queue.clone(), *count)).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -128,8 +130,7 @@ where
             return;
         }
         let Some(scope) = context.event_scope(event) else { return };
-        let Some(system) = scope.into_iter().find_map(|span| span.extensions().get::<SystemId>().map(|id| id.0.clone()))
-        else {
+        let Some(system) = scope.into_iter().find_map(|span| span.extensions().get::<SystemId>().map(|id| id.0.clone())) else {
             return;
         };
         let mut fields = Fields::default();

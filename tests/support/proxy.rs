@@ -102,12 +102,7 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: String,
-    mode: watch::Receiver<Mode>,
-    open: Arc<AtomicUsize>,
-) {
+async fn accept_loop(listener: TcpListener, upstream: String, mode: watch::Receiver<Mode>, open: Arc<AtomicUsize>) {
     loop {
         let Ok((client, _)) = listener.accept().await else { continue };
         if *mode.borrow() == Mode::Cut {

@@ -28,8 +28,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
 use super::gateway::{Gateway, Upstreams};
-use super::proxy::Proxy;
 use super::infrastructure::{self, Infrastructure};
+use super::proxy::Proxy;
 use super::rabbitmq::VirtualHost;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -245,7 +245,8 @@ impl System {
     pub async fn start() -> anyhow::Result<Self> {
         let infrastructure = infrastructure::get().await;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let mongodb = mongodb::Client::with_uri_str(&infrastructure.mongodb_url).await.context("failed to create a MongoDB client")?;
+        let mongodb =
+            mongodb::Client::with_uri_str(&infrastructure.mongodb_url).await.context("failed to create a MongoDB client")?;
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
         let mut proxies = BTreeMap::new();
         for service in ServiceName::START_ORDER {

@@ -70,9 +70,10 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         names
             .iter()
             .map(|name| {
-                AREAS.iter().find(|area| area.name == name).with_context(|| {
-                    format!("unknown area {name:?}; areas: {}", AREAS.map(|area| area.name).join(", "))
-                })
+                AREAS
+                    .iter()
+                    .find(|area| area.name == name)
+                    .with_context(|| format!("unknown area {name:?}; areas: {}", AREAS.map(|area| area.name).join(", ")))
             })
             .collect::<anyhow::Result<_>>()?
     };
@@ -110,7 +111,9 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         for argument in area.test_arguments {
             command.arg(format!("--cargo-test-arg={argument}"));
         }
-        command.args(passthrough).env("E2E_TAGS", area.tags).env("E2E_INFRASTRUCTURE", "urls");
+        // Fail fast: a caught mutant then costs one failing scenario, not every scenario waiting
+        // out its deadline.
+        command.args(passthrough).env("E2E_TAGS", area.tags).env("E2E_FAIL_FAST", "1").env("E2E_INFRASTRUCTURE", "urls");
         let status = command.status().context("failed to run cargo mutants")?;
         // cargo-mutants exits 2 when mutants were missed, 3 on timeouts, 4 when the baseline fails.
         if !status.success() {
@@ -129,8 +132,7 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 fn ensure_cargo_mutants() -> anyhow::Result<()> {
-    let installed =
-        Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|output| output.status.success());
+    let installed = Command::new("cargo").args(["mutants", "--version"]).output().is_ok_and(|output| output.status.success());
     if installed {
         return Ok(());
     }

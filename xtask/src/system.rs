@@ -65,9 +65,9 @@ fn feature_arguments(arguments: &[String]) -> anyhow::Result<Vec<String>> {
                 feature_arguments.extend([argument.clone(), value.clone()]);
             }
             other if other.starts_with("--name=") || other.starts_with("--tags=") => feature_arguments.push(other.to_owned()),
-            other => bail!(
-                "unknown argument {other:?}: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]"
-            ),
+            other => {
+                bail!("unknown argument {other:?}: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]")
+            }
         }
     }
     Ok(feature_arguments)

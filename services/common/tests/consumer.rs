@@ -17,11 +17,11 @@ use common::messaging::consumer::{ATTEMPT_HEADER, Attempt};
 use common::messaging::events::InventoryRelease;
 use common::messaging::topology::{INVENTORY_RELEASE, dead_letter_queue};
 use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume, consume_with_attempts};
-use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use tokio_util::sync::CancellationToken;
 
 /// A vhost that exists for one test.

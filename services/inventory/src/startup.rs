@@ -120,28 +120,32 @@ fn start_consumers(
     };
 
     let handler_pool = pool.clone();
-    consumers.spawn(consume::<ProductCreated, _, _>(
-        rabbitmq_url.to_owned(),
-        product_event_settings("product_created"),
-        move |event| {
-            let pool = handler_pool.clone();
-            async move { crate::inventory::on_product_created(&pool, event).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    consumers.spawn(
+        consume::<ProductCreated, _, _>(
+            rabbitmq_url.to_owned(),
+            product_event_settings("product_created"),
+            move |event| {
+                let pool = handler_pool.clone();
+                async move { crate::inventory::on_product_created(&pool, event).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
 
     let handler_pool = pool.clone();
-    consumers.spawn(consume::<ProductDeleted, _, _>(
-        rabbitmq_url.to_owned(),
-        product_event_settings("product_deleted"),
-        move |event| {
-            let pool = handler_pool.clone();
-            async move { crate::inventory::on_product_deleted(&pool, event).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    consumers.spawn(
+        consume::<ProductDeleted, _, _>(
+            rabbitmq_url.to_owned(),
+            product_event_settings("product_deleted"),
+            move |event| {
+                let pool = handler_pool.clone();
+                async move { crate::inventory::on_product_deleted(&pool, event).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
 
     // Orders use the default prefetch: reservations for different orders run concurrently, and
     // their row locks keep them correct. An order whose products have no stock record yet is
@@ -154,29 +158,33 @@ fn start_consumers(
     };
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
-    consumers.spawn(consume_with_attempts::<OrderCreated, _, _>(
-        rabbitmq_url.to_owned(),
-        order_settings,
-        move |order, attempt| {
-            let pool = handler_pool.clone();
-            let publisher = Arc::clone(&handler_publisher);
-            async move { crate::reservations::on_order_created(&pool, &publisher, order, attempt).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    consumers.spawn(
+        consume_with_attempts::<OrderCreated, _, _>(
+            rabbitmq_url.to_owned(),
+            order_settings,
+            move |order, attempt| {
+                let pool = handler_pool.clone();
+                let publisher = Arc::clone(&handler_publisher);
+                async move { crate::reservations::on_order_created(&pool, &publisher, order, attempt).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
 
     let handler_pool = pool.clone();
-    consumers.spawn(consume::<InventoryRelease, _, _>(
-        rabbitmq_url.to_owned(),
-        ConsumerSettings::new(format!("{SERVICE_NAME}.inventory_release")),
-        move |release| {
-            let pool = handler_pool.clone();
-            async move { crate::reservations::on_inventory_release(&pool, release).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    consumers.spawn(
+        consume::<InventoryRelease, _, _>(
+            rabbitmq_url.to_owned(),
+            ConsumerSettings::new(format!("{SERVICE_NAME}.inventory_release")),
+            move |release| {
+                let pool = handler_pool.clone();
+                async move { crate::reservations::on_inventory_release(&pool, release).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
     consumers
 }
 

@@ -40,38 +40,44 @@ pub fn spawn_all(
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
     let reserved_context = context.clone();
-    tasks.spawn(consume::<InventoryReserved, _, _>(
-        rabbitmq_url.to_owned(),
-        settings.clone(),
-        move |event| {
-            let context = reserved_context.clone();
-            async move { on_inventory_reserved(&context, event).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    tasks.spawn(
+        consume::<InventoryReserved, _, _>(
+            rabbitmq_url.to_owned(),
+            settings.clone(),
+            move |event| {
+                let context = reserved_context.clone();
+                async move { on_inventory_reserved(&context, event).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
     let processed_context = context.clone();
-    tasks.spawn(consume::<OrderProcessed, _, _>(
-        rabbitmq_url.to_owned(),
-        settings.clone(),
-        move |event| {
-            let context = processed_context.clone();
-            async move { on_order_processed(&context, event).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    tasks.spawn(
+        consume::<OrderProcessed, _, _>(
+            rabbitmq_url.to_owned(),
+            settings.clone(),
+            move |event| {
+                let context = processed_context.clone();
+                async move { on_order_processed(&context, event).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
     let failed_context = context;
-    tasks.spawn(consume::<InventoryFailed, _, _>(
-        rabbitmq_url.to_owned(),
-        settings.clone(),
-        move |event| {
-            let context = failed_context.clone();
-            async move { on_inventory_failed(&context, event).await }
-        },
-        cancel.clone(),
-    )
-    .in_current_span());
+    tasks.spawn(
+        consume::<InventoryFailed, _, _>(
+            rabbitmq_url.to_owned(),
+            settings.clone(),
+            move |event| {
+                let context = failed_context.clone();
+                async move { on_inventory_failed(&context, event).await }
+            },
+            cancel.clone(),
+        )
+        .in_current_span(),
+    );
 }
 
 pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryReserved) -> Result<(), HandlerError> {

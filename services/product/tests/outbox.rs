@@ -143,7 +143,8 @@ impl TestVirtualHost {
     /// Takes every message now in `queue` (acknowledging them).
     async fn take_all(&self, queue: &str) -> Vec<Vec<u8>> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
-        let connection = lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("connect");
+        let connection =
+            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("connect");
         let channel = connection.create_channel().await.expect("channel");
         let mut bodies = Vec::new();
         while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get") {

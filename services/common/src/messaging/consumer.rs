@@ -148,7 +148,8 @@ where
         // Supervision: a panic in a session (outside the handlers, which are caught one by one)
         // ends that session only; its unacknowledged deliveries go back to the queue when its
         // connection is dropped, and a new session starts after the backoff.
-        let session = AssertUnwindSafe(consume_until_disconnected(&url, &settings, &handler, &gate, &cancel)).catch_unwind().await;
+        let session =
+            AssertUnwindSafe(consume_until_disconnected(&url, &settings, &handler, &gate, &cancel)).catch_unwind().await;
         match session {
             Ok(Ok(())) if cancel.is_cancelled() => break,
             Ok(Ok(())) => {

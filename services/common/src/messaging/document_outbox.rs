@@ -113,7 +113,10 @@ impl DocumentOutboxStore {
             )
             .await;
         if let Err(error) = moved {
-            tracing::warn!(error = format!("{error:#}"), "failed to set an undecodable outbox event aside; it is skipped for now");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "failed to set an undecodable outbox event aside; it is skipped for now"
+            );
         }
     }
 

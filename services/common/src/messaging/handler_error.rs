@@ -157,9 +157,7 @@ fn is_infrastructure_sqlx_error(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database_error) => {
-            database_error.code().is_some_and(|code| is_infrastructure_sqlstate(&code))
-        }
+        sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| is_infrastructure_sqlstate(&code)),
         _ => false,
     }
 }
@@ -170,7 +168,10 @@ fn is_infrastructure_sqlx_error(error: &sqlx::Error) -> bool {
 /// like), 57014 (the statement timed out) and class 58 (system error, I/O).
 #[cfg(feature = "postgres")]
 fn is_infrastructure_sqlstate(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("53") || code.starts_with("58") || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
 }
 
 #[cfg(feature = "mongodb")]
@@ -179,15 +180,15 @@ fn is_infrastructure_mongodb_error(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         // No server to talk to, the connection broke or timed out, or the pool was cleared after
         // a network error.
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } => {
-            true
-        }
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::DnsResolve { .. } => true,
         // The server answered, but only to say it cannot serve now: shutting down, stepping down,
         // not (yet) primary, or over its time limit.
-        ErrorKind::Command(command_error) => matches!(
-            command_error.code,
-            6 | 7 | 50 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436
-        ),
+        ErrorKind::Command(command_error) => {
+            matches!(command_error.code, 6 | 7 | 50 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436)
+        }
         _ => error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR),
     }
 }

@@ -15,8 +15,8 @@ pub mod publisher;
 pub mod topology;
 
 pub use consumer::{Attempt, ConsumerSettings, consume, consume_with_attempts};
-pub use handler_error::{DependencyUnavailable, HandlerError, is_infrastructure_failure};
 pub use events::Message;
+pub use handler_error::{DependencyUnavailable, HandlerError, is_infrastructure_failure};
 pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore};
 pub use publisher::{PublishFailure, Publisher};
 
