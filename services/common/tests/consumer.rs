@@ -9,9 +9,12 @@
 //! The broker is `RABBITMQ_URL_WITHOUT_VHOST` (default `amqp://guest:guest@127.0.0.1:5672`) with
 //! its management API at `RABBITMQ_MANAGEMENT_URL` (default `http://127.0.0.1:15672`, guest/guest).
 
+#[path = "support/test_vhost.rs"]
+mod test_vhost;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use test_vhost::TestVirtualHost;
 
 use common::messaging::consumer::{ATTEMPT_HEADER, Attempt};
 use common::messaging::events::InventoryRelease;
@@ -25,39 +28,8 @@ use std::sync::atomic::AtomicBool;
 use tokio_util::sync::CancellationToken;
 
 /// A vhost that exists for one test.
-struct TestVirtualHost {
-    name: String,
-    amqp_url: String,
-    management_url: String,
-    http: reqwest::Client,
-}
 
 impl TestVirtualHost {
-    async fn create() -> Self {
-        let server = common::config::env_or("RABBITMQ_URL_WITHOUT_VHOST", "amqp://guest:guest@127.0.0.1:5672");
-        let management_url = common::config::env_or("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672");
-        let name = format!("consumer-test-{}", uuid::Uuid::new_v4().simple());
-        let vhost = Self { amqp_url: format!("{server}/{name}"), management_url, http: reqwest::Client::new(), name };
-        vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await;
-        let rights = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        vhost.management(reqwest::Method::PUT, &format!("/api/permissions/{}/guest", vhost.name), Some(rights)).await;
-        vhost
-    }
-
-    async fn management(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-        let mut request =
-            self.http.request(method.clone(), format!("{}{path}", self.management_url)).basic_auth("guest", Some("guest"));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        assert!(response.status().is_success(), "{method} {path} answered {}", response.status());
-    }
-
-    async fn delete(self) {
-        self.management(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.name), None).await;
-    }
-
     async fn channel(&self) -> (Connection, lapin::Channel) {
         let connection = Connection::connect(&self.amqp_url, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
         let channel = connection.create_channel().await.expect("open a channel");
@@ -94,7 +66,7 @@ fn fast_settings() -> ConsumerSettings {
 
 #[tokio::test]
 async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_and_the_consumer_goes_on() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let attempts_at_the_failing_message = Arc::new(AtomicU32::new(0));
     let handled_after_it = Arc::new(AtomicU32::new(0));
     let cancel = CancellationToken::new();
@@ -140,7 +112,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_an
 
 #[tokio::test]
 async fn a_message_that_cannot_be_decoded_is_dead_lettered_at_once_and_the_consumer_goes_on() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let calls = Arc::new(AtomicU32::new(0));
     let cancel = CancellationToken::new();
     let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
@@ -239,7 +211,7 @@ impl FlakyDependency {
 
 #[tokio::test]
 async fn an_outage_of_any_length_never_dead_letters_and_the_messages_are_handled_once_it_ends() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let dependency = Arc::new(FlakyDependency::default());
     dependency.down.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
@@ -304,7 +276,7 @@ async fn an_outage_of_any_length_never_dead_letters_and_the_messages_are_handled
 
 #[tokio::test]
 async fn a_consumer_paused_by_an_outage_hands_its_message_back_when_it_is_stopped() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let dependency = Arc::new(FlakyDependency::default());
     dependency.down.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
@@ -336,7 +308,7 @@ async fn a_consumer_paused_by_an_outage_hands_its_message_back_when_it_is_stoppe
 
 #[tokio::test]
 async fn outages_between_failed_attempts_do_not_use_up_a_messages_tries() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let answers = Arc::new(Mutex::new(Vec::<&'static str>::new()));
     let cancel = CancellationToken::new();
     let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
@@ -380,7 +352,7 @@ async fn outages_between_failed_attempts_do_not_use_up_a_messages_tries() {
 
 #[tokio::test]
 async fn a_panicking_handler_fails_only_its_own_delivery_and_the_consumer_goes_on() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let panics = Arc::new(AtomicU32::new(0));
     let handled = Arc::new(Mutex::new(Vec::<String>::new()));
     let cancel = CancellationToken::new();
@@ -431,7 +403,7 @@ async fn a_panicking_handler_fails_only_its_own_delivery_and_the_consumer_goes_o
 
 #[tokio::test]
 async fn a_message_that_cannot_be_handled_yet_waits_by_time_without_holding_the_prefetch_slot() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let record_exists = Arc::new(AtomicBool::new(false));
     let handled = Arc::new(Mutex::new(Vec::<(String, Attempt)>::new()));
     let not_yet_answers = Arc::new(AtomicU32::new(0));
@@ -496,7 +468,7 @@ async fn a_message_that_cannot_be_handled_yet_waits_by_time_without_holding_the_
 
 #[tokio::test]
 async fn a_message_that_waited_long_enough_gets_a_final_answer() {
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("consumer-test").await;
     let final_answers = Arc::new(Mutex::new(Vec::<Attempt>::new()));
     let cancel = CancellationToken::new();
     let settings = ConsumerSettings {

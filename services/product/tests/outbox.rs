@@ -3,6 +3,8 @@
 //! publishes to a real RabbitMQ (`RABBITMQ_URL_WITHOUT_VHOST`, management API at
 //! `RABBITMQ_MANAGEMENT_URL`), in a vhost of its own.
 
+#[path = "../../common/tests/support/test_vhost.rs"]
+mod test_vhost;
 use bson::oid::ObjectId;
 use bson::{Document, doc};
 use common::messaging::OutboxStore;
@@ -10,6 +12,7 @@ use common::messaging::events::{Message, ProductCreated, ProductDeleted};
 use common::messaging::{OutboxMessage, document_outbox::OUTBOX_FIELD};
 use product_service::products::model::ProductDocument;
 use product_service::products::store::{COLLECTION, ProductStore};
+use test_vhost::TestVirtualHost;
 
 struct TestDatabase {
     database: mongodb::Database,
@@ -107,39 +110,8 @@ async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() 
 }
 
 /// A RabbitMQ vhost that exists for one test, created and deleted through the management API.
-struct TestVirtualHost {
-    name: String,
-    amqp_url: String,
-    management_url: String,
-    http: reqwest::Client,
-}
 
 impl TestVirtualHost {
-    async fn create() -> Self {
-        let server = common::config::env_or("RABBITMQ_URL_WITHOUT_VHOST", "amqp://guest:guest@127.0.0.1:5672");
-        let management_url = common::config::env_or("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672");
-        let name = format!("product-outbox-test-{}", uuid::Uuid::new_v4().simple());
-        let vhost = Self { amqp_url: format!("{server}/{name}"), management_url, http: reqwest::Client::new(), name };
-        vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await;
-        let rights = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        vhost.management(reqwest::Method::PUT, &format!("/api/permissions/{}/guest", vhost.name), Some(rights)).await;
-        vhost
-    }
-
-    async fn management(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-        let mut request =
-            self.http.request(method.clone(), format!("{}{path}", self.management_url)).basic_auth("guest", Some("guest"));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        assert!(response.status().is_success(), "{method} {path} answered {}", response.status());
-    }
-
-    async fn delete(self) {
-        self.management(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.name), None).await;
-    }
-
     /// Takes every message now in `queue` (acknowledging them).
     async fn take_all(&self, queue: &str) -> Vec<Vec<u8>> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -164,7 +136,7 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     use std::time::{Duration, Instant};
 
     let database = TestDatabase::new().await;
-    let vhost = TestVirtualHost::create().await;
+    let vhost = TestVirtualHost::create("product-outbox-test").await;
     let store = ProductStore::new(&database.database);
     store.create_indexes().await.unwrap();
     // An older document (smaller ObjectId) whose event does not decode: no queue, no payload.
