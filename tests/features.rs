@@ -18,23 +18,15 @@ mod steps;
 mod support;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use cucumber::{World as _, WriterExt as _, writer};
 use futures::FutureExt as _;
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 
-use support::logs::{self, CaptureLayer};
-use support::system::System;
+use support::logs;
+use support::teardown::tear_down;
 use support::world::ShopWorld;
 
 const FEATURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
-
-/// What every service variable is set to in this process: a service that read its environment
-/// instead of the configuration the harness gives it would fail to start.
-const POISON: &str = "poisoned-by-the-e2e-harness";
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -56,10 +48,8 @@ fn main() {
             .unwrap_or_else(|| panic!("no feature file is named {name:?}"))
     });
 
-    for variable in common::config::VARIABLES {
-        // SAFETY: no other thread exists yet; the runtime is built below.
-        unsafe { std::env::set_var(variable, POISON) };
-    }
+    // SAFETY: no other thread exists yet; the runtime is built below.
+    unsafe { support::system::poison_service_environment() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(run(exact));
 }
@@ -79,11 +69,7 @@ fn feature_name(path: &std::path::Path) -> String {
 }
 
 async fn run(only_feature: Option<PathBuf>) {
-    let log_filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into());
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(log_filter)))
-        .with(CaptureLayer.with_filter(tracing_subscriber::filter::filter_fn(CaptureLayer::interested_in)))
-        .try_init();
+    logs::install();
     let concurrency = std::env::var("E2E_CONCURRENCY").ok().and_then(|value| value.parse().ok()).unwrap_or(4);
     let junit_path =
         std::env::var("E2E_JUNIT").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/cucumber-junit.xml").into());
@@ -139,56 +125,4 @@ async fn run(only_feature: Option<PathBuf>) {
 fn tags_from_environment() -> Option<Vec<String>> {
     let tags = std::env::var("E2E_TAGS").ok().filter(|tags| !tags.trim().is_empty())?;
     Some(tags.split(',').map(|tag| tag.trim().trim_start_matches('@').to_owned()).collect())
-}
-
-/// Checks that the scenario left nothing behind, then removes its system. Panics (failing the
-/// scenario) on leftovers, unexpected errors, or a service that would not stop cleanly.
-///
-/// Work is looked for twice: while the services run (giving them time to finish what they were
-/// doing: the system must settle), and after they stopped, when any message a consumer still
-/// held unacknowledged has gone back to its queue and is counted, and every dead-letter queue is
-/// empty unless the scenario drained what it expected there.
-async fn tear_down(mut system: System, expected_errors: &[String]) {
-    let settled = system.wait_until_settled(Duration::from_secs(15)).await;
-    let stopped = system.stop_everything().await;
-    let leftovers_after_stop = leftover_work(&system).await;
-    let unexpected_errors: Vec<String> = logs::take_errors(&system.id)
-        .into_iter()
-        .filter(|error| !expected_errors.iter().any(|expected| error.contains(expected.as_str())))
-        .collect();
-    logs::forget(&system.id);
-    let removed = system.remove_data().await;
-    if let Err(error) = settled {
-        panic!("the scenario left work behind: {error:#}");
-    }
-    assert!(leftovers_after_stop.is_empty(), "work was left once the services stopped: {}", leftovers_after_stop.join(", "));
-    assert!(
-        unexpected_errors.is_empty(),
-        "the services logged errors the scenario did not expect:\n{}",
-        unexpected_errors.join("\n")
-    );
-    if let Err(error) = stopped.and(removed) {
-        panic!("{error:#}");
-    }
-}
-
-/// Every queue, dead-letter queue and delay queue of the scenario's vhost that holds messages,
-/// and every outbox that holds events.
-async fn leftover_work(system: &System) -> Vec<String> {
-    let mut leftovers = Vec::new();
-    for queue in common::messaging::topology::QUEUES {
-        use common::messaging::topology::{dead_letter_queue, delay_queue};
-        for queue in [queue.to_string(), dead_letter_queue(queue), delay_queue(queue)] {
-            match system.vhost.ready_messages(&queue).await {
-                Ok(0) => {}
-                Ok(count) => leftovers.push(format!("{queue}: {count}")),
-                Err(error) => leftovers.push(format!("{queue}: {error:#}")),
-            }
-        }
-    }
-    match system.pending_outbox_events().await {
-        Ok(pending) => leftovers.extend(pending),
-        Err(error) => leftovers.push(format!("{error:#}")),
-    }
-    leftovers
 }

@@ -3,23 +3,44 @@
 //! scenario; one service's database or broker connection cut, hung or given back through its
 //! fault proxy.
 
-use cucumber::when;
+use std::str::FromStr;
+
+use cucumber::{Parameter, when};
 
 use crate::support::proxy::Mode;
-use crate::support::system::{Dependency, ServiceName};
+use crate::support::system::{Dependency, Instance, Target};
 use crate::support::world::ShopWorld;
 
-#[when(expr = "the {word} service is stopped")]
-async fn service_is_stopped(world: &mut ShopWorld, service: String) {
-    let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
-    world.system_mut().stop_service(service).await.unwrap_or_else(|error| panic!("{error:#}"));
-    world.system().verify_service_is_down(service).await.unwrap_or_else(|error| panic!("{error:#}"));
+/// What a fault hits: `the inventory service` (every replica it has) or `inventory replica 2`.
+#[derive(Debug, Parameter)]
+#[param(name = "instances", regex = r"the (?:user|product|inventory|order) service|(?:user|product|inventory|order) replica \d+")]
+struct Instances(Target);
+
+impl FromStr for Instances {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(Instances)
+    }
 }
 
-#[when(expr = "the {word} service is started again")]
-async fn service_is_started_again(world: &mut ShopWorld, service: String) {
-    let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
-    world.system_mut().start_service(service).await.unwrap_or_else(|error| panic!("{error:#}"));
+fn instances(world: &ShopWorld, target: &Instances) -> Vec<Instance> {
+    world.system().instances(target.0).unwrap_or_else(|error| panic!("{error:#}"))
+}
+
+#[when(expr = "{instances} is stopped")]
+async fn service_is_stopped(world: &mut ShopWorld, target: Instances) {
+    for instance in instances(world, &target) {
+        world.system_mut().stop_instance(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+        world.system().verify_instance_is_down(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+    }
+}
+
+#[when(expr = "{instances} is started again")]
+async fn service_is_started_again(world: &mut ShopWorld, target: Instances) {
+    for instance in instances(world, &target) {
+        world.system_mut().start_instance(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+    }
 }
 
 #[when("the message broker becomes unreachable")]
@@ -34,51 +55,50 @@ async fn broker_is_reachable_again(world: &mut ShopWorld) {
     vhost.verify_reachable().await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
-fn service_named(name: &str) -> ServiceName {
-    name.parse().unwrap_or_else(|error: String| panic!("{error}"))
-}
-
 fn dependency_named(name: &str) -> Dependency {
     name.parse().unwrap_or_else(|error: String| panic!("{error}"))
 }
 
 /// Kills the service where it stands (mid-request, mid-message), then proves it: its port
 /// refuses, and every connection it had to its database and the broker is closed.
-#[when(expr = "the {word} service is killed")]
-async fn service_is_killed(world: &mut ShopWorld, service: String) {
-    let service = service_named(&service);
-    let system = world.system_mut();
-    system.kill_service(service).await.unwrap_or_else(|error| panic!("{error:#}"));
-    system.verify_service_is_down(service).await.unwrap_or_else(|error| panic!("{error:#}"));
-    system.verify_no_connections(service).await.unwrap_or_else(|error| panic!("{error:#}"));
+#[when(expr = "{instances} is killed")]
+async fn service_is_killed(world: &mut ShopWorld, target: Instances) {
+    for instance in instances(world, &target) {
+        let system = world.system_mut();
+        system.kill_instance(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+        system.verify_instance_is_down(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+        system.verify_no_connections(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
+    }
 }
 
-/// The dependency is down for this one service: its connections are reset, new ones refused.
-#[when(expr = "the {word} service's {word} goes down")]
-async fn dependency_goes_down(world: &mut ShopWorld, service: String, dependency: String) {
-    set_proxy(world, &service, &dependency, Mode::Cut).await;
+/// The dependency is down for these instances: their connections are reset, new ones refused.
+#[when(expr = "{instances}'s {word} goes down")]
+async fn dependency_goes_down(world: &mut ShopWorld, target: Instances, dependency: String) {
+    set_proxies(world, &target, &dependency, Mode::Cut).await;
 }
 
-/// The dependency hangs for this one service: connections stay open and nothing answers.
-#[when(expr = "the {word} service's {word} hangs")]
-async fn dependency_hangs(world: &mut ShopWorld, service: String, dependency: String) {
-    set_proxy(world, &service, &dependency, Mode::Blackhole).await;
+/// The dependency hangs for these instances: connections stay open and nothing answers.
+#[when(expr = "{instances}'s {word} hangs")]
+async fn dependency_hangs(world: &mut ShopWorld, target: Instances, dependency: String) {
+    set_proxies(world, &target, &dependency, Mode::Blackhole).await;
 }
 
-/// Connections the service already has go on working; any new one hangs.
-#[when(expr = "the {word} service's {word} stops answering new connections")]
-async fn dependency_hangs_new_connections(world: &mut ShopWorld, service: String, dependency: String) {
-    set_proxy(world, &service, &dependency, Mode::HangNew).await;
+/// Connections the instances already have go on working; any new one hangs.
+#[when(expr = "{instances}'s {word} stops answering new connections")]
+async fn dependency_hangs_new_connections(world: &mut ShopWorld, target: Instances, dependency: String) {
+    set_proxies(world, &target, &dependency, Mode::HangNew).await;
 }
 
-#[when(expr = "the {word} service's {word} is back")]
-async fn dependency_is_back(world: &mut ShopWorld, service: String, dependency: String) {
-    set_proxy(world, &service, &dependency, Mode::Pass).await;
+#[when(expr = "{instances}'s {word} is back")]
+async fn dependency_is_back(world: &mut ShopWorld, target: Instances, dependency: String) {
+    set_proxies(world, &target, &dependency, Mode::Pass).await;
 }
 
-async fn set_proxy(world: &mut ShopWorld, service: &str, dependency: &str, mode: Mode) {
-    let proxy = world.system().proxy(service_named(service), dependency_named(dependency));
-    proxy.set(mode).await.unwrap_or_else(|error| panic!("{service}'s {dependency} did not become {mode:?}: {error:#}"));
+async fn set_proxies(world: &mut ShopWorld, target: &Instances, dependency: &str, mode: Mode) {
+    for instance in instances(world, target) {
+        let proxy = world.system().proxy(instance, dependency_named(dependency));
+        proxy.set(mode).await.unwrap_or_else(|error| panic!("{instance}'s {dependency} did not become {mode:?}: {error:#}"));
+    }
 }
 
 /// How long a fault lasts. Not a wait for an effect (those poll): the fault itself is the time

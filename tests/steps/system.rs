@@ -1,16 +1,30 @@
 //! Starting the system a scenario runs against.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cucumber::{given, then};
 
-use crate::support::system::System;
+use crate::support::system::{ServiceName, System};
 use crate::support::world::ShopWorld;
 
 #[given("the shop is running")]
 async fn the_shop_is_running(world: &mut ShopWorld) {
+    start(world, BTreeMap::new()).await;
+}
+
+/// Several replicas of two services, against the same databases and queues, nginx balancing
+/// their routes over them.
+#[given(expr = "the shop is running with {int} replicas of the {word} and {word} services")]
+async fn the_shop_is_running_with_replicas(world: &mut ShopWorld, replicas: usize, first: String, second: String) {
+    let services = [first, second].map(|name| name.parse::<ServiceName>().unwrap_or_else(|error| panic!("{error}")));
+    start(world, services.into_iter().map(|service| (service, replicas)).collect()).await;
+}
+
+async fn start(world: &mut ShopWorld, replicas: BTreeMap<ServiceName, usize>) {
     assert!(world.system.is_none(), "the shop is already running in this scenario");
-    let system = System::start().await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
+    let system =
+        System::start_with_replicas(&replicas).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     world.system = Some(system);
 }
 

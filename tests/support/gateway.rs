@@ -10,12 +10,12 @@ use tokio::process::{Child, Command};
 
 const GATEWAY_DIRECTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/services/gateway");
 
-/// Where each service listens, as `host:port`.
+/// Where each service's replicas listen, as `host:port`: nginx balances over them.
 pub struct Upstreams {
-    pub user: String,
-    pub product: String,
-    pub order: String,
-    pub inventory: String,
+    pub user: Vec<String>,
+    pub product: Vec<String>,
+    pub order: Vec<String>,
+    pub inventory: Vec<String>,
 }
 
 /// A running nginx. [`Gateway::stop`] stops it; dropping it without stopping kills the master as
@@ -108,16 +108,21 @@ pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> 
     let prefix_text = prefix.to_str().context("the prefix path is not UTF-8")?;
     // Loopback only: the harness's gateways are for this machine's tests, nobody else's.
     let listen = format!("127.0.0.1:{port}");
-    let variables = [
-        ("PREFIX", prefix_text),
-        ("GATEWAY_LISTEN", listen.as_str()),
-        ("USER_SERVICE", upstreams.user.as_str()),
-        ("PRODUCT_SERVICE", upstreams.product.as_str()),
-        ("ORDER_SERVICE", upstreams.order.as_str()),
-        ("INVENTORY_SERVICE", upstreams.inventory.as_str()),
+    let variables = [("PREFIX", prefix_text), ("GATEWAY_LISTEN", listen.as_str())];
+    let services = [
+        ("USER_SERVICE", &upstreams.user),
+        ("PRODUCT_SERVICE", &upstreams.product),
+        ("ORDER_SERVICE", &upstreams.order),
+        ("INVENTORY_SERVICE", &upstreams.inventory),
     ];
     for (template, output) in [("gateway.conf.template", "gateway.conf"), ("nginx-local.conf.template", "nginx.conf")] {
         let mut text = std::fs::read_to_string(Path::new(GATEWAY_DIRECTORY).join(template))?;
+        // The template names one server per upstream (as compose has one container per
+        // service); replicas become one `server` line each.
+        for (name, servers) in services {
+            let servers: Vec<String> = servers.iter().map(|server| format!("server {server};")).collect();
+            text = text.replace(&format!("server ${{{name}}};"), &servers.join(" "));
+        }
         for (name, value) in variables {
             text = text.replace(&format!("${{{name}}}"), value);
         }

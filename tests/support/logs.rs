@@ -24,6 +24,19 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+/// Installs the process's subscriber: the services' log lines (filtered by `E2E_LOG`, default
+/// `warn,lapin=off,sqlx=error`: lapin logs every expected channel close) on the test output, and
+/// the [`CaptureLayer`].
+pub fn install() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let log_filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into());
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(log_filter)))
+        .with(CaptureLayer.with_filter(tracing_subscriber::filter::filter_fn(CaptureLayer::interested_in)))
+        .try_init();
+}
+
 /// The span the harness starts a scenario's services in.
 pub const SYSTEM_SPAN: &str = "e2e_system";
 /// The span the consumer keeps open while it handles one delivery (common::messaging::consumer).
@@ -31,7 +44,8 @@ const MESSAGE_SPAN: &str = "message";
 
 /// Crates whose spans carry the context we follow. Third-party spans (sqlx, mongodb, hyper) are
 /// left out: we need none of them, and following them would cost every query a span.
-const OUR_TARGETS: [&str; 6] = ["common", "features", "user_service", "product_service", "inventory_service", "order_service"];
+const OUR_TARGETS: [&str; 7] =
+    ["common", "features", "chaos", "user_service", "product_service", "inventory_service", "order_service"];
 
 #[derive(Debug, Default)]
 struct SystemRecord {

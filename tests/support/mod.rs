@@ -9,4 +9,5 @@ pub mod proxy;
 pub mod rabbitmq;
 pub mod snapshot;
 pub mod system;
+pub mod teardown;
 pub mod world;

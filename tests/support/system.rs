@@ -11,11 +11,16 @@
 //! every connection that arrives (nginx answers those requests with its JSON 503). So nobody else
 //! can take a stopped service's port, and a restart serves on exactly the port nginx knows.
 //!
+//! A service may run as several replicas ([`System::start_with_replicas`]): each replica is an
+//! [`Instance`] with its own port, runtime and fault proxies, all sharing the service's
+//! databases and queues, and nginx balances the service's routes over them.
+//!
 //! Services are configured from their defaults plus what the system sets, never from the
 //! caller's environment, and they run inside a tracing span that names the system (see
 //! [`super::logs`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -91,6 +96,49 @@ impl ServiceName {
     }
 }
 
+/// One running copy of a service: replica 1, 2, ... Every service has at least replica 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instance {
+    pub service: ServiceName,
+    pub replica: usize,
+}
+
+impl Instance {
+    /// A service's first (for most services, only) replica.
+    pub fn first(service: ServiceName) -> Self {
+        Self { service, replica: 1 }
+    }
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{:?} replica {}", self.service, self.replica)
+    }
+}
+
+/// What a fault hits: every replica of a service (`the inventory service`), or one of them
+/// (`inventory replica 2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Service(ServiceName),
+    Replica(Instance),
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(name) = text.strip_prefix("the ").and_then(|rest| rest.strip_suffix(" service")) {
+            return Ok(Target::Service(name.parse()?));
+        }
+        let (name, replica) = text
+            .split_once(" replica ")
+            .ok_or_else(|| format!("{text:?} names no service: expected `the inventory service` or `inventory replica 2`"))?;
+        let replica = replica.parse().map_err(|_| format!("{replica:?} is not a replica number"))?;
+        Ok(Target::Replica(Instance { service: name.parse()?, replica }))
+    }
+}
+
 /// A service's configuration, ready to be built in the service's own runtime.
 enum ServiceConfig {
     User(user_service::Config),
@@ -143,13 +191,13 @@ struct RunningService {
 }
 
 impl RunningService {
-    async fn start(service: ServiceName, config: ServiceConfig, span: tracing::Span) -> anyhow::Result<Self> {
+    async fn start(instance: Instance, config: ServiceConfig, span: tracing::Span) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         let (kill, killed) = oneshot::channel::<()>();
         let (finish, finished) = oneshot::channel();
         let (ready, started) = oneshot::channel();
-        std::thread::Builder::new().name(format!("{service:?} service")).spawn(move || {
+        std::thread::Builder::new().name(instance.to_string()).spawn(move || {
             let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -223,18 +271,20 @@ pub struct System {
     pub id: String,
     pub vhost: VirtualHost,
     infrastructure: &'static Infrastructure,
-    /// Every service's listening socket, kept for the system's whole life so that a restart
+    /// How many replicas each service has.
+    replicas: BTreeMap<ServiceName, usize>,
+    /// Every instance's listening socket, kept for the system's whole life so that a restart
     /// serves on the same port (nginx's upstreams point at it) and nobody can take it meanwhile.
-    listeners: BTreeMap<ServiceName, Arc<std::net::TcpListener>>,
-    running: BTreeMap<ServiceName, RunningService>,
-    /// The sockets of stopped services, answering with a closed connection.
-    closed_doors: BTreeMap<ServiceName, ClosedDoor>,
+    listeners: BTreeMap<Instance, Arc<std::net::TcpListener>>,
+    running: BTreeMap<Instance, RunningService>,
+    /// The sockets of stopped instances, answering with a closed connection.
+    closed_doors: BTreeMap<Instance, ClosedDoor>,
     gateway: Option<Gateway>,
     /// For reading the MongoDB services' outboxes (an event stored and never published).
     mongodb: mongodb::Client,
-    /// One fault proxy per service and dependency: every connection a service makes to its
-    /// database or to the broker goes through its own, so a fault can hit one service alone.
-    proxies: BTreeMap<(ServiceName, Dependency), Proxy>,
+    /// One fault proxy per instance and dependency: every connection an instance makes to its
+    /// database or to the broker goes through its own, so a fault can hit one replica alone.
+    proxies: BTreeMap<(Instance, Dependency), Proxy>,
 }
 
 /// Per-scenario PostgreSQL pools stay small: several scenarios run at once against a server
@@ -242,14 +292,21 @@ pub struct System {
 const DATABASE_MAX_CONNECTIONS: u32 = 3;
 
 impl System {
-    pub async fn start() -> anyhow::Result<Self> {
+    /// The system with `replicas[service]` replicas of the services named there (at least one),
+    /// one of every other.
+    pub async fn start_with_replicas(replicas: &BTreeMap<ServiceName, usize>) -> anyhow::Result<Self> {
+        let replicas: BTreeMap<ServiceName, usize> = ServiceName::START_ORDER
+            .into_iter()
+            .map(|service| (service, replicas.get(&service).copied().unwrap_or(1).max(1)))
+            .collect();
         let infrastructure = infrastructure::get().await;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mongodb =
             mongodb::Client::with_uri_str(&infrastructure.mongodb_url).await.context("failed to create a MongoDB client")?;
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
         let mut proxies = BTreeMap::new();
-        for service in ServiceName::START_ORDER {
+        for instance in all_instances(&replicas) {
+            let service = instance.service;
             for &dependency in service.dependencies() {
                 let upstream = match (service, dependency) {
                     (_, Dependency::Broker) => address_of(&infrastructure.rabbitmq_server_url)?,
@@ -258,13 +315,14 @@ impl System {
                     }
                     (ServiceName::Product | ServiceName::Order, Dependency::Database) => address_of(&infrastructure.mongodb_url)?,
                 };
-                proxies.insert((service, dependency), Proxy::start(upstream).await?);
+                proxies.insert((instance, dependency), Proxy::start(upstream).await?);
             }
         }
         let mut system = Self {
             id,
             vhost,
             infrastructure,
+            replicas,
             listeners: BTreeMap::new(),
             running: BTreeMap::new(),
             closed_doors: BTreeMap::new(),
@@ -284,14 +342,14 @@ impl System {
     }
 
     async fn start_services_and_gateway(&mut self) -> anyhow::Result<()> {
-        for service in ServiceName::START_ORDER {
-            self.start_service(service).await?;
+        for instance in all_instances(&self.replicas) {
+            self.start_instance(instance).await?;
         }
         let upstreams = Upstreams {
-            user: self.upstream(ServiceName::User),
-            product: self.upstream(ServiceName::Product),
-            order: self.upstream(ServiceName::Order),
-            inventory: self.upstream(ServiceName::Inventory),
+            user: self.upstreams(ServiceName::User),
+            product: self.upstreams(ServiceName::Product),
+            order: self.upstreams(ServiceName::Order),
+            inventory: self.upstreams(ServiceName::Inventory),
         };
         let prefix = std::env::temp_dir().join(format!("e2e-gateway-{}", self.id));
         self.gateway = Some(Gateway::start(&upstreams, prefix).await?);
@@ -302,16 +360,41 @@ impl System {
         self.gateway.as_ref().expect("the gateway runs while the system does").url()
     }
 
+    /// The URL of the service's first replica.
     pub fn service_url(&self, service: ServiceName) -> String {
-        format!("http://{}", self.upstream(service))
+        self.instance_url(Instance::first(service))
     }
 
-    fn upstream(&self, service: ServiceName) -> String {
-        format!("127.0.0.1:{}", self.port(service))
+    fn instance_url(&self, instance: Instance) -> String {
+        format!("http://127.0.0.1:{}", self.port(instance))
     }
 
-    fn port(&self, service: ServiceName) -> u16 {
-        self.listeners[&service].local_addr().expect("a bound listener has an address").port()
+    /// Every replica of `service`, as nginx's `host:port` upstream servers.
+    fn upstreams(&self, service: ServiceName) -> Vec<String> {
+        self.instances_of(service).map(|instance| format!("127.0.0.1:{}", self.port(instance))).collect()
+    }
+
+    fn instances_of(&self, service: ServiceName) -> impl Iterator<Item = Instance> + use<> {
+        (1..=self.replicas[&service]).map(move |replica| Instance { service, replica })
+    }
+
+    /// The instances `target` names, or an error naming a replica the system does not have.
+    pub fn instances(&self, target: Target) -> anyhow::Result<Vec<Instance>> {
+        match target {
+            Target::Service(service) => Ok(self.instances_of(service).collect()),
+            Target::Replica(instance) if (1..=self.replicas[&instance.service]).contains(&instance.replica) => Ok(vec![instance]),
+            Target::Replica(instance) => {
+                bail!(
+                    "there is no {instance}: the {:?} service has {} replica(s)",
+                    instance.service,
+                    self.replicas[&instance.service]
+                )
+            }
+        }
+    }
+
+    fn port(&self, instance: Instance) -> u16 {
+        self.listeners[&instance].local_addr().expect("a bound listener has an address").port()
     }
 
     /// The service's PostgreSQL database, reached through the proxy on `proxy_port`.
@@ -328,50 +411,57 @@ impl System {
         format!("e2e_{}_{service}", self.id)
     }
 
-    fn http_settings(&self, service: ServiceName) -> HttpSettings {
-        HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: Some(Arc::clone(&self.listeners[&service])) }
+    fn http_settings(&self, instance: Instance) -> HttpSettings {
+        HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: Some(Arc::clone(&self.listeners[&instance])) }
     }
 
     fn jwks_url(&self) -> String {
         format!("{}/api/v1/auth/jwks", self.service_url(ServiceName::User))
     }
 
-    /// Starts `service` (again), on the port it had before if it ran before.
-    pub async fn start_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
-        if self.running.contains_key(&service) {
-            bail!("{service:?} service is already running");
+    /// Starts `instance` (again), on the port it had before if it ran before.
+    pub async fn start_instance(&mut self, instance: Instance) -> anyhow::Result<()> {
+        if self.running.contains_key(&instance) {
+            bail!("{instance} is already running");
         }
-        if !self.listeners.contains_key(&service) {
+        if !self.listeners.contains_key(&instance) {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").context("failed to bind a port for a service")?;
-            self.listeners.insert(service, Arc::new(listener));
+            self.listeners.insert(instance, Arc::new(listener));
         }
-        if let Some(door) = self.closed_doors.remove(&service) {
+        if let Some(door) = self.closed_doors.remove(&instance) {
             door.close().await;
         }
-        let span = tracing::info_span!(parent: None, super::logs::SYSTEM_SPAN, system = %self.id, service = ?service);
-        let config = self.config_for(service)?;
-        match RunningService::start(service, config, span).await {
+        let span = tracing::info_span!(
+            parent: None,
+            super::logs::SYSTEM_SPAN,
+            system = %self.id,
+            service = ?instance.service,
+            replica = instance.replica
+        );
+        let config = self.config_for(instance)?;
+        match RunningService::start(instance, config, span).await {
             Ok(running) => {
-                self.running.insert(service, running);
+                self.running.insert(instance, running);
                 Ok(())
             }
             Err(error) => {
-                self.closed_doors.insert(service, ClosedDoor::open_on(&self.listeners[&service])?);
+                self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
                 Err(error)
             }
         }
     }
 
-    /// `service`'s configuration: its defaults, plus this system's databases, vhost and peers,
-    /// every store and the broker reached through the service's own fault proxies.
-    fn config_for(&self, service: ServiceName) -> anyhow::Result<ServiceConfig> {
-        let database = |service| self.proxies[&(service, Dependency::Database)].port;
-        let broker_url = |service| self.proxies[&(service, Dependency::Broker)].url_through(&self.vhost.amqp_url);
+    /// `instance`'s configuration: its service's defaults, plus this system's databases, vhost
+    /// and peers, every store and the broker reached through the instance's own fault proxies.
+    fn config_for(&self, instance: Instance) -> anyhow::Result<ServiceConfig> {
+        let database = |instance| self.proxies[&(instance, Dependency::Database)].port;
+        let broker_url = |instance| self.proxies[&(instance, Dependency::Broker)].url_through(&self.vhost.amqp_url);
+        let service = instance.service;
         Ok(match service {
             ServiceName::User => {
                 let mut config = user_service::Config::defaults();
-                config.http = self.http_settings(service);
-                config.database_url = self.database_url(database(service), "users");
+                config.http = self.http_settings(instance);
+                config.database_url = self.database_url(database(instance), "users");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.signing_key = user_service::config::SigningKeySource::Pem(test_signing_key().to_owned());
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
@@ -381,28 +471,28 @@ impl System {
             }
             ServiceName::Product => {
                 let mut config = product_service::Config::defaults();
-                config.http = self.http_settings(service);
-                config.mongodb_url = self.mongodb_url(database(service));
+                config.http = self.http_settings(instance);
+                config.mongodb_url = self.mongodb_url(database(instance));
                 config.mongodb_database = self.mongodb_database("products");
-                config.rabbitmq_url = broker_url(service)?;
+                config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
                 ServiceConfig::Product(config)
             }
             ServiceName::Inventory => {
                 let mut config = inventory_service::Config::defaults();
-                config.http = self.http_settings(service);
-                config.database_url = self.database_url(database(service), "inventory");
+                config.http = self.http_settings(instance);
+                config.database_url = self.database_url(database(instance), "inventory");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
-                config.rabbitmq_url = broker_url(service)?;
+                config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
                 ServiceConfig::Inventory(config)
             }
             ServiceName::Order => {
                 let mut config = order_service::Config::defaults();
-                config.http = self.http_settings(service);
-                config.mongodb_url = self.mongodb_url(database(service));
+                config.http = self.http_settings(instance);
+                config.mongodb_url = self.mongodb_url(database(instance));
                 config.mongodb_database = self.mongodb_database("orders");
-                config.rabbitmq_url = broker_url(service)?;
+                config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
                 config.product_service_url = self.service_url(ServiceName::Product);
                 ServiceConfig::Order(config)
@@ -410,34 +500,35 @@ impl System {
         })
     }
 
-    /// Stops `service` gracefully and waits until it has: it no longer serves HTTP, its
+    /// Stops `instance` gracefully and waits until it has: it no longer serves HTTP, its
     /// consumers have finished in-flight messages and disconnected. Its socket stays the
-    /// system's, closing every connection, until the service is started again.
-    pub async fn stop_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
-        let running = self.running.remove(&service).with_context(|| format!("{service:?} service is not running"))?;
+    /// system's, closing every connection, until the instance is started again.
+    pub async fn stop_instance(&mut self, instance: Instance) -> anyhow::Result<()> {
+        let running = self.running.remove(&instance).with_context(|| format!("{instance} is not running"))?;
         let stopped = running.stop_gracefully(Duration::from_secs(30)).await;
-        self.closed_doors.insert(service, ClosedDoor::open_on(&self.listeners[&service])?);
+        self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
         stopped
     }
 
-    /// Kills `service` as the end of its process would: no graceful shutdown, every task it had
+    /// Kills `instance` as the end of its process would: no graceful shutdown, every task it had
     /// is dropped wherever it was, every connection it held is closed. Returns once it is gone.
-    pub async fn kill_service(&mut self, service: ServiceName) -> anyhow::Result<()> {
-        let running = self.running.remove(&service).with_context(|| format!("{service:?} service is not running"))?;
+    pub async fn kill_instance(&mut self, instance: Instance) -> anyhow::Result<()> {
+        let running = self.running.remove(&instance).with_context(|| format!("{instance} is not running"))?;
         running.kill().await;
-        self.closed_doors.insert(service, ClosedDoor::open_on(&self.listeners[&service])?);
+        self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
         Ok(())
     }
 
-    /// Proves that `service` holds no connection to its database or the broker any more (within
+    /// Proves that `instance` holds no connection to its database or the broker any more (within
     /// 10 s: a socket closed by a killed service is seen closed by its proxy at once).
-    pub async fn verify_no_connections(&self, service: ServiceName) -> anyhow::Result<()> {
+    pub async fn verify_no_connections(&self, instance: Instance) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let open: Vec<String> = service
+            let open: Vec<String> = instance
+                .service
                 .dependencies()
                 .iter()
-                .map(|dependency| (dependency, self.proxy(service, *dependency).open_connections()))
+                .map(|dependency| (dependency, self.proxy(instance, *dependency).open_connections()))
                 .filter(|(_, open)| *open > 0)
                 .map(|(dependency, open)| format!("{dependency:?}: {open}"))
                 .collect();
@@ -445,27 +536,27 @@ impl System {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("{service:?} service is gone, but its connections are still open: {}", open.join(", "));
+                bail!("{instance} is gone, but its connections are still open: {}", open.join(", "));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// The fault proxy between `service` and its `dependency`.
-    pub fn proxy(&self, service: ServiceName, dependency: Dependency) -> &Proxy {
-        &self.proxies[&(service, dependency)]
+    /// The fault proxy between `instance` and its `dependency`.
+    pub fn proxy(&self, instance: Instance, dependency: Dependency) -> &Proxy {
+        &self.proxies[&(instance, dependency)]
     }
 
-    /// Proves that `service` is down: a request sent straight to its port gets no answer. And
+    /// Proves that `instance` is down: a request sent straight to its port gets no answer. And
     /// that its port is still the system's: nobody else can bind it meanwhile.
-    pub async fn verify_service_is_down(&self, service: ServiceName) -> anyhow::Result<()> {
-        let port = self.port(service);
+    pub async fn verify_instance_is_down(&self, instance: Instance) -> anyhow::Result<()> {
+        let port = self.port(instance);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            bail!("{service:?} service was stopped and its port {port} was free for anyone to take");
+            bail!("{instance} was stopped and its port {port} was free for anyone to take");
         }
-        let url = format!("{}/health", self.service_url(service));
+        let url = format!("{}/health", self.instance_url(instance));
         match reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await {
-            Ok(response) => bail!("{service:?} service was stopped, but GET {url} answered {}", response.status()),
+            Ok(response) => bail!("{instance} was stopped, but GET {url} answered {}", response.status()),
             Err(_) => Ok(()),
         }
     }
@@ -474,9 +565,9 @@ impl System {
     /// [`System::remove_data`].
     pub async fn stop_everything(&mut self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
-        for service in ServiceName::START_ORDER.into_iter().rev() {
-            if self.running.contains_key(&service) {
-                if let Err(error) = self.stop_service(service).await {
+        for instance in all_instances(&self.replicas).into_iter().rev() {
+            if self.running.contains_key(&instance) {
+                if let Err(error) = self.stop_instance(instance).await {
                     failures.push(format!("{error:#}"));
                 }
             }
@@ -602,6 +693,30 @@ impl System {
             mongodb.database(&self.mongodb_database(service)).drop().await?;
         }
         Ok(())
+    }
+}
+
+/// Every instance of every service, in the order services start in.
+fn all_instances(replicas: &BTreeMap<ServiceName, usize>) -> Vec<Instance> {
+    ServiceName::START_ORDER
+        .into_iter()
+        .flat_map(|service| (1..=replicas[&service]).map(move |replica| Instance { service, replica }))
+        .collect()
+}
+
+/// What every service variable is set to in a harness process: a service that read its
+/// environment instead of the configuration the harness gives it would fail to start.
+const POISON: &str = "poisoned-by-the-e2e-harness";
+
+/// Sets every variable the services read to an unusable value, proving that nothing in the
+/// caller's environment reaches them.
+///
+/// # Safety
+/// Call before any other thread exists (it writes the process environment).
+pub unsafe fn poison_service_environment() {
+    for variable in common::config::VARIABLES {
+        // SAFETY: the caller guarantees no other thread runs yet.
+        unsafe { std::env::set_var(variable, POISON) };
     }
 }
 

@@ -9,12 +9,16 @@
 //!   commands work as written), prints where everything is, and stops everything it started on
 //!   Ctrl-C or SIGTERM.
 //! - `load [goose options]`: runs the goose load tests against a running system.
+//! - `chaos [--seed N] [--operations M]`: a seeded run of random customers, orders, cancels and
+//!   refunds with faults injected at random, against 2 replicas of the order and inventory
+//!   services; prints its invariants and fails when one does not hold.
 //! - `mutants [AREA...]`: a mutation check (cargo-mutants) of the reservation store, the order
 //!   status machine and store, the consumer and the outbox relay, each against the tests and
 //!   features that should catch a change there.
 //!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
+mod chaos;
 mod infrastructure;
 mod mutants;
 mod system;
@@ -28,9 +32,10 @@ fn main() -> ExitCode {
         Some("up") => system::up(&arguments[1..]),
         Some("load") => system::load(&arguments[1..]),
         Some("mutants") => mutants::mutants(&arguments[1..]),
+        Some("chaos") => chaos::chaos(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS]"
+                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS]"
             );
             return ExitCode::from(2);
         }

@@ -185,3 +185,146 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     vhost.delete().await;
     database.drop_database().await;
 }
+
+/// Two replicas' relays on one collection: a document claimed by one is invisible to the other
+/// until the claim is released (its last event marked published) or expires (its relay died).
+#[tokio::test]
+async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expires() {
+    use common::messaging::document_outbox::OUTBOX_LEASE_FIELD;
+    use std::time::Duration;
+
+    let database = TestDatabase::new().await;
+    let store = ProductStore::new(&database.database);
+    store.create_indexes().await.unwrap();
+    let lamp = product(40);
+    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+    store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+    // The first replica's claims last a moment, as if it died right after taking one.
+    let first = store.outbox().with_lease(Duration::from_millis(500));
+    let second = store.outbox();
+
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
+    assert_eq!(second.pending(100).await.unwrap(), vec![], "claimed by the first replica");
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()], "a claim's owner reads it again");
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(second.pending(100).await.unwrap(), vec![created.clone()], "the expired claim is taken over");
+    assert_eq!(first.pending(100).await.unwrap(), vec![], "now the second replica's");
+
+    // Draining the document releases the claim: the next event about the product is free for
+    // whichever replica looks first, at once rather than when the claim would expire.
+    second.mark_published(&created).await.unwrap();
+    let drained = database.raw_document(lamp.id).await.expect("the product stays");
+    assert!(drained.get(OUTBOX_LEASE_FIELD).is_none(), "claim released: {drained}");
+    let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
+    assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
+    assert_eq!(first.pending(100).await.unwrap(), vec![deleted.clone()]);
+    database.drop_database().await;
+}
+
+/// An [`OutboxStore`] that records every event marked published, in order, across the relays
+/// sharing the log: a relay publishes an entity's next event only after the previous one was
+/// confirmed and marked, so the marks are the publishing order.
+#[derive(Clone)]
+struct RecordingOutbox {
+    inner: common::messaging::document_outbox::DocumentOutboxStore,
+    marked: std::sync::Arc<std::sync::Mutex<Vec<OutboxMessage>>>,
+}
+
+impl OutboxStore for RecordingOutbox {
+    async fn pending(&self, limit: usize) -> anyhow::Result<Vec<OutboxMessage>> {
+        self.inner.pending(limit).await
+    }
+
+    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        self.inner.mark_published(message).await?;
+        self.marked.lock().unwrap().push(message.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_relays_publish_every_event_once_and_each_products_events_in_order() {
+    use common::messaging::{OutboxRelay, Publisher};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new().await;
+    let vhost = TestVirtualHost::create("product-outbox-replicas-test").await;
+    let store = ProductStore::new(&database.database);
+    store.create_indexes().await.unwrap();
+    let marked = Arc::new(Mutex::new(Vec::new()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut relays = Vec::new();
+    let mut wakes = Vec::new();
+    let mut publishers = Vec::new();
+    for replica in 0..2 {
+        let publisher = Arc::new(Publisher::new(&vhost.amqp_url, format!("product outbox replica {replica}")));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let outbox = RecordingOutbox { inner: store.outbox(), marked: Arc::clone(&marked) };
+        relays.push(tokio::spawn(OutboxRelay::new(outbox, Arc::clone(&publisher), Arc::clone(&wake)).run(cancel.clone())));
+        wakes.push(wake);
+        publishers.push(publisher);
+    }
+
+    // Products created and deleted while both relays run, each write waking both (as requests
+    // served by either replica would wake that replica's relay, and the other polls).
+    let mut expected = BTreeMap::new();
+    for number in 0..40 {
+        let lamp = product(number);
+        let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: number });
+        store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+        wakes.iter().for_each(|wake| wake.notify_one());
+        let mut events = vec![created.id];
+        if number % 2 == 0 {
+            let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
+            assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
+            wakes.iter().for_each(|wake| wake.notify_one());
+            events.push(deleted.id);
+        }
+        expected.insert(lamp.id.to_hex(), events);
+    }
+    let event_count: usize = expected.values().map(Vec::len).sum();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while marked.lock().unwrap().len() < event_count {
+        assert!(
+            Instant::now() < deadline,
+            "the relays never drained the outbox: {} of {event_count} marked",
+            marked.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a duplicate publish (a second relay late on the same events) the time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+
+    let published_ids = |bodies: Vec<Vec<u8>>, field: &str| -> Vec<String> {
+        bodies
+            .iter()
+            .map(|body| serde_json::from_slice::<serde_json::Value>(body).unwrap()[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let created = published_ids(vhost.take_all(ProductCreated::QUEUE).await, "product_id");
+    let deleted = published_ids(vhost.take_all(ProductDeleted::QUEUE).await, "product_id");
+    assert_eq!(created.len(), 40, "each product_created published once: {created:?}");
+    assert_eq!(created.iter().collect::<BTreeSet<_>>().len(), 40);
+    assert_eq!(deleted.len(), 20, "each product_deleted published once: {deleted:?}");
+    assert_eq!(deleted.iter().collect::<BTreeSet<_>>().len(), 20);
+    let marked = marked.lock().unwrap().clone();
+    assert_eq!(marked.len(), event_count, "every event marked once");
+    for (product_id, events) in expected {
+        let order: Vec<String> =
+            marked.iter().filter(|message| message.correlation_id == product_id).map(|message| message.id.clone()).collect();
+        assert_eq!(order, events, "product {product_id}'s events left in the order they were stored");
+    }
+    for publisher in publishers {
+        publisher.close().await;
+    }
+    vhost.delete().await;
+    database.drop_database().await;
+}
