@@ -95,6 +95,30 @@ Feature: Viewing and managing orders (guide section 6)
     Then the response field "status" is "paid"
 
   @stock @order-status
+  Scenario: A customer cannot move an order into the payment states
+    # Paid comes only from the payment flow: a pending order set to processing and then paid by
+    # its customer would skip the stock check.
+    When the inventory service is stopped
+    And the customer orders 1 "Smart Fitness Watch"
+    And I send a PUT request to "/api/v1/orders/${ORDER_ID_3}/status" with body:
+      """
+      {"status": "processing"}
+      """
+    Then the response status is 400
+    And the response body is:
+      """
+      {"detail": "Cannot change order status from pending to processing. Allowed transitions from pending: cancelled"}
+      """
+    When I send a PUT request to "/api/v1/orders/${ORDER_ID_3}/status" with body:
+      """
+      {"status": "paid"}
+      """
+    Then the response status is 400
+    When the inventory service is started again
+    Then the order is paid
+    And "Smart Fitness Watch" has 72 available and 3 reserved
+
+  @stock @order-status
   Scenario: A shipped order cannot be cancelled, and a delivered one can still be refunded
     When I send a PUT request to "/api/v1/orders/${ORDER_ID_1}/status" with body:
       """

@@ -125,3 +125,61 @@ async fn nobody_can_log_in_as(world: &mut ShopWorld, email: String, password: St
         world.send(Method::POST, "/api/v1/auth/login", Body::Form(login_form(&email, &password)), Credentials::Anonymous).await;
     assert_eq!(response.status, 401, "logging in as {email} with {password:?} was not refused: {}", response.text);
 }
+
+/// Wrong passwords for one account, each refused with a 401 (none throttled yet).
+#[when(expr = "{int} wrong passwords are tried for {string}")]
+async fn wrong_passwords_are_tried(world: &mut ShopWorld, attempts: usize, email: String) {
+    for attempt in 1..=attempts {
+        let form = login_form(&email, &format!("wrong-password-{attempt}"));
+        let response = world.send(Method::POST, "/api/v1/auth/login", Body::Form(form), Credentials::Anonymous).await;
+        assert_eq!(response.status, 401, "wrong password {attempt} for {email}: {}", response.text);
+    }
+}
+
+/// A login with the right password; the answer is the last response.
+#[when(expr = "{string} tries to log in with the right password")]
+async fn tries_to_log_in(world: &mut ShopWorld, email: String) {
+    world
+        .request_with(Method::POST, "/api/v1/auth/login", Body::Form(login_form(&email, PASSWORD)), Credentials::Anonymous)
+        .await;
+}
+
+/// The last response is a 429 whose `Retry-After` is a number of seconds within the bounds, with
+/// a JSON detail.
+#[then(expr = "the login is throttled for between {int} and {int} seconds")]
+async fn the_login_is_throttled(world: &mut ShopWorld, at_least: u64, at_most: u64) {
+    let response = world.last_response();
+    assert_eq!(response.status, 429, "expected a throttled login: {}", response.text);
+    let retry_after: u64 = response
+        .headers
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("a 429 without a Retry-After in seconds: {:?}", response.headers));
+    assert!((at_least..=at_most).contains(&retry_after), "Retry-After {retry_after} is not within {at_least}..={at_most}");
+    assert!(response.field("detail").is_string(), "a 429 without a JSON detail: {}", response.text);
+}
+
+/// Logins sent all at once from this one client address, with a wrong password for an unknown
+/// email: the gateway's per-address limit answers part of them itself.
+#[when(expr = "{int} logins are sent at once from one address")]
+async fn logins_sent_at_once(world: &mut ShopWorld, count: usize) {
+    let sends = (0..count).map(|number| {
+        let form = login_form(&format!("flood-{number}@example.com"), "wrong-password");
+        world.send(Method::POST, "/api/v1/auth/login", Body::Form(form), Credentials::Anonymous)
+    });
+    let responses = futures::future::join_all(sends).await;
+    let throttled: Vec<_> = responses.iter().filter(|response| response.status == 429).collect();
+    let refused = responses.iter().filter(|response| response.status == 401).count();
+    assert_eq!(throttled.len() + refused, count, "every login is either refused (401) or throttled (429)");
+    world.remember("THROTTLED_LOGINS", throttled.len().to_string());
+    if let Some(first) = throttled.first() {
+        world.last = Some((*first).clone());
+    }
+}
+
+#[then(expr = "at least {int} of them were throttled by the gateway")]
+async fn at_least_were_throttled(world: &mut ShopWorld, minimum: usize) {
+    let throttled: usize = world.variable("THROTTLED_LOGINS").parse().expect("a count");
+    assert!(throttled >= minimum, "only {throttled} logins were throttled");
+}

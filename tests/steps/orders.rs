@@ -179,11 +179,15 @@ struct OrderRequest {
     price: Option<f64>,
     /// The email of the customer the order is placed for, instead of the caller.
     for_customer: Option<String>,
+    /// Product ids sent in upper case.
+    upper_case_ids: bool,
+    /// `line1` of the shipping address replaced by this many characters.
+    address_line_length: Option<usize>,
 }
 
 impl OrderRequest {
     fn of(lines: Vec<(i64, String)>) -> Self {
-        Self { lines, price: None, for_customer: None }
+        Self { lines, price: None, for_customer: None, upper_case_ids: false, address_line_length: None }
     }
 }
 
@@ -208,8 +212,9 @@ async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
     let mut items = Vec::new();
     for (quantity, name) in &request.lines {
         let product = product_named(world, name).await;
+        let product_id = if request.upper_case_ids { product.id.to_ascii_uppercase() } else { product.id.clone() };
         items.push(json!({
-            "product_id": product.id,
+            "product_id": product_id,
             "quantity": quantity,
             "price": request.price.unwrap_or(product.price)
         }));
@@ -218,7 +223,11 @@ async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
         Some(email) => session_of(world, email).await.user_id,
         None => world.variable("USER_ID").to_owned(),
     };
-    let body = json!({"user_id": user_id, "items": items, "shipping_address": default_shipping_address(world).await});
+    let mut shipping_address = default_shipping_address(world).await;
+    if let Some(length) = request.address_line_length {
+        shipping_address["line1"] = Value::String("x".repeat(length));
+    }
+    let body = json!({"user_id": user_id, "items": items, "shipping_address": shipping_address});
     world.send(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current).await
 }
 
@@ -269,6 +278,27 @@ async fn the_customer_tries_to_order_at_a_price(world: &mut ShopWorld, quantity:
 #[when(expr = "the customer tries to order {int} {string} for {string}")]
 async fn the_customer_tries_to_order_for_someone_else(world: &mut ShopWorld, quantity: i64, product: String, email: String) {
     let request = OrderRequest { for_customer: Some(email), ..OrderRequest::of(vec![(quantity, product)]) };
+    world.last = Some(send_order(world, &request).await);
+}
+
+/// The catalog's ids are lower case; ids are normalised where they enter, so this is the same
+/// product.
+#[when(expr = "the customer orders {int} {string} by its id in upper case")]
+async fn the_customer_orders_by_upper_case_id(world: &mut ShopWorld, quantity: i64, product: String) {
+    place_order(world, OrderRequest { upper_case_ids: true, ..OrderRequest::of(vec![(quantity, product)]) }).await;
+}
+
+/// An order the shop should refuse: the answer is the last response, for the steps after it.
+#[when(expr = "the customer tries to order {int} {string} to an address line of {int} characters")]
+async fn the_customer_tries_to_order_to_a_long_address(world: &mut ShopWorld, quantity: i64, product: String, length: usize) {
+    let request = OrderRequest { address_line_length: Some(length), ..OrderRequest::of(vec![(quantity, product)]) };
+    world.last = Some(send_order(world, &request).await);
+}
+
+/// An order the shop should refuse: the answer is the last response, for the steps after it.
+#[when(expr = "the customer tries to order {int} lines of 1 {string}")]
+async fn the_customer_tries_to_order_many_lines(world: &mut ShopWorld, lines: usize, product: String) {
+    let request = OrderRequest::of(vec![(1, product); lines]);
     world.last = Some(send_order(world, &request).await);
 }
 

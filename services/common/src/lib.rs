@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod messaging;
 pub mod money;
 pub mod openapi;

@@ -1,5 +1,6 @@
-//! The product service as the order service sees it: "does this product exist, and what does it
-//! cost?", asked over HTTP at `GET /api/v1/products/{id}` (public, no token needed).
+//! The product service as the order service sees it: "do these products exist, and what do they
+//! cost?", asked over HTTP with one `GET /api/v1/products/?ids=...` per order (public, no token
+//! needed).
 //!
 //! It deliberately caches nothing: a price is checked against the catalog as it is when the
 //! order is placed.
@@ -37,8 +38,13 @@ pub struct CatalogClient {
 
 #[derive(Deserialize)]
 struct ProductBody {
+    #[serde(rename = "_id")]
+    id: String,
     price: Cents,
 }
+
+/// The most ids the product service takes in one `ids` filter (its page size).
+const IDS_PER_REQUEST: usize = 100;
 
 impl CatalogClient {
     pub fn new(base_url: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -46,42 +52,40 @@ impl CatalogClient {
         Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), http })
     }
 
-    /// Looks every distinct id up concurrently.
+    /// Looks every id up with one request per hundred distinct ids (one for any order, whose
+    /// lines are at most a hundred): `GET /api/v1/products/?ids=...`, which answers the products
+    /// that exist. An id that is not a well-formed product id is missing without asking.
     pub async fn look_up_all(&self, product_ids: &[String]) -> Result<HashMap<String, CatalogEntry>, CatalogUnavailable> {
-        let mut distinct: Vec<&String> = product_ids.iter().collect();
-        distinct.sort();
-        distinct.dedup();
-        let lookups = distinct.into_iter().map(|product_id| async move {
-            let entry = self.look_up(product_id).await?;
-            Ok::<_, CatalogUnavailable>((product_id.clone(), entry))
-        });
-        futures::future::try_join_all(lookups).await.map(|entries| entries.into_iter().collect())
+        let mut entries: HashMap<String, CatalogEntry> =
+            product_ids.iter().map(|product_id| (product_id.clone(), CatalogEntry::Missing)).collect();
+        let mut asked: Vec<&str> = product_ids.iter().map(String::as_str).filter(|id| is_product_id(id)).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        for chunk in asked.chunks(IDS_PER_REQUEST) {
+            // Hexadecimal ids and commas: nothing in the query needs escaping.
+            let url = format!("{}/api/v1/products/?ids={}&limit={}", self.base_url, chunk.join(","), chunk.len());
+            let response =
+                self.http.get(&url).send().await.with_context(|| format!("GET {url} failed")).map_err(CatalogUnavailable)?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(CatalogUnavailable(anyhow::anyhow!("GET {url} answered {status}")));
+            }
+            let products: Vec<ProductBody> = response
+                .json()
+                .await
+                .with_context(|| format!("GET {url} answered something else than a list of products with prices"))
+                .map_err(CatalogUnavailable)?;
+            for product in products {
+                if let Some(entry) = entries.get_mut(&product.id) {
+                    *entry = CatalogEntry::Found { price: product.price };
+                }
+            }
+        }
+        Ok(entries)
     }
+}
 
-    pub async fn look_up(&self, product_id: &str) -> Result<CatalogEntry, CatalogUnavailable> {
-        // Anything but a plain id in the path could address another endpoint: such an id cannot
-        // name a product, so it is missing without asking.
-        if product_id.is_empty() || !product_id.chars().all(|character| character.is_ascii_alphanumeric()) {
-            return Ok(CatalogEntry::Missing);
-        }
-        let url = format!("{}/api/v1/products/{product_id}", self.base_url);
-        let response =
-            self.http.get(&url).send().await.with_context(|| format!("GET {url} failed")).map_err(CatalogUnavailable)?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND
-            || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
-            || status == reqwest::StatusCode::BAD_REQUEST
-        {
-            return Ok(CatalogEntry::Missing);
-        }
-        if !status.is_success() {
-            return Err(CatalogUnavailable(anyhow::anyhow!("GET {url} answered {status}")));
-        }
-        let product: ProductBody = response
-            .json()
-            .await
-            .with_context(|| format!("GET {url} answered a body without a valid price"))
-            .map_err(CatalogUnavailable)?;
-        Ok(CatalogEntry::Found { price: product.price })
-    }
+/// 24 lowercase hexadecimal digits: the form product ids are stored and answered in.
+fn is_product_id(text: &str) -> bool {
+    text.len() == 24 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }

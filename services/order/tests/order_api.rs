@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
@@ -73,7 +73,7 @@ impl TestApp {
         let fake_address = format!("http://{}", fake_listener.local_addr().unwrap());
         let fake_router = Router::new()
             .route("/api/v1/auth/jwks", get(|| async { ([("content-type", "application/json")], JWKS) }))
-            .route("/api/v1/products/{id}", get(fake_product))
+            .route("/api/v1/products/", get(fake_products))
             .with_state(Arc::clone(&catalog));
         let stop_fakes = CancellationToken::new();
         let fake_server_stop = stop_fakes.clone();
@@ -198,14 +198,23 @@ impl TestApp {
     }
 }
 
-async fn fake_product(State(catalog): State<Arc<FakeCatalog>>, Path(id): Path<String>) -> (StatusCode, axum::Json<Value>) {
+/// `GET /api/v1/products/?ids=a,b`: the products among those ids that exist.
+async fn fake_products(
+    State(catalog): State<Arc<FakeCatalog>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, axum::Json<Value>) {
     if catalog.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({ "detail": "down" })));
     }
-    match catalog.prices.lock().unwrap().get(&id) {
-        Some(price) => (StatusCode::OK, axum::Json(json!({ "name": "Thing", "price": price, "quantity": 1, "_id": id }))),
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({ "detail": "Product not found" }))),
-    }
+    let prices = catalog.prices.lock().unwrap();
+    let found: Vec<Value> = query
+        .get("ids")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|id| prices.get(id).map(|price| json!({ "name": "Thing", "price": price, "quantity": 1, "_id": id })))
+        .collect();
+    (StatusCode::OK, axum::Json(Value::Array(found)))
 }
 
 /// Inventory's part of the flow, all or none, as the real inventory service does it.

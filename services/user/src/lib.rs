@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod startup;
 pub mod state;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 pub mod validation;

@@ -20,6 +20,10 @@ pub struct PasswordHasher {
     /// that an unknown email costs the same time as a wrong password and response times do not
     /// tell an attacker which emails are registered.
     decoy_hash: String,
+    /// How many hashes or verifications may run at once: as many as there are cores. More would
+    /// only queue on the blocking pool, holding argon2's memory for each; a flood of logins
+    /// waits here instead, and is bounded upstream by the gateway's per-address limit.
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl PasswordHasher {
@@ -29,11 +33,13 @@ impl PasswordHasher {
             .map_err(|error| anyhow::anyhow!("invalid argon2 parameters {settings:?}: {error}"))?;
         let decoy_password = uuid::Uuid::new_v4().to_string();
         let decoy_hash = hash_blocking(params.clone(), decoy_password).await?;
-        Ok(Self { params, decoy_hash })
+        let cores = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+        Ok(Self { params, decoy_hash, permits: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)) })
     }
 
     /// An argon2id PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`) with a fresh salt.
     pub async fn hash(&self, password: &str) -> anyhow::Result<String> {
+        let _permit = self.permits.acquire().await.context("the password hasher is closed")?;
         hash_blocking(self.params.clone(), password.to_owned()).await
     }
 
@@ -42,6 +48,7 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, stored_hash: &str) -> anyhow::Result<bool> {
         let password = password.to_owned();
         let stored_hash = stored_hash.to_owned();
+        let _permit = self.permits.acquire().await.context("the password hasher is closed")?;
         tokio::task::spawn_blocking(move || verify_now(&password, &stored_hash))
             .await
             .context("password verification task panicked")?

@@ -47,6 +47,7 @@ impl Application {
             tokens: Arc::new(tokens),
             verifier: Arc::new(verifier),
             passwords: Arc::new(passwords),
+            login_throttle: Arc::default(),
         };
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr().context("failed to read the bound address")?.port();

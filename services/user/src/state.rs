@@ -8,6 +8,7 @@ use common::auth::TokenVerifier;
 use sqlx::PgPool;
 
 use crate::passwords::PasswordHasher;
+use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     /// path every other service uses (they fetch the same key set over HTTP instead).
     pub verifier: Arc<TokenVerifier>,
     pub passwords: Arc<PasswordHasher>,
+    /// Wrong passwords per account, for login throttling.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 /// Lets handlers take `common::auth::CurrentUser`, which needs the verifier from the state.

@@ -16,9 +16,7 @@ pub const MINIMUM_PASSWORD_LENGTH: usize = 8;
 pub const MAXIMUM_PASSWORD_LENGTH: usize = 128;
 pub const MAXIMUM_NAME_LENGTH: usize = 100;
 pub const MAXIMUM_PHONE_LENGTH: usize = 32;
-pub const MAXIMUM_ADDRESS_LINE_LENGTH: usize = 200;
-pub const MAXIMUM_ADDRESS_FIELD_LENGTH: usize = 100;
-pub const MAXIMUM_POSTAL_CODE_LENGTH: usize = 20;
+pub use common::limits::{MAXIMUM_ADDRESS_FIELD_LENGTH, MAXIMUM_ADDRESS_LINE_LENGTH, MAXIMUM_POSTAL_CODE_LENGTH};
 
 /// Collects the field errors of one request.
 #[derive(Debug, Default)]

@@ -29,6 +29,8 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_inventory))
+        // The collection answers without its trailing slash too.
+        .route("/api/v1/inventory", axum::routing::get(list_inventory))
         .routes(routes!(get_inventory))
         .routes(routes!(adjust_inventory))
         .routes(routes!(inventory_history))

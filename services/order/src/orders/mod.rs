@@ -25,8 +25,8 @@ use utoipa_axum::routes;
 
 use crate::catalog::{CatalogClient, CatalogEntry};
 use model::{
-    CreateOrderRequest, ListOrdersQuery, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus, StatusUpdateRequest,
-    StoredOrderItem,
+    CreateOrderRequest, ListOrdersQuery, MAXIMUM_ITEMS, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus,
+    StatusUpdateRequest, StoredOrderItem,
 };
 use store::{OrderStore, StatusChange};
 
@@ -83,12 +83,12 @@ pub fn router(state: OrdersState) -> OpenApiRouter {
 async fn create_order(
     State(state): State<OrdersState>,
     caller: CurrentUser,
-    Json(request): Json<CreateOrderRequest>,
+    Json(mut request): Json<CreateOrderRequest>,
 ) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
     if request.user_id != caller.id.to_string() {
         return Err(ApiError::Forbidden("You can only place orders for yourself".into()));
     }
-    validate_request(&request)?;
+    validate_request(&mut request)?;
     let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
     let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
     let items = priced_items(&request, &catalog)?;
@@ -218,7 +218,7 @@ async fn change_status(
 ) -> ApiResult<OrderDocument> {
     for _ in 0..STATUS_CHANGE_ATTEMPTS {
         let order = state.store.find_for_user(order_id, user_id).await?.ok_or_else(|| ApiError::not_found("Order"))?;
-        if !order.status.can_become(next) {
+        if !order.status.can_become(next) || !next.can_be_requested() {
             return Err(ApiError::BadRequest(refusal(order.status, next)));
         }
         match state.store.change_status(order_id, Some(user_id), order.status, next, None).await? {
@@ -244,22 +244,38 @@ fn parse_order_id(text: &str) -> ApiResult<ObjectId> {
 /// The checks that need no other service: at least one item, quantities above zero, each
 /// product once (one line per product keeps inventory's all-or-none reservation simple), and a
 /// shipping address with the parts a parcel cannot do without (`line2` and `state` may be empty).
-fn validate_request(request: &CreateOrderRequest) -> ApiResult<()> {
+/// Checks the request's shape and limits, and normalises what it names: product ids are stored
+/// in lower case, the catalog's form, whatever case they were sent in.
+fn validate_request(request: &mut CreateOrderRequest) -> ApiResult<()> {
+    use common::limits::{MAXIMUM_ADDRESS_FIELD_LENGTH, MAXIMUM_ADDRESS_LINE_LENGTH, MAXIMUM_POSTAL_CODE_LENGTH};
     let mut errors = Vec::new();
     let address = &request.shipping_address;
-    for (field, value) in
-        [("line1", &address.line1), ("city", &address.city), ("postal_code", &address.postal_code), ("country", &address.country)]
-    {
-        if value.trim().is_empty() {
-            errors.push(FieldError {
-                loc: vec!["body".into(), "shipping_address".into(), field.into()],
-                msg: format!("{field} must not be empty"),
-                kind: "value_error".into(),
-            });
+    let address_error = |field: &str, msg: String| FieldError {
+        loc: vec!["body".into(), "shipping_address".into(), field.into()],
+        msg,
+        kind: "value_error".into(),
+    };
+    for (field, value, required, maximum) in [
+        ("line1", address.line1.as_str(), true, MAXIMUM_ADDRESS_LINE_LENGTH),
+        ("line2", address.line2.as_deref().unwrap_or_default(), false, MAXIMUM_ADDRESS_LINE_LENGTH),
+        ("city", address.city.as_str(), true, MAXIMUM_ADDRESS_FIELD_LENGTH),
+        ("state", address.state.as_str(), false, MAXIMUM_ADDRESS_FIELD_LENGTH),
+        ("postal_code", address.postal_code.as_str(), true, MAXIMUM_POSTAL_CODE_LENGTH),
+        ("country", address.country.as_str(), true, MAXIMUM_ADDRESS_FIELD_LENGTH),
+    ] {
+        if required && value.trim().is_empty() {
+            errors.push(address_error(field, format!("{field} must not be empty")));
+        } else if value.chars().count() > maximum {
+            errors.push(address_error(field, format!("{field} must have at most {maximum} characters")));
         }
     }
     if request.items.is_empty() {
         errors.push(FieldError::new("body", "items", "An order needs at least one item"));
+    } else if request.items.len() > MAXIMUM_ITEMS {
+        errors.push(FieldError::new("body", "items", format!("An order has at most {MAXIMUM_ITEMS} items")));
+    }
+    for item in &mut request.items {
+        item.product_id.make_ascii_lowercase();
     }
     let mut seen = std::collections::HashSet::new();
     for (index, item) in request.items.iter().enumerate() {
@@ -268,6 +284,9 @@ fn validate_request(request: &CreateOrderRequest) -> ApiResult<()> {
             msg: String::new(),
             kind: "value_error".into(),
         };
+        if ObjectId::parse_str(&item.product_id).is_err() {
+            errors.push(FieldError { msg: "product_id must be 24 hexadecimal digits".into(), ..location("product_id") });
+        }
         if item.quantity <= 0 {
             errors.push(FieldError { msg: "Quantity must be greater than 0".into(), ..location("quantity") });
         } else if item.quantity > MAXIMUM_QUANTITY {
@@ -339,30 +358,75 @@ mod tests {
         (error.status(), format!("{error:?}"))
     }
 
+    const A: &str = "6824f1c1a1b2c3d4e5f6071a";
+    const B: &str = "6824f1c1a1b2c3d4e5f6071b";
+
     #[test]
     fn an_order_without_items_or_with_a_zero_quantity_is_a_422() {
-        let (status, _) = status_and_detail(validate_request(&request(vec![])).unwrap_err());
+        let (status, _) = status_and_detail(validate_request(&mut request(vec![])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        let (status, detail) = status_and_detail(validate_request(&request(vec![("a", 0, 100)])).unwrap_err());
+        let (status, detail) = status_and_detail(validate_request(&mut request(vec![(A, 0, 100)])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("greater than 0"), "{detail}");
-        assert!(validate_request(&request(vec![("a", 1, 100), ("b", 3, 100)])).is_ok());
+        assert!(validate_request(&mut request(vec![(A, 1, 100), (B, 3, 100)])).is_ok());
     }
 
     #[test]
     fn a_shipping_address_without_a_city_is_a_422() {
-        let mut without_city = request(vec![("a", 1, 100)]);
+        let mut without_city = request(vec![(A, 1, 100)]);
         without_city.shipping_address.city = "  ".into();
-        let (status, detail) = status_and_detail(validate_request(&without_city).unwrap_err());
+        let (status, detail) = status_and_detail(validate_request(&mut without_city).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("city must not be empty"), "{detail}");
     }
 
     #[test]
-    fn the_same_product_twice_is_a_422() {
-        let (status, detail) = status_and_detail(validate_request(&request(vec![("a", 1, 100), ("a", 2, 100)])).unwrap_err());
+    fn the_same_product_twice_is_a_422_whatever_the_case_of_its_id() {
+        let upper = A.to_ascii_uppercase();
+        let (status, detail) =
+            status_and_detail(validate_request(&mut request(vec![(A, 1, 100), (&upper, 2, 100)])).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("only once"), "{detail}");
+    }
+
+    #[test]
+    fn product_ids_are_stored_in_lower_case_and_anything_but_an_id_is_a_422() {
+        let mut upper = request(vec![(&A.to_ascii_uppercase(), 1, 100)]);
+        validate_request(&mut upper).unwrap();
+        assert_eq!(upper.items[0].product_id, A);
+        let (status, detail) = status_and_detail(validate_request(&mut request(vec![("a", 1, 100)])).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("24 hexadecimal digits"), "{detail}");
+    }
+
+    #[test]
+    fn every_address_field_and_the_number_of_lines_have_limits() {
+        use common::limits::{MAXIMUM_ADDRESS_FIELD_LENGTH, MAXIMUM_ADDRESS_LINE_LENGTH, MAXIMUM_POSTAL_CODE_LENGTH};
+        let fields: [(&str, usize, fn(&mut ShippingAddress, String)); 6] = [
+            ("line1", MAXIMUM_ADDRESS_LINE_LENGTH, |address, text| address.line1 = text),
+            ("line2", MAXIMUM_ADDRESS_LINE_LENGTH, |address, text| address.line2 = Some(text)),
+            ("city", MAXIMUM_ADDRESS_FIELD_LENGTH, |address, text| address.city = text),
+            ("state", MAXIMUM_ADDRESS_FIELD_LENGTH, |address, text| address.state = text),
+            ("postal_code", MAXIMUM_POSTAL_CODE_LENGTH, |address, text| address.postal_code = text),
+            ("country", MAXIMUM_ADDRESS_FIELD_LENGTH, |address, text| address.country = text),
+        ];
+        for (field, maximum, set) in fields {
+            let mut longest = request(vec![(A, 1, 100)]);
+            set(&mut longest.shipping_address, "é".repeat(maximum));
+            assert!(validate_request(&mut longest).is_ok(), "{field} of {maximum} characters is allowed");
+            let mut too_long = request(vec![(A, 1, 100)]);
+            set(&mut too_long.shipping_address, "é".repeat(maximum + 1));
+            let (status, detail) = status_and_detail(validate_request(&mut too_long).unwrap_err());
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(detail.contains(&format!("{field} must have at most {maximum} characters")), "{detail}");
+        }
+        let ids: Vec<String> = (0..=MAXIMUM_ITEMS).map(|number| format!("{number:024x}")).collect();
+        let mut most = request(ids[..MAXIMUM_ITEMS].iter().map(|id| (id.as_str(), 1, 100)).collect());
+        assert!(validate_request(&mut most).is_ok());
+        let mut too_many = request(ids.iter().map(|id| (id.as_str(), 1, 100)).collect());
+        let (status, detail) = status_and_detail(validate_request(&mut too_many).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("at most 100 items"), "{detail}");
     }
 
     #[test]

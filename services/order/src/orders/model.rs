@@ -67,13 +67,19 @@ impl OrderStatus {
     }
 
     /// "processing, cancelled", or "none" for a final status: used in error details.
+    /// Whether a request (`PUT /orders/{id}/status`, `DELETE /orders/{id}`) may move an order to
+    /// this status. The payment states are reached only through the payment flow's events
+    /// (`inventory_reserved`, then `order_processed`): a request that could set them would skip
+    /// the stock check and pay for nothing.
+    pub fn can_be_requested(self) -> bool {
+        !matches!(self, OrderStatus::Processing | OrderStatus::Paid)
+    }
+
+    /// The statuses a request may move an order to from this one, for error messages.
     pub fn describe_allowed_transitions(self) -> String {
-        let allowed = self.allowed_transitions();
-        if allowed.is_empty() {
-            "none".to_owned()
-        } else {
-            allowed.iter().map(|status| status.as_str()).collect::<Vec<_>>().join(", ")
-        }
+        let allowed: Vec<&str> =
+            self.allowed_transitions().iter().filter(|status| status.can_be_requested()).map(|status| status.as_str()).collect();
+        if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
     }
 }
 
@@ -121,13 +127,19 @@ pub struct StoredOrderItem {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShippingAddress {
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
     /// Optional, as in the guide's load-test script; answered as `null` when absent.
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub line2: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     pub city: String,
+    #[schema(max_length = 100)]
     pub state: String,
+    #[schema(min_length = 1, max_length = 20)]
     pub postal_code: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub country: String,
 }
 
@@ -162,12 +174,19 @@ impl OrderDocument {
 pub struct CreateOrderRequest {
     /// The caller's own id, as a string (`"1"`).
     pub user_id: String,
+    /// 1 to 100 lines, each product at most once.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
     pub shipping_address: ShippingAddress,
 }
 
+/// The most lines one order may have.
+pub const MAXIMUM_ITEMS: usize = 100;
+
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct OrderItemRequest {
+    /// The product's id: 24 hexadecimal digits, in either case (stored in lower case).
+    #[schema(pattern = "^[0-9a-fA-F]{24}$", example = "6824f1c1a1b2c3d4e5f60718")]
     pub product_id: String,
     pub quantity: i64,
     /// The price the customer saw; it must equal the catalog price to the cent.
@@ -306,6 +325,10 @@ mod tests {
     fn the_allowed_transitions_are_described_for_error_messages() {
         assert_eq!(OrderStatus::Paid.describe_allowed_transitions(), "shipped, cancelled, refunded");
         assert_eq!(OrderStatus::Cancelled.describe_allowed_transitions(), "none");
+        // The payment states are the events' to set, never a request's.
+        assert_eq!(OrderStatus::Pending.describe_allowed_transitions(), "cancelled");
+        assert_eq!(OrderStatus::Processing.describe_allowed_transitions(), "cancelled");
+        assert!(!OrderStatus::Processing.can_be_requested() && !OrderStatus::Paid.can_be_requested());
     }
 
     #[test]

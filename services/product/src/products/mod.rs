@@ -31,11 +31,12 @@ use self::model::{NewProduct, ProductDocument, ProductFilters, ProductResponse, 
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_products, create_product)).routes(routes!(
-        get_product,
-        update_product,
-        delete_product
-    ))
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product, delete_product))
+        // The collection answers without its trailing slash too (no redirect: it would drop a
+        // POST body).
+        .route("/api/v1/products", axum::routing::get(list_products).post(create_product))
 }
 
 /// Parses a product id from the path: anything but 24 hexadecimal digits is a 422.

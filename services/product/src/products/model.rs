@@ -152,11 +152,18 @@ pub struct ProductFilters {
     pub skip: Option<u64>,
     /// How many products to return: 1 to 100, 100 by default.
     pub limit: Option<u64>,
+    /// Only these products: up to 100 comma-separated ids, in either case. An id that names no
+    /// product is left out of the answer (how the order service checks an order's prices with
+    /// one request).
+    #[param(example = "6824f1c1a1b2c3d4e5f60718,6824f1c1a1b2c3d4e5f60719")]
+    pub ids: Option<String>,
 }
 
 /// [`ProductFilters`] checked and turned into exact values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductQuery {
+    /// Only these products (`ids`), when given.
+    pub ids: Option<Vec<ObjectId>>,
     pub category: Option<String>,
     pub minimum_price: Option<Cents>,
     pub maximum_price: Option<Cents>,
@@ -192,6 +199,17 @@ impl ProductFilters {
                 format!("category must have at most {MAXIMUM_CATEGORY_LENGTH} characters"),
             ));
         }
+        let ids = self.ids.as_deref().map(|ids| {
+            let parsed: Vec<ObjectId> =
+                ids.split(',').filter_map(|id| ObjectId::parse_str(id.trim().to_ascii_lowercase()).ok()).collect();
+            let given = ids.split(',').count();
+            if parsed.len() != given {
+                errors.push(FieldError::new("query", "ids", "ids must be comma-separated product ids (24 hexadecimal digits)"));
+            } else if given > MAXIMUM_PAGE_SIZE as usize {
+                errors.push(FieldError::new("query", "ids", format!("ids may name at most {MAXIMUM_PAGE_SIZE} products")));
+            }
+            parsed
+        });
         let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAXIMUM_PAGE_SIZE).contains(&limit) {
             errors.push(FieldError::new("query", "limit", format!("limit must be between 1 and {MAXIMUM_PAGE_SIZE}")));
@@ -200,6 +218,7 @@ impl ProductFilters {
             return Err(errors);
         }
         Ok(ProductQuery {
+            ids,
             category: self.category,
             minimum_price,
             maximum_price,
@@ -374,6 +393,23 @@ mod tests {
         assert!(ProductFilters { limit: Some(0), ..Default::default() }.validate().is_err());
         assert!(ProductFilters { limit: Some(101), ..Default::default() }.validate().is_err());
         assert!(ProductFilters { min_price: Some(-5.0), ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn an_ids_filter_takes_up_to_a_hundred_ids_in_either_case_and_nothing_else() {
+        let id = "6824F1C1A1B2C3D4E5F60718";
+        let query = ProductFilters { ids: Some(format!("{id}, 6824f1c1a1b2c3d4e5f60719")), ..Default::default() };
+        let ids = query.validate().unwrap().ids.unwrap();
+        assert_eq!(
+            ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>(),
+            ["6824f1c1a1b2c3d4e5f60718", "6824f1c1a1b2c3d4e5f60719"]
+        );
+        assert!(ProductFilters { ids: Some(format!("{id},x")), ..Default::default() }.validate().is_err());
+        assert!(ProductFilters { ids: Some(String::new()), ..Default::default() }.validate().is_err());
+        let hundred: Vec<String> = (0..100).map(|number| format!("{number:024x}")).collect();
+        assert!(ProductFilters { ids: Some(hundred.join(",")), ..Default::default() }.validate().is_ok());
+        let too_many = format!("{},{:024x}", hundred.join(","), 100);
+        assert!(ProductFilters { ids: Some(too_many), ..Default::default() }.validate().is_err());
     }
 
     #[test]

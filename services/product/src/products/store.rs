@@ -72,6 +72,9 @@ impl ProductStore {
     /// Visible products matching the query, in creation order (ObjectIds grow with time).
     pub async fn find(&self, query: &ProductQuery) -> anyhow::Result<Vec<ProductDocument>> {
         let mut filter = visible();
+        if let Some(ids) = &query.ids {
+            filter.insert("_id", doc! { "$in": ids });
+        }
         if let Some(category) = &query.category {
             // A plain string: an equality match, never an operator.
             filter.insert("category", Bson::String(category.clone()));

@@ -22,7 +22,11 @@ use store::{AddressChanges, AddressRecord, NewAddress};
 pub const TAG: &str = "addresses";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_addresses, create_address)).routes(routes!(update_address, delete_address))
+    OpenApiRouter::new()
+        .routes(routes!(list_addresses, create_address))
+        .routes(routes!(update_address, delete_address))
+        // The collection answers with a trailing slash too.
+        .route("/api/v1/users/me/addresses/", axum::routing::get(list_addresses).post(create_address))
 }
 
 /// An address as the guide shows it.

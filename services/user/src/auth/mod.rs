@@ -126,22 +126,36 @@ async fn register(
         (status = 200, description = "An access and a refresh token", body = TokenResponse),
         (status = 401, description = "Incorrect email or password"),
         (status = 422, description = "`username` or `password` is missing"),
+        (status = 429, description = "Too many wrong passwords for this account (or logins from this address, at the gateway); `Retry-After` says when to try again"),
     )
 )]
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> ApiResult<Json<TokenResponse>> {
+    let email = form.username.trim();
+    if let Err(wait) = state.login_throttle.check(email, std::time::Instant::now()) {
+        tracing::warn!("login refused: too many wrong passwords for this account");
+        return Err(ApiError::TooManyRequests {
+            detail: "Too many failed login attempts for this account; try again later".into(),
+            retry_after: wait,
+        });
+    }
     // Longer than any password we accept: refuse before spending argon2 time on it.
     if form.password.chars().count() > MAXIMUM_PASSWORD_LENGTH {
+        state.login_throttle.record_failure(email, std::time::Instant::now());
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     }
-    let Some(user) = crate::users::store::find_by_email(&state.pool, form.username.trim()).await? else {
+    let Some(user) = crate::users::store::find_by_email(&state.pool, email).await? else {
         state.passwords.verify_decoy(&form.password).await?;
+        // Unknown emails count too: throttling must not tell which emails are registered.
+        state.login_throttle.record_failure(email, std::time::Instant::now());
         tracing::info!("login refused: unknown email");
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     };
     if !state.passwords.verify(&form.password, &user.password_hash).await? {
+        state.login_throttle.record_failure(email, std::time::Instant::now());
         tracing::info!(user_id = user.id, "login refused: wrong password");
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     }
+    state.login_throttle.record_success(email);
     if !user.is_active {
         return Err(ApiError::Unauthorized("Inactive user".into()));
     }

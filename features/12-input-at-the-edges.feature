@@ -1,0 +1,61 @@
+Feature: Input at the edges
+  Whatever a client sends, ids are normalised where they enter, every text and list has a limit
+  that is answered with a 422 and a JSON detail (and stores nothing), and every collection
+  answers with and without its trailing slash.
+
+  Background:
+    Given the shop is running
+    And a customer with a default address
+    And the guide's catalog
+
+  Scenario: A product id in upper case names the same product, stored in lower case
+    When the customer orders 1 "Premium Smartphone" by its id in upper case
+    Then the response field "items.0.product_id" is "${PRODUCT_ID_1}"
+    And the order is paid
+    And "Premium Smartphone" has 49 available and 1 reserved
+
+  Scenario: An address line of 20,000 characters is refused and nothing is stored
+    When the customer tries to order 1 "Premium Smartphone" to an address line of 20000 characters
+    Then the response status is 422
+    And the response field "detail.0.msg" is "line1 must have at most 200 characters"
+    And the shop has settled
+    And the customer has 0 orders
+    And "Premium Smartphone" has 50 available and 0 reserved
+
+  Scenario: An order of more than 100 lines is refused
+    When the customer tries to order 101 lines of 1 "Premium Smartphone"
+    Then the response status is 422
+    And the response field "detail.0.msg" is "An order has at most 100 items"
+    And the shop has settled
+    And the customer has 0 orders
+
+  Scenario: The catalog takes at most 100 ids at once
+    When I send a GET request to "/api/v1/products/?ids=${PRODUCT_ID_1},not-an-id"
+    Then the response status is 422
+    When I send a GET request to "/api/v1/products/?ids=${PRODUCT_ID_1},000000000000000000000000"
+    Then the response status is 200
+    And the response is a list of 1 item
+    And the response field "0._id" is "${PRODUCT_ID_1}"
+
+  Scenario Outline: Every collection answers with and without its trailing slash: <path>
+    When I send a GET request to "<path>"
+    Then the response status is 200
+
+    Examples:
+      | path                        |
+      | /api/v1/products            |
+      | /api/v1/products/           |
+      | /api/v1/inventory           |
+      | /api/v1/inventory/          |
+      | /api/v1/orders              |
+      | /api/v1/orders/             |
+      | /api/v1/users/me/addresses  |
+      | /api/v1/users/me/addresses/ |
+
+  Scenario: A product is created at the collection without its trailing slash
+    When I send a POST request to "/api/v1/products" with body:
+      """
+      {"name": "Desk Lamp", "description": "", "category": "Home", "price": 39.9, "quantity": 4}
+      """
+    Then the response status is 201
+    And "Desk Lamp" has 4 available and 0 reserved

@@ -1,0 +1,22 @@
+Feature: Login throttling
+  Guessing passwords is slow: after 5 wrong passwords for one account within 15 minutes, every
+  login for that account is answered 429 with Retry-After until the oldest of them is 15 minutes
+  old, and the gateway answers 429 to a client address that sends logins faster than 10 a second
+  beyond a burst of 50. A 429 carries a JSON detail like every other error.
+
+  Background:
+    Given the shop is running
+    And a customer "target@example.com" registered with password "Password123"
+    And a customer "bystander@example.com" registered with password "Password123"
+
+  Scenario: Wrong passwords for one account throttle that account, and only that one
+    When 5 wrong passwords are tried for "target@example.com"
+    And "target@example.com" tries to log in with the right password
+    Then the login is throttled for between 890 and 900 seconds
+    When "bystander@example.com" tries to log in with the right password
+    Then the response status is 200
+
+  Scenario: A client address sending logins faster than the gateway allows is throttled at the gateway
+    When 120 logins are sent at once from one address
+    Then at least 20 of them were throttled by the gateway
+    And the login is throttled for between 1 and 1 seconds
