@@ -42,7 +42,7 @@ use support::system::{Dependency, Instance, ServiceName, System};
 const SHORT_RUN: usize = 80;
 /// How long after a fault is healed a 5xx still counts as part of the outage: clients reconnect,
 /// nginx tries a restarted replica again.
-const GRACE: Duration = Duration::from_secs(10);
+const GRACE: Duration = Duration::from_secs(15);
 /// How long the system may take to finish its work once every fault is healed: a consumer paused
 /// by an outage probes again after a back-off of up to 30 s.
 const SETTLE_PATIENCE: Duration = Duration::from_secs(180);
