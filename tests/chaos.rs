@@ -699,6 +699,18 @@ async fn check(chaos: &Chaos, plan: &Plan, settled: anyhow::Result<()>) -> Vec<I
             }
         }
     }
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for stored in listed.values() {
+        let mut status = stored["status"].as_str().unwrap_or("(none)").to_owned();
+        if stored.get("cancellation_reason").is_some_and(Value::is_string) {
+            status.push_str(" by the shop");
+        }
+        *statuses.entry(status).or_default() += 1;
+    }
+    println!(
+        "chaos: orders stored, by final status: {}",
+        statuses.iter().map(|(status, count)| format!("{count} {status}")).collect::<Vec<_>>().join(", ")
+    );
     if chaos.orders.is_empty() {
         final_states.push("the shop accepted no order at all: the run proved nothing".to_owned());
     }
