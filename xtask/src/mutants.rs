@@ -43,7 +43,7 @@ const AREAS: [Area; 4] = [
     },
     Area {
         name: "consumer",
-        files: &["services/common/src/messaging/consumer.rs"],
+        files: &["services/common/src/messaging/consumer.rs", "services/common/src/messaging/failure_streak.rs"],
         // Its own tests only: the consumer is in `common`, which every service and the features
         // depend on, so running the features would rebuild the whole workspace for each of its
         // ~80 mutants (over an hour here). Its tests drive it against the real broker.
@@ -53,7 +53,7 @@ const AREAS: [Area; 4] = [
     },
     Area {
         name: "relay",
-        files: &["services/common/src/messaging/outbox.rs"],
+        files: &["services/common/src/messaging/outbox.rs", "services/common/src/messaging/document_outbox.rs"],
         test_packages: &["common", "product-service", "e2e"],
         test_arguments: &["--lib", "--test", "outbox", "--test", "features"],
         tags: Some("@outbox"),

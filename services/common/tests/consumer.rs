@@ -512,3 +512,88 @@ async fn a_message_that_waited_long_enough_gets_a_final_answer() {
     publisher.close().await;
     vhost.delete().await;
 }
+
+/// Starts a consumer of `inventory_release` that records the order id of every message it
+/// handles.
+fn recording_consumer(
+    vhost: &TestVirtualHost,
+    cancel: &CancellationToken,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let handled = Arc::clone(&handled);
+            move |release: InventoryRelease| {
+                let handled = Arc::clone(&handled);
+                async move {
+                    handled.lock().unwrap().push(release.order_id);
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    (handled, consumer)
+}
+
+#[tokio::test]
+async fn a_consumer_started_while_the_broker_refuses_it_consumes_once_the_broker_lets_it_in() {
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    // The broker refuses the consumer's connections: guest has no rights on the vhost yet.
+    vhost.management(reqwest::Method::DELETE, &format!("/api/permissions/{}/guest", vhost.name), None).await;
+    let cancel = CancellationToken::new();
+    let (handled, consumer) = recording_consumer(&vhost, &cancel);
+    // Several refused connections (backing off 200, 400, 800 ms).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(!consumer.is_finished(), "the consumer gave up while the broker refused it");
+    let rights = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
+    vhost.management(reqwest::Method::PUT, &format!("/api/permissions/{}/guest", vhost.name), Some(rights)).await;
+
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "after-the-refusal".into() }).await.expect("publish");
+    eventually("the message handled", || !handled.lock().unwrap().is_empty(), || "nothing handled".into()).await;
+    assert_eq!(*handled.lock().unwrap(), vec!["after-the-refusal".to_owned()]);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), consumer).await.expect("stops promptly").expect("without panicking");
+    publisher.close().await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
+async fn a_consumer_whose_queue_is_deleted_under_it_starts_again_and_goes_on() {
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let cancel = CancellationToken::new();
+    let (handled, consumer) = recording_consumer(&vhost, &cancel);
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "before".into() }).await.expect("publish");
+    eventually("the first message handled", || handled.lock().unwrap().len() == 1, || "nothing handled".into()).await;
+
+    // The broker cancels the consumer (its stream ends without an error); the consumer must not
+    // take that for a shutdown. It starts a new session, which declares the queue again.
+    vhost.management(reqwest::Method::DELETE, &format!("/api/queues/{}/{INVENTORY_RELEASE}", vhost.name), None).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // A publish before the queue exists again is returned unroutable: try until one lands.
+        if publisher.publish(&InventoryRelease { order_id: "after".into() }).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue was never declared again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(
+        "the message after the deletion handled",
+        || handled.lock().unwrap().len() == 2,
+        || format!("handled: {:?}", handled.lock().unwrap()),
+    )
+    .await;
+    assert_eq!(*handled.lock().unwrap(), vec!["before".to_owned(), "after".to_owned()]);
+    assert!(!consumer.is_finished());
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), consumer).await.expect("stops promptly").expect("without panicking");
+    publisher.close().await;
+    vhost.delete().await;
+}

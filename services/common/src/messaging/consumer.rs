@@ -46,6 +46,7 @@ use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::failure_streak::FailureStreak;
 use super::handler_error::capped_backoff;
 use super::{HandlerError, Message, topology};
 
@@ -143,7 +144,7 @@ where
     let handler = Arc::new(handler);
     // Lives across sessions: an outage that outlasts a reconnect keeps its backoff.
     let gate = Arc::new(OutageGate::default());
-    let mut consecutive_failures: u32 = 0;
+    let mut failures = FailureStreak::default();
     while !cancel.is_cancelled() {
         // Supervision: a panic in a session (outside the handlers, which are caught one by one)
         // ends that session only; its unacknowledged deliveries go back to the queue when its
@@ -153,21 +154,23 @@ where
         match session {
             Ok(Ok(())) if cancel.is_cancelled() => break,
             Ok(Ok(())) => {
+                // The broker ended the stream (the queue was deleted, say): a fresh start.
                 tracing::warn!(queue = M::QUEUE, "consumer stream ended; reconnecting");
-                consecutive_failures = 1;
+                failures.record_success();
+                failures.record_failure();
             }
             Ok(Err(error)) => {
-                consecutive_failures += 1;
-                if consecutive_failures == 1 || consecutive_failures % 20 == 0 {
+                failures.record_failure();
+                if failures.worth_logging() {
                     tracing::warn!(queue = M::QUEUE, error = format!("{error:#}"), "consumer is disconnected; retrying");
                 }
             }
             Err(panic) => {
-                consecutive_failures += 1;
+                failures.record_failure();
                 tracing::error!(queue = M::QUEUE, panic = panic_text(&*panic), "consumer session panicked; restarting it");
             }
         }
-        let delay = capped_backoff(Duration::from_millis(200), consecutive_failures, Duration::from_secs(5));
+        let delay = capped_backoff(Duration::from_millis(200), failures.count(), Duration::from_secs(5));
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = cancel.cancelled() => break,

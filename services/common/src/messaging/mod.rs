@@ -9,6 +9,7 @@ pub mod consumer;
 #[cfg(feature = "mongodb")]
 pub mod document_outbox;
 pub mod events;
+mod failure_streak;
 pub mod handler_error;
 pub mod outbox;
 pub mod publisher;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::failure_streak::FailureStreak;
 use super::{Message, Publisher};
 
 /// An event waiting to be published.
@@ -84,7 +85,7 @@ impl<S: OutboxStore> OutboxRelay<S> {
                 () = cancel.cancelled() => break,
                 // While publishing fails, a wake-up would only make it fail again sooner.
                 () = self.wake.notified(), if !streak.is_failing() => {}
-                () = tokio::time::sleep(streak.wait(self.poll_interval)) => {}
+                () = tokio::time::sleep(relay_wait(&streak, self.poll_interval)) => {}
             }
         }
     }
@@ -121,35 +122,11 @@ impl<S: OutboxStore> OutboxRelay<S> {
     }
 }
 
-/// How many looks at the outbox in a row have failed (the broker or the store is away).
-#[derive(Debug, Default)]
-struct FailureStreak(u32);
-
-impl FailureStreak {
-    fn record_failure(&mut self) {
-        self.0 = self.0.saturating_add(1);
-    }
-
-    fn record_success(&mut self) {
-        self.0 = 0;
-    }
-
-    fn is_failing(&self) -> bool {
-        self.0 > 0
-    }
-
-    /// The first failure of a streak and every 20th after it: an outage shows in the log
-    /// without flooding it.
-    fn worth_logging(&self) -> bool {
-        self.0 == 1 || self.0 % 20 == 0
-    }
-
-    /// How long to wait before the next look: the poll interval while all is well; while
-    /// publishing fails, a back-off doubling from 200 ms up to 3.2 s, so that a broker that is
-    /// away is not hammered and one that is back is used again within seconds.
-    fn wait(&self, poll_interval: Duration) -> Duration {
-        if self.is_failing() { Duration::from_millis(100 * 2u64.pow(self.0.min(5))) } else { poll_interval }
-    }
+/// How long the relay waits before its next look at the outbox: the poll interval while all is
+/// well; while publishing fails, a back-off doubling from 200 ms up to 3.2 s, so that a broker
+/// that is away is not hammered and one that is back is used again within seconds.
+fn relay_wait(streak: &FailureStreak, poll_interval: Duration) -> Duration {
+    if streak.is_failing() { Duration::from_millis(100 * 2u64.pow(streak.count().min(5))) } else { poll_interval }
 }
 
 /// How many pending events one read of the outbox takes.
@@ -185,29 +162,17 @@ mod tests {
         let poll = Duration::from_secs(1);
         let mut streak = FailureStreak::default();
         assert!(!streak.is_failing());
-        assert_eq!(streak.wait(poll), poll);
+        assert_eq!(relay_wait(&streak, poll), poll);
         let mut waits = Vec::new();
         for _ in 0..7 {
             streak.record_failure();
-            waits.push(streak.wait(poll).as_millis());
+            waits.push(relay_wait(&streak, poll).as_millis());
         }
         assert!(streak.is_failing());
         assert_eq!(waits, vec![200, 400, 800, 1600, 3200, 3200, 3200]);
         streak.record_success();
         assert!(!streak.is_failing());
-        assert_eq!(streak.wait(poll), poll);
-    }
-
-    #[test]
-    fn a_failure_streak_is_logged_at_its_first_failure_and_every_twentieth() {
-        let mut streak = FailureStreak::default();
-        let logged: Vec<u32> = (1..=60)
-            .filter(|_| {
-                streak.record_failure();
-                streak.worth_logging()
-            })
-            .collect();
-        assert_eq!(logged, vec![1, 20, 40, 60]);
+        assert_eq!(relay_wait(&streak, poll), poll);
     }
 
     #[test]
