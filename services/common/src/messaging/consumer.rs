@@ -114,8 +114,6 @@ impl ConsumerSettings {
 pub struct Attempt {
     /// 1 for the first delivery; raised by each failed attempt (`Retry` or a panic).
     pub number: u32,
-    /// No retry follows this attempt: a `HandlerError::Retry` now dead-letters the message.
-    pub is_last: bool,
     /// How long the message has been waiting for something on its way (zero before its first
     /// `NotYet`).
     pub waited: Duration,
@@ -270,7 +268,6 @@ where
     let waited = waited_of(&delivery.properties);
     let attempt_information = Attempt {
         number: attempt,
-        is_last: attempt >= settings.max_attempts,
         waited,
         may_keep_waiting: waited < settings.not_yet_give_up_after,
     };
