@@ -597,3 +597,41 @@ async fn a_consumer_whose_queue_is_deleted_under_it_starts_again_and_goes_on() {
     publisher.close().await;
     vhost.delete().await;
 }
+
+#[tokio::test]
+async fn a_handler_that_still_cannot_answer_after_the_wait_is_dead_lettered() {
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let cancel = CancellationToken::new();
+    let settings = ConsumerSettings {
+        not_yet_recheck_interval: Duration::from_millis(100),
+        not_yet_give_up_after: Duration::from_millis(300),
+        ..fast_settings()
+    };
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        settings,
+        {
+            let calls = Arc::clone(&calls);
+            // A handler that breaks its contract: it never gives a final answer.
+            move |_release: InventoryRelease| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(HandlerError::NotYet(anyhow::anyhow!("still missing, forever"))) }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "never-answered".into() }).await.expect("publish");
+
+    // It is dead-lettered once it has waited long enough, instead of waiting for ever.
+    let dead_letters = vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 1).await;
+    assert_eq!(serde_json::from_slice::<InventoryRelease>(&dead_letters[0].delivery.data).unwrap().order_id, "never-answered");
+    assert!(calls.load(Ordering::SeqCst) >= 3, "it was looked at again while it waited");
+    vhost.take_exactly(INVENTORY_RELEASE, 0).await;
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}

@@ -266,11 +266,7 @@ where
     let settings = context.settings;
     let attempt = attempt_of(&delivery.properties);
     let waited = waited_of(&delivery.properties);
-    let attempt_information = Attempt {
-        number: attempt,
-        waited,
-        may_keep_waiting: waited < settings.not_yet_give_up_after,
-    };
+    let attempt_information = Attempt { number: attempt, waited, may_keep_waiting: waited < settings.not_yet_give_up_after };
     let correlation_id = delivery.properties.correlation_id().as_ref().map(ToString::to_string).unwrap_or_default();
     let span = tracing::info_span!("message", queue = M::QUEUE, correlation_id = %correlation_id, attempt);
     async move {
