@@ -291,7 +291,8 @@ where
             }
             Err(HandlerError::Retry(error)) if attempt < settings.max_attempts => {
                 tracing::warn!(error = format!("{error:#}"), "handler failed; retrying later");
-                tokio::time::sleep(settings.retry_backoff * 2u32.pow(attempt.saturating_sub(1).min(6))).await;
+                // Doubling per attempt, at most 64 times the first wait.
+                tokio::time::sleep(capped_backoff(settings.retry_backoff, attempt, settings.retry_backoff * 64)).await;
                 let copy = with_header(&delivery.properties, ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(attempt + 1)));
                 replace_with_copy(&delivery, context.retry_channel, M::QUEUE, copy).await;
             }
