@@ -635,3 +635,43 @@ async fn a_handler_that_still_cannot_answer_after_the_wait_is_dead_lettered() {
     publisher.close().await;
     vhost.delete().await;
 }
+
+#[tokio::test]
+async fn a_paused_consumer_probes_less_and_less_often_while_the_outage_lasts() {
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let dependency = Arc::new(FlakyDependency::default());
+    dependency.down.store(true, Ordering::SeqCst);
+    let cancel = CancellationToken::new();
+    // Probes wait 2, 4, 8, ... ms, at most 200 ms: about a dozen in the first second. Without
+    // the back-off growing they would come every few milliseconds, hundreds a second.
+    let settings = ConsumerSettings {
+        outage_backoff: Duration::from_millis(2),
+        max_outage_backoff: Duration::from_millis(200),
+        ..fast_settings()
+    };
+    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        settings,
+        {
+            let dependency = Arc::clone(&dependency);
+            move |release: InventoryRelease, attempt: Attempt| {
+                let dependency = Arc::clone(&dependency);
+                async move { dependency.call(release, attempt).await }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "waiting".into() }).await.expect("publish");
+    eventually("the outage met", || dependency.refused.load(Ordering::SeqCst) >= 1, || "no refusal yet".into()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = dependency.refused.load(Ordering::SeqCst);
+    assert!(probes < 40, "{probes} probes in about a second: the back-off does not grow");
+
+    dependency.down.store(false, Ordering::SeqCst);
+    eventually("the message handled", || dependency.handled.lock().unwrap().len() == 1, || "not yet".into()).await;
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}

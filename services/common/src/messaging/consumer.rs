@@ -381,7 +381,7 @@ where
                         error = format!("{error:#}"),
                         "a dependency is unavailable; pausing the consumer until it answers (the message is kept)"
                     );
-                } else if failed_probes.is_power_of_two() || failed_probes % 20 == 0 {
+                } else if probe_failure_worth_logging(failed_probes) {
                     let next_wait = capped_backoff(settings.outage_backoff, failed_probes + 1, settings.max_outage_backoff);
                     tracing::warn!(
                         error = format!("{error:#}"),
@@ -401,6 +401,12 @@ where
             }
         }
     }
+}
+
+/// Which failed probes of one outage are logged: the 1st, 2nd, 4th, 8th, ... and every 20th, so a
+/// long outage shows in the log without flooding it.
+fn probe_failure_worth_logging(failed_probes: u32) -> bool {
+    failed_probes.is_power_of_two() || failed_probes % 20 == 0
 }
 
 /// Calls the handler, turning a panic into a `Retry` of this one delivery: the panic is the
@@ -517,4 +523,15 @@ fn waited_of(properties: &BasicProperties) -> Duration {
 fn now_millis() -> i64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_probes_are_logged_at_powers_of_two_and_every_twentieth() {
+        let logged: Vec<u32> = (1..=100).filter(|&probes| probe_failure_worth_logging(probes)).collect();
+        assert_eq!(logged, vec![1, 2, 4, 8, 16, 20, 32, 40, 60, 64, 80, 100]);
+    }
 }
