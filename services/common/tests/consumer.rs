@@ -675,3 +675,55 @@ async fn a_paused_consumer_probes_less_and_less_often_while_the_outage_lasts() {
     publisher.close().await;
     vhost.delete().await;
 }
+
+#[tokio::test]
+async fn a_message_whose_copy_cannot_be_queued_is_kept_neither_lost_nor_dead_lettered() {
+    use common::messaging::topology::delay_queue;
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let calls = Arc::new(AtomicU32::new(0));
+    // The first call waits for the test's go, so that the delay queue can be taken away between
+    // the moment the message is taken and the moment it is set aside.
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let (calls, go) = (Arc::clone(&calls), Arc::clone(&go));
+            move |_release: InventoryRelease| {
+                let (calls, go) = (Arc::clone(&calls), Arc::clone(&go));
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                        go.acquire().await.expect("the semaphore stays open").forget();
+                    }
+                    Err(HandlerError::NotYet(anyhow::anyhow!("on its way")))
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "kept".into() }).await.expect("publish");
+    eventually("the message taken", || calls.load(Ordering::SeqCst) == 1, || "not yet".into()).await;
+    // Setting the message aside now publishes a copy that no queue takes.
+    vhost
+        .management(reqwest::Method::DELETE, &format!("/api/queues/{}/{}", vhost.name, delay_queue(INVENTORY_RELEASE)), None)
+        .await;
+    go.add_permits(1);
+    eventually(
+        "the message handed back and taken again",
+        || calls.load(Ordering::SeqCst) >= 3,
+        || format!("{} calls", calls.load(Ordering::SeqCst)),
+    )
+    .await;
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+
+    // The original was handed back each time its copy bounced: it is in its queue, not lost and
+    // not dead-lettered.
+    let kept = vhost.take_exactly(INVENTORY_RELEASE, 1).await;
+    assert_eq!(serde_json::from_slice::<InventoryRelease>(&kept[0].delivery.data).unwrap().order_id, "kept");
+    vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await;
+    publisher.close().await;
+    vhost.delete().await;
+}

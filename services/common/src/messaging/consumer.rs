@@ -530,6 +530,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_panics_text_is_its_message_whatever_its_type() {
+        assert_eq!(panic_text(&"static text"), "static text");
+        assert_eq!(panic_text(&String::from("formatted text")), "formatted text");
+        assert_eq!(panic_text(&42_u32), "(a panic without a message)");
+    }
+
+    #[test]
     fn failed_probes_are_logged_at_powers_of_two_and_every_twentieth() {
         let logged: Vec<u32> = (1..=100).filter(|&probes| probe_failure_worth_logging(probes)).collect();
         assert_eq!(logged, vec![1, 2, 4, 8, 16, 20, 32, 40, 60, 64, 80, 100]);
