@@ -530,6 +530,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_header_number_is_read_from_any_integer_type_a_producer_may_have_used() {
+        let read = |value: AMQPValue| header_number(&with_header(&BasicProperties::default(), "n", value), "n");
+        assert_eq!(read(AMQPValue::LongLongInt(-7)), Some(-7));
+        assert_eq!(read(AMQPValue::LongInt(-6)), Some(-6));
+        assert_eq!(read(AMQPValue::LongUInt(5)), Some(5));
+        assert_eq!(read(AMQPValue::ShortInt(-4)), Some(-4));
+        assert_eq!(read(AMQPValue::ShortShortInt(3)), Some(3));
+        assert_eq!(read(AMQPValue::Timestamp(2)), Some(2000), "a timestamp is in seconds; we count milliseconds");
+        assert_eq!(read(AMQPValue::LongString("9".into())), None);
+        assert_eq!(header_number(&BasicProperties::default(), "n"), None);
+    }
+
+    #[test]
     fn a_panics_text_is_its_message_whatever_its_type() {
         assert_eq!(panic_text(&"static text"), "static text");
         assert_eq!(panic_text(&String::from("formatted text")), "formatted text");
