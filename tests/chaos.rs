@@ -36,7 +36,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use support::proxy::Mode;
-use support::system::{Dependency, Instance, ServiceName, System};
+use support::system::{Dependency, Instance, ServiceName, Setup, System};
 
 /// Operations when none are asked for: a short run, as `cargo test` (and so CI) runs it.
 const SHORT_RUN: usize = 80;
@@ -608,8 +608,9 @@ async fn run(seed: u64, operations: usize) -> bool {
     println!("chaos: reproduce with `cargo xtask chaos --seed {seed} --operations {operations}`");
 
     let replicas = BTreeMap::from([(ServiceName::Order, 2), (ServiceName::Inventory, 2)]);
-    let system =
-        System::start_with_replicas(&replicas).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
+    let system = System::start(&Setup { replicas, ..Setup::default() })
+        .await
+        .unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     let mut chaos = Chaos {
         system,
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client"),

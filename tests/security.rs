@@ -97,6 +97,7 @@ impl TestService {
             refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             // argon2's minimum memory: fast tests, and production defaults stay untouched.
             password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
+            staff_emails: Vec::new(),
         };
         let application = Application::build(config).await.expect("the user service starts");
         let base_url = format!("http://127.0.0.1:{}", application.port());
@@ -155,6 +156,7 @@ impl TestService {
             iat: now,
             exp: now + 600,
             jti: uuid::Uuid::new_v4().to_string(),
+            roles: Vec::new(),
         }
     }
 
@@ -355,6 +357,21 @@ async fn a_token_whose_claims_were_changed_after_signing_is_rejected() {
         claims.sub = (service.user_id + 1).to_string();
         let tampered = format!("{header}.{}.{signature}", encode_part(&claims));
         let reason = service.assert_rejected_everywhere(&tampered).await;
+        assert!(matches!(reason, AuthError::Invalid(_)), "{reason:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_customers_token_given_the_staff_role_after_signing_is_rejected() {
+    with_service(|service| async move {
+        let mut parts = service.access_token.split('.');
+        let (header, claims, signature) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let mut claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        assert!(!claims.is_staff(), "the service's own token for a customer carries no staff role");
+        claims.roles = vec![common::auth::STAFF_ROLE.to_owned()];
+        let promoted = format!("{header}.{}.{signature}", encode_part(&claims));
+        let reason = service.assert_rejected_everywhere(&promoted).await;
         assert!(matches!(reason, AuthError::Invalid(_)), "{reason:?}");
     })
     .await;

@@ -9,6 +9,10 @@ use cucumber::{given, then, when};
 use reqwest::Method;
 use serde_json::json;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::support::system::STAFF_EMAIL;
 use crate::support::world::{Body, Credentials, ShopWorld};
 
 /// The guide's customer, as section 1 registers them.
@@ -104,6 +108,20 @@ async fn a_customer_with_a_default_address(world: &mut ShopWorld) {
         world.send(Method::POST, "/api/v1/users/me/addresses", Body::Json(address.to_string()), Credentials::Current).await;
     assert_eq!(response.status, 201, "adding the default address failed: {}", response.text);
     assert_eq!(response.field("is_default"), true, "the address is not the default one: {}", response.text);
+}
+
+/// The shop's member of staff (`STAFF_EMAILS` names them in every system), registered and logged
+/// in; their token, which carries the staff role, is also remembered as `STAFF_TOKEN`.
+#[given("a member of staff")]
+async fn a_member_of_staff(world: &mut ShopWorld) {
+    register(world, STAFF_EMAIL, PASSWORD).await;
+    let session = session_of(world, STAFF_EMAIL).await;
+    let claims = session.access_token.split('.').nth(1).expect("a JWT has claims");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).expect("base64url claims")).expect("JSON claims");
+    assert_eq!(claims["roles"], json!(["staff"]), "the staff member's token carries no staff role: {claims}");
+    world.remember("STAFF_TOKEN", session.access_token.clone());
+    act_as(world, session);
 }
 
 /// Registers another customer; who the scenario is logged in as does not change.

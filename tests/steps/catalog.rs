@@ -7,9 +7,10 @@
 //! stock did NOT change must come after the event that could have changed it (or after `the shop
 //! has settled`).
 
+use std::str::FromStr;
 use std::time::Duration;
 
-use cucumber::{given, then, when};
+use cucumber::{Parameter, given, then, when};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -120,10 +121,13 @@ async fn the_guides_catalog(world: &mut ShopWorld) {
 /// Adds a product to the catalog (category "General", no description) and remembers its id as
 /// its name in capitals with `_ID` ("Desk Lamp" is DESK_LAMP_ID). Its stock record appears
 /// asynchronously; this step does not wait for it.
+fn new_product(quantity: i64, name: &str, price: f64) -> Value {
+    json!({"name": name, "description": "", "category": "General", "price": price, "quantity": quantity})
+}
+
 #[when(expr = "the customer adds {int} {string} at {float} to the catalog")]
 async fn the_customer_adds_a_product(world: &mut ShopWorld, quantity: i64, name: String, price: f64) {
-    let product = json!({"name": name, "description": "", "category": "General", "price": price, "quantity": quantity});
-    let id = create_product(world, &product).await;
+    let id = create_product(world, &new_product(quantity, &name, price)).await;
     let variable: String = name
         .chars()
         .map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_uppercase() } else { '_' })
@@ -152,4 +156,73 @@ async fn stock_history_is(world: &mut ShopWorld, name: String, expected: String)
         response.json().as_array().into_iter().flatten().map(|entry| entry["change"].as_str().unwrap_or("?")).collect();
     let expected: Vec<&str> = expected.split(',').map(str::trim).collect();
     assert_eq!(changes, expected, "the stock history of {name:?}: {}", response.text);
+}
+
+/// Who sends a write: the scenario's customer, or the member of staff.
+#[derive(Debug, Clone, Copy, Parameter)]
+#[param(name = "actor", regex = r"the customer|staff")]
+pub enum Actor {
+    Customer,
+    Staff,
+}
+
+impl FromStr for Actor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "the customer" => Ok(Actor::Customer),
+            "staff" => Ok(Actor::Staff),
+            other => Err(format!("unknown actor {other:?}")),
+        }
+    }
+}
+
+impl Actor {
+    pub fn credentials(self, world: &ShopWorld) -> Credentials {
+        match self {
+            Actor::Customer => Credentials::Current,
+            Actor::Staff => Credentials::Token(world.variable("STAFF_TOKEN").to_owned()),
+        }
+    }
+
+    /// Sends a write whose answer the next steps check (it may be refused).
+    pub async fn tries(self, world: &mut ShopWorld, method: Method, path: &str, body: Body) {
+        let credentials = self.credentials(world);
+        world.last = Some(world.send(method, path, body, credentials).await);
+    }
+}
+
+#[when(expr = "{actor} tries to add {int} {string} at {float} to the catalog")]
+async fn tries_to_add_a_product(world: &mut ShopWorld, actor: Actor, quantity: i64, name: String, price: f64) {
+    let body = Body::Json(new_product(quantity, &name, price).to_string());
+    actor.tries(world, Method::POST, "/api/v1/products/", body).await;
+}
+
+#[when(expr = "{actor} tries to change the price of {string} to {float}")]
+async fn tries_to_change_a_price(world: &mut ShopWorld, actor: Actor, name: String, price: f64) {
+    let product = product_named(world, &name).await;
+    let body = Body::Json(json!({ "price": price }).to_string());
+    actor.tries(world, Method::PUT, &format!("/api/v1/products/{}", product.id), body).await;
+}
+
+#[when(expr = "{actor} tries to delete {string} from the catalog")]
+async fn tries_to_delete_a_product(world: &mut ShopWorld, actor: Actor, name: String) {
+    let product = product_named(world, &name).await;
+    actor.tries(world, Method::DELETE, &format!("/api/v1/products/{}", product.id), Body::None).await;
+}
+
+/// A stock adjustment by hand (a delivery when positive, breakage when negative).
+#[when(expr = "{actor} tries to add {int} units of {string} to the stock")]
+async fn tries_to_adjust_stock(world: &mut ShopWorld, actor: Actor, units: i64, name: String) {
+    let product = product_named(world, &name).await;
+    let body = Body::Json(json!({ "quantity_change": units, "reason": "delivery" }).to_string());
+    actor.tries(world, Method::POST, &format!("/api/v1/inventory/{}/adjust", product.id), body).await;
+}
+
+/// Where the product's price stands in the catalog.
+#[then(expr = "{string} costs {float}")]
+async fn product_costs(world: &mut ShopWorld, name: String, price: f64) {
+    let product = product_named(world, &name).await;
+    assert!((product.price - price).abs() < 1e-9, "{name:?} costs {}, not {price}", product.price);
 }

@@ -19,7 +19,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::auth::session_of;
-use super::catalog::product_named;
+use super::catalog::{Actor, product_named};
 use crate::support::eventually::eventually;
 use crate::support::world::{Body, Credentials, Response, ShopWorld};
 
@@ -369,6 +369,14 @@ async fn the_order_is_cancelled_for_lack_of(world: &mut ShopWorld, product: Stri
         "the reason does not say that {} was short: {reason:?}",
         product.id
     );
+}
+
+/// A status change asked of the current order, by its customer or by the member of staff; the
+/// next steps check the answer (it may be refused).
+#[when(expr = "{actor} tries to move the order to {word}")]
+async fn tries_to_move_the_order(world: &mut ShopWorld, actor: Actor, status: String) {
+    let path = format!("/api/v1/orders/{}/status", current_order(world));
+    actor.tries(world, Method::PUT, &path, Body::Json(json!({ "status": status }).to_string())).await;
 }
 
 #[when("the customer cancels the order")]

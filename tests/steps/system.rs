@@ -1,16 +1,21 @@
 //! Starting the system a scenario runs against.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cucumber::{given, then};
 
-use crate::support::system::{ServiceName, System};
+use crate::support::system::{ServiceName, Setup, System};
 use crate::support::world::ShopWorld;
 
 #[given("the shop is running")]
 async fn the_shop_is_running(world: &mut ShopWorld) {
-    start(world, BTreeMap::new()).await;
+    start(world, Setup::default()).await;
+}
+
+/// `REQUIRE_STAFF_ROLE=true`: catalog and stock writes and fulfilment need the staff role.
+#[given("the shop is running with staff-only writes")]
+async fn the_shop_is_running_with_staff_only_writes(world: &mut ShopWorld) {
+    start(world, Setup { staff_only: true, ..Setup::default() }).await;
 }
 
 /// Several replicas of two services, against the same databases and queues, nginx balancing
@@ -18,13 +23,13 @@ async fn the_shop_is_running(world: &mut ShopWorld) {
 #[given(expr = "the shop is running with {int} replicas of the {word} and {word} services")]
 async fn the_shop_is_running_with_replicas(world: &mut ShopWorld, replicas: usize, first: String, second: String) {
     let services = [first, second].map(|name| name.parse::<ServiceName>().unwrap_or_else(|error| panic!("{error}")));
-    start(world, services.into_iter().map(|service| (service, replicas)).collect()).await;
+    let replicas = services.into_iter().map(|service| (service, replicas)).collect();
+    start(world, Setup { replicas, ..Setup::default() }).await;
 }
 
-async fn start(world: &mut ShopWorld, replicas: BTreeMap<ServiceName, usize>) {
+async fn start(world: &mut ShopWorld, setup: Setup) {
     assert!(world.system.is_none(), "the shop is already running in this scenario");
-    let system =
-        System::start_with_replicas(&replicas).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
+    let system = System::start(&setup).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     world.system = Some(system);
 }
 

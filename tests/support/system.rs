@@ -11,7 +11,7 @@
 //! every connection that arrives (nginx answers those requests with its JSON 503). So nobody else
 //! can take a stopped service's port, and a restart serves on exactly the port nginx knows.
 //!
-//! A service may run as several replicas ([`System::start_with_replicas`]): each replica is an
+//! A service may run as several replicas ([`Setup::replicas`]): each replica is an
 //! [`Instance`] with its own port, runtime and fault proxies, all sharing the service's
 //! databases and queues, and nginx balances the service's routes over them.
 //!
@@ -273,6 +273,8 @@ pub struct System {
     infrastructure: &'static Infrastructure,
     /// How many replicas each service has.
     replicas: BTreeMap<ServiceName, usize>,
+    /// Who may do staff work in the product, inventory and order services.
+    staff_policy: common::auth::StaffPolicy,
     /// Every instance's listening socket, kept for the system's whole life so that a restart
     /// serves on the same port (nginx's upstreams point at it) and nobody can take it meanwhile.
     listeners: BTreeMap<Instance, Arc<std::net::TcpListener>>,
@@ -291,13 +293,23 @@ pub struct System {
 /// with max_connections = 100.
 const DATABASE_MAX_CONNECTIONS: u32 = 3;
 
+/// The account whose tokens carry the staff role in every system (`STAFF_EMAILS`).
+pub const STAFF_EMAIL: &str = "staff@shop.example";
+
+/// How a system is set up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// How many replicas of each service named here (at least one); one of every other.
+    pub replicas: BTreeMap<ServiceName, usize>,
+    /// `REQUIRE_STAFF_ROLE` for the product, inventory and order services.
+    pub staff_only: bool,
+}
+
 impl System {
-    /// The system with `replicas[service]` replicas of the services named there (at least one),
-    /// one of every other.
-    pub async fn start_with_replicas(replicas: &BTreeMap<ServiceName, usize>) -> anyhow::Result<Self> {
+    pub async fn start(setup: &Setup) -> anyhow::Result<Self> {
         let replicas: BTreeMap<ServiceName, usize> = ServiceName::START_ORDER
             .into_iter()
-            .map(|service| (service, replicas.get(&service).copied().unwrap_or(1).max(1)))
+            .map(|service| (service, setup.replicas.get(&service).copied().unwrap_or(1).max(1)))
             .collect();
         let infrastructure = infrastructure::get().await;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -323,6 +335,7 @@ impl System {
             vhost,
             infrastructure,
             replicas,
+            staff_policy: common::auth::StaffPolicy { require_staff_role: setup.staff_only },
             listeners: BTreeMap::new(),
             running: BTreeMap::new(),
             closed_doors: BTreeMap::new(),
@@ -464,6 +477,7 @@ impl System {
                 config.database_url = self.database_url(database(instance), "users");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.signing_key = user_service::config::SigningKeySource::Pem(test_signing_key().to_owned());
+                config.staff_emails = vec![STAFF_EMAIL.to_owned()];
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
                 config.password_hashing =
                     user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
@@ -476,6 +490,7 @@ impl System {
                 config.mongodb_database = self.mongodb_database("products");
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.staff_policy = self.staff_policy;
                 ServiceConfig::Product(config)
             }
             ServiceName::Inventory => {
@@ -485,6 +500,7 @@ impl System {
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.staff_policy = self.staff_policy;
                 ServiceConfig::Inventory(config)
             }
             ServiceName::Order => {
@@ -494,6 +510,7 @@ impl System {
                 config.mongodb_database = self.mongodb_database("orders");
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.staff_policy = self.staff_policy;
                 config.product_service_url = self.service_url(ServiceName::Product);
                 ServiceConfig::Order(config)
             }

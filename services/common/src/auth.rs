@@ -23,6 +23,10 @@ use crate::error::ApiError;
 /// The `iss` claim of every token the user service signs.
 pub const ISSUER: &str = "user-service";
 
+/// The role of the shop's own people: catalog and stock writes, and the order transitions of
+/// fulfilment and support (shipped, delivered, refunded) on any customer's order.
+pub const STAFF_ROLE: &str = "staff";
+
 /// Seconds of clock skew tolerated on `exp`.
 const EXPIRY_LEEWAY_SECONDS: u64 = 5;
 
@@ -60,9 +64,18 @@ pub struct Claims {
     pub exp: i64,
     /// A unique id per token, so two tokens issued in the same second still differ.
     pub jti: String,
+    /// What the holder may do beyond a customer's own business: [`STAFF_ROLE`] or nothing.
+    /// Absent from customers' tokens, and read as empty from tokens signed before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 impl Claims {
+    /// Whether the token carries the staff role.
+    pub fn is_staff(&self) -> bool {
+        self.roles.iter().any(|role| role == STAFF_ROLE)
+    }
+
     pub fn user_id(&self) -> Result<i64, AuthError> {
         self.sub.parse().map_err(|_| AuthError::Invalid("subject is not a user id".into()))
     }
@@ -220,4 +233,91 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// Who may do staff work: only holders of the staff role, or (the development default, in which
+/// the guide's customer creates products and ships their own order) any signed-in user, on what
+/// is theirs. Configured by `REQUIRE_STAFF_ROLE` in the product, inventory and order services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaffPolicy {
+    pub require_staff_role: bool,
+}
+
+impl StaffPolicy {
+    /// Whether `claims` may do staff work (on their own orders only, unless they are staff).
+    pub fn admits(self, claims: &Claims) -> bool {
+        !self.require_staff_role || claims.is_staff()
+    }
+
+    /// The 403 for a caller this policy does not admit.
+    pub fn refusal(what: &str) -> ApiError {
+        ApiError::Forbidden(format!("{what} is reserved to staff: this token has no staff role"))
+    }
+}
+
+/// The verified caller of a staff operation (catalog and stock writes): 401 as for
+/// [`CurrentUser`], then 403 when the service requires the staff role and the token lacks it.
+#[derive(Debug, Clone)]
+pub struct StaffCaller(pub CurrentUser);
+
+impl<S> FromRequestParts<S> for StaffCaller
+where
+    Arc<TokenVerifier>: FromRef<S>,
+    StaffPolicy: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = CurrentUser::from_request_parts(parts, state).await?;
+        if !StaffPolicy::from_ref(state).admits(&caller.claims) {
+            return Err(StaffPolicy::refusal("This operation"));
+        }
+        Ok(StaffCaller(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(roles: &[&str]) -> Claims {
+        Claims {
+            sub: "7".into(),
+            kind: TokenKind::Access,
+            iss: ISSUER.into(),
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_the_staff_role_is_staff() {
+        assert!(claims(&["staff"]).is_staff());
+        assert!(claims(&["auditor", "staff"]).is_staff());
+        assert!(!claims(&[]).is_staff());
+        assert!(!claims(&["Staff", "staffer"]).is_staff());
+    }
+
+    #[test]
+    fn a_policy_requiring_the_role_admits_staff_only_and_the_open_one_admits_everyone() {
+        let strict = StaffPolicy { require_staff_role: true };
+        assert!(strict.admits(&claims(&["staff"])));
+        assert!(!strict.admits(&claims(&[])));
+        let open = StaffPolicy::default();
+        assert!(open.admits(&claims(&[])));
+        assert!(open.admits(&claims(&["staff"])));
+    }
+
+    #[test]
+    fn roles_are_left_out_of_customers_tokens_and_default_to_none() {
+        let customer = serde_json::to_value(claims(&[])).unwrap();
+        assert!(customer.get("roles").is_none(), "{customer}");
+        let staff = serde_json::to_value(claims(&["staff"])).unwrap();
+        assert_eq!(staff["roles"], serde_json::json!(["staff"]));
+        let old: Claims = serde_json::from_value(customer).unwrap();
+        assert!(old.roles.is_empty());
+    }
 }

@@ -97,12 +97,21 @@ pub fn jwks_url(environment: Environment) -> String {
     })
 }
 
+/// `REQUIRE_STAFF_ROLE` (`true` or `false`, default `false`): whether catalog and stock writes and
+/// the fulfilment transitions of orders need a token with the staff role. Off, any signed-in user
+/// may do them (on their own orders), as the testing guide's walk-through does.
+pub fn staff_policy(environment: Environment) -> anyhow::Result<crate::auth::StaffPolicy> {
+    Ok(crate::auth::StaffPolicy { require_staff_role: environment.parse("REQUIRE_STAFF_ROLE", false)? })
+}
+
 /// Every variable the services read, for tests that prove a caller's environment is ignored.
 pub const VARIABLES: &[&str] = &[
     "HOST",
     "PORT",
     "RABBITMQ_URL",
     "JWKS_URL",
+    "REQUIRE_STAFF_ROLE",
+    "STAFF_EMAILS",
     "USER_SERVICE_URL",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",

@@ -13,6 +13,8 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
+    /// Who may do staff work here (`REQUIRE_STAFF_ROLE`).
+    pub staff_policy: common::auth::StaffPolicy,
     /// How long an order that names a product without a stock record waits for that record
     /// (its `product_created` may be behind it, or held up by an outage) before its reservation
     /// fails. Minutes by default: the event is on its way, and failing early cancels a good order.
@@ -38,6 +40,7 @@ impl Config {
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
+            staff_policy: common::config::staff_policy(environment)?,
             product_stock_record_wait: std::time::Duration::from_secs(
                 environment.parse("PRODUCT_STOCK_RECORD_WAIT_SECONDS", 5 * 60)?,
             ),

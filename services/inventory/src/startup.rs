@@ -65,8 +65,11 @@ impl Application {
         let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
         crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
 
-        let state =
-            AppState { pool: pool.clone(), token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())) };
+        let state = AppState {
+            pool: pool.clone(),
+            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+            staff_policy: config.staff_policy,
+        };
         let router = router(state);
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use common::auth::TokenVerifier;
+use common::auth::{StaffPolicy, TokenVerifier};
 use sqlx::PgPool;
 
 #[derive(Clone)]
@@ -12,10 +12,18 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies every request's bearer token against the user service's JWKS.
     pub token_verifier: Arc<TokenVerifier>,
+    /// Who may write (see `common::auth::StaffPolicy`).
+    pub staff_policy: StaffPolicy,
 }
 
 impl FromRef<AppState> for Arc<TokenVerifier> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.token_verifier)
+    }
+}
+
+impl FromRef<AppState> for StaffPolicy {
+    fn from_ref(state: &AppState) -> Self {
+        state.staff_policy
     }
 }

@@ -17,6 +17,8 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
+    /// Who may do staff work here (`REQUIRE_STAFF_ROLE`).
+    pub staff_policy: common::auth::StaffPolicy,
     /// The product service, asked for each item's product and price when an order is placed.
     pub product_service_url: String,
     /// How long one product lookup may take before the order is refused with a 503.
@@ -45,6 +47,7 @@ impl Config {
             mongodb_max_pool_size: environment.parse("MONGODB_MAX_POOL_SIZE", 20)?,
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
+            staff_policy: common::config::staff_policy(environment)?,
             product_service_url: environment.or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
             product_lookup_timeout: Duration::from_millis(environment.parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),
             consumer_prefetch: environment.parse("CONSUMER_PREFETCH", 8)?,

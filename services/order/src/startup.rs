@@ -70,6 +70,7 @@ impl Application {
             store: store.clone(),
             catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
             verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
+            staff_policy: config.staff_policy,
             relay_wake: Arc::clone(&relay_wake),
         };
         let router = router(state);

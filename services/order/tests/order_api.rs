@@ -292,6 +292,7 @@ fn token_for(user_id: i64) -> String {
         iat: now,
         exp: now + 600,
         jti: uuid::Uuid::new_v4().to_string(),
+        roles: Vec::new(),
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(KEY_ID.into());

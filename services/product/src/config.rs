@@ -13,6 +13,8 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
+    /// Who may do staff work here (`REQUIRE_STAFF_ROLE`).
+    pub staff_policy: common::auth::StaffPolicy,
 }
 
 impl Config {
@@ -34,6 +36,7 @@ impl Config {
             mongodb_database: environment.or("MONGODB_DATABASE", "products"),
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
+            staff_policy: common::config::staff_policy(environment)?,
         })
     }
 }

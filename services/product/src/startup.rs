@@ -65,8 +65,12 @@ impl Application {
         let outbox_wake = Arc::new(Notify::new());
         let outbox_relay = OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake));
 
-        let state =
-            AppState { products, token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())), outbox_wake };
+        let state = AppState {
+            products,
+            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+            staff_policy: config.staff_policy,
+            outbox_wake,
+        };
         let router = router(state);
 
         let listener = common::http::bind(&config.http).await?;

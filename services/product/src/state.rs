@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use common::auth::TokenVerifier;
+use common::auth::{StaffPolicy, TokenVerifier};
 use tokio::sync::Notify;
 
 use crate::products::store::ProductStore;
@@ -13,6 +13,8 @@ pub struct AppState {
     pub products: ProductStore,
     /// Verifies the bearer tokens of the write endpoints against the user service's JWKS.
     pub token_verifier: Arc<TokenVerifier>,
+    /// Who may write (see `common::auth::StaffPolicy`).
+    pub staff_policy: StaffPolicy,
     /// Wakes the outbox relay right after a handler stored an event, so the event is published
     /// at once rather than at the relay's next poll.
     pub outbox_wake: Arc<Notify>,
@@ -21,5 +23,11 @@ pub struct AppState {
 impl FromRef<AppState> for Arc<TokenVerifier> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.token_verifier)
+    }
+}
+
+impl FromRef<AppState> for StaffPolicy {
+    fn from_ref(state: &AppState) -> Self {
+        state.staff_policy
     }
 }

@@ -4,7 +4,8 @@
 //! `DATABASE_MAX_CONNECTIONS` (10), `JWT_PRIVATE_KEY` (a PEM value) or `JWT_PRIVATE_KEY_PATH`
 //! (`.local/keys/user-service.pem`, generated when missing), `ACCESS_TOKEN_TTL_SECONDS` (1800),
 //! `REFRESH_TOKEN_TTL_SECONDS` (604800), `ARGON2_MEMORY_KIB` (19456), `ARGON2_ITERATIONS` (2),
-//! `ARGON2_PARALLELISM` (1).
+//! `ARGON2_PARALLELISM` (1), `STAFF_EMAILS` (comma-separated; none by default): the accounts whose
+//! tokens carry the staff role.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub password_hashing: PasswordHashing,
+    /// The accounts whose tokens carry the staff role, lowercased (`STAFF_EMAILS`).
+    pub staff_emails: Vec<String>,
 }
 
 /// The RS256 private key that signs every token.
@@ -93,6 +96,12 @@ impl Config {
                 iterations: environment.parse("ARGON2_ITERATIONS", defaults.iterations)?,
                 parallelism: environment.parse("ARGON2_PARALLELISM", defaults.parallelism)?,
             },
+            staff_emails: environment
+                .or("STAFF_EMAILS", "")
+                .split(',')
+                .map(|email| email.trim().to_lowercase())
+                .filter(|email| !email.is_empty())
+                .collect(),
         })
     }
 }

@@ -48,6 +48,7 @@ impl Application {
             verifier: Arc::new(verifier),
             passwords: Arc::new(passwords),
             login_throttle: Arc::default(),
+            staff_emails: config.staff_emails.clone().into(),
         };
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr().context("failed to read the bound address")?.port();

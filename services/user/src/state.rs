@@ -23,6 +23,16 @@ pub struct AppState {
     pub passwords: Arc<PasswordHasher>,
     /// Wrong passwords per account, for login throttling.
     pub login_throttle: Arc<LoginThrottle>,
+    /// The accounts whose tokens carry the staff role, lowercased.
+    pub staff_emails: Arc<[String]>,
+}
+
+impl AppState {
+    /// The roles a token for the account `email` carries.
+    pub fn roles_of(&self, email: &str) -> Vec<String> {
+        let staff = self.staff_emails.iter().any(|staff| staff.eq_ignore_ascii_case(email));
+        if staff { vec![common::auth::STAFF_ROLE.to_owned()] } else { Vec::new() }
+    }
 }
 
 /// Lets handlers take `common::auth::CurrentUser`, which needs the verifier from the state.

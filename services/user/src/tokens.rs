@@ -96,7 +96,7 @@ impl TokenIssuer {
     }
 
     /// Signs a token of `kind` for `user_id`, valid from now for that kind's lifetime.
-    pub fn issue(&self, user_id: i64, kind: TokenKind) -> anyhow::Result<IssuedToken> {
+    pub fn issue(&self, user_id: i64, roles: &[String], kind: TokenKind) -> anyhow::Result<IssuedToken> {
         let lifetime = match kind {
             TokenKind::Access => self.access_token_ttl,
             TokenKind::Refresh => self.refresh_token_ttl,
@@ -109,6 +109,7 @@ impl TokenIssuer {
             iat: issued_at,
             exp: issued_at + i64::try_from(lifetime.as_secs()).context("token lifetime is too long")?,
             jti: uuid::Uuid::new_v4().to_string(),
+            roles: roles.to_vec(),
         };
         let token = self.sign(&claims)?;
         Ok(IssuedToken { token, claims })
@@ -130,9 +131,12 @@ impl TokenIssuer {
         Ok(format!("{message}.{signature}"))
     }
 
-    /// An access token and a refresh token for `user_id`.
-    pub fn issue_pair(&self, user_id: i64) -> anyhow::Result<TokenPair> {
-        Ok(TokenPair { access: self.issue(user_id, TokenKind::Access)?, refresh: self.issue(user_id, TokenKind::Refresh)? })
+    /// An access token and a refresh token for `user_id`, both carrying `roles`.
+    pub fn issue_pair(&self, user_id: i64, roles: &[String]) -> anyhow::Result<TokenPair> {
+        Ok(TokenPair {
+            access: self.issue(user_id, roles, TokenKind::Access)?,
+            refresh: self.issue(user_id, roles, TokenKind::Refresh)?,
+        })
     }
 }
 
@@ -218,7 +222,7 @@ mod tests {
         let issuer = issuer().await;
         let verifier = TokenVerifier::from_jwk_set(issuer.key_set()).unwrap();
 
-        let pair = issuer.issue_pair(42).unwrap();
+        let pair = issuer.issue_pair(42, &[]).unwrap();
         let claims = verifier.verify(&pair.access.token, TokenKind::Access).await.unwrap();
 
         assert_eq!(claims.sub, "42");
@@ -235,7 +239,7 @@ mod tests {
     async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
         let issuer = issuer().await;
         let verifier = TokenVerifier::from_jwk_set(issuer.key_set()).unwrap();
-        let pair = issuer.issue_pair(7).unwrap();
+        let pair = issuer.issue_pair(7, &[]).unwrap();
 
         assert!(matches!(verifier.verify(&pair.refresh.token, TokenKind::Access).await, Err(AuthError::WrongKind { .. })));
         assert!(matches!(verifier.verify(&pair.access.token, TokenKind::Refresh).await, Err(AuthError::WrongKind { .. })));
@@ -244,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn the_header_names_the_key_by_its_thumbprint_and_the_key_set_is_rs256_for_signatures() {
         let issuer = issuer().await;
-        let token = issuer.issue(1, TokenKind::Access).unwrap().token;
+        let token = issuer.issue(1, &[], TokenKind::Access).unwrap().token;
         assert!(token.starts_with("eyJhbGciOiJSUzI1NiIs"), "the guide's tokens start eyJhbGciOiJS: {token}");
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
@@ -268,7 +272,7 @@ mod tests {
 
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(genuine.key_id().to_owned());
-        let claims = genuine.issue(1, TokenKind::Access).unwrap().claims;
+        let claims = genuine.issue(1, &[], TokenKind::Access).unwrap().claims;
         let forged = jsonwebtoken::encode(&header, &claims, &impostor.encoding_key).unwrap();
 
         assert!(matches!(verifier.verify(&forged, TokenKind::Access).await, Err(AuthError::Invalid(_))));

@@ -28,6 +28,16 @@ fn postgres_server_url() -> String {
     common::config::env_or("TEST_POSTGRES_URL", common::config::DEFAULT_POSTGRES_URL)
 }
 
+/// The one account configured as staff (`STAFF_EMAILS`) in these tests.
+const STAFF_EMAIL: &str = "staff@shop.example";
+
+/// The claims of a token, read without verifying it (the services verify; this reads).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let part = token.split('.').nth(1).expect("a JWT has claims");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
 async fn with_api<Test, Outcome>(test: Test)
 where
     Test: FnOnce(TestApi) -> Outcome,
@@ -46,6 +56,7 @@ where
         access_token_ttl: Duration::from_secs(30 * 60),
         refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
         password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
+        staff_emails: vec![STAFF_EMAIL.to_owned()],
     };
     let application = Application::build(config).await.expect("the user service starts");
     let base_url = format!("http://127.0.0.1:{}", application.port());
@@ -142,6 +153,40 @@ fn defaults(addresses: &[Value]) -> Vec<String> {
         .filter(|address| address["is_default"] == json!(true))
         .map(|address| address["line1"].as_str().unwrap().to_owned())
         .collect()
+}
+
+#[tokio::test]
+async fn the_accounts_named_in_staff_emails_get_the_staff_role_in_every_token_and_nobody_else_does() {
+    with_api(|api| async move {
+        // Registered in another letter case than configured: emails compare case-insensitively.
+        let staff = api.customer("Staff@Shop.Example").await;
+        assert_eq!(claims_of(&staff)["roles"], json!(["staff"]), "{}", claims_of(&staff));
+        let customer = api.customer("customer@example.com").await;
+        assert!(claims_of(&customer).get("roles").is_none(), "{}", claims_of(&customer));
+
+        // A refreshed pair keeps the role: it is decided again from the account, not copied.
+        let login = api
+            .http
+            .post(api.url("/api/v1/auth/login"))
+            .form(&[("username", "staff@shop.example"), ("password", "Password123")])
+            .send()
+            .await
+            .unwrap();
+        let tokens: Value = login.json().await.unwrap();
+        assert_eq!(claims_of(tokens["refresh_token"].as_str().unwrap())["roles"], json!(["staff"]));
+        let refreshed: Value = api
+            .http
+            .post(api.url("/api/v1/auth/refresh"))
+            .json(&json!({ "refresh_token": tokens["refresh_token"] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(claims_of(refreshed["access_token"].as_str().unwrap())["roles"], json!(["staff"]), "{refreshed}");
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ pub mod model;
 pub mod store;
 
 use axum::extract::State;
-use common::auth::CurrentUser;
+use common::auth::{CurrentUser, StaffCaller};
 use common::extract::{Json, Path, Query};
 use common::messaging::HandlerError;
 use common::messaging::events::{ProductCreated, ProductDeleted};
@@ -110,6 +110,7 @@ async fn get_inventory(
     responses(
         (status = 200, description = "The stock record after the change", body = InventoryRecord),
         (status = 401, description = "No valid access token"),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
         (status = 404, description = "No stock record for that product"),
         (status = 409, description = "The change would take the available quantity below zero"),
         (status = 422, description = "Invalid adjustment or product id"),
@@ -117,7 +118,7 @@ async fn get_inventory(
 )]
 async fn adjust_inventory(
     State(state): State<AppState>,
-    _caller: CurrentUser,
+    _caller: StaffCaller,
     Path(product_id): Path<String>,
     Json(adjustment): Json<StockAdjustment>,
 ) -> ApiResult<Json<InventoryRecord>> {

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use bson::oid::ObjectId;
 use common::ApiError;
 use common::ApiResult;
-use common::auth::{CurrentUser, TokenVerifier};
+use common::auth::{CurrentUser, StaffPolicy, TokenVerifier};
 use common::error::FieldError;
 use common::extract::{Json, Path, Query};
 use tokio::sync::Notify;
@@ -44,6 +44,8 @@ pub struct OrdersState {
     pub catalog: CatalogClient,
     /// Verifies the caller's access token against the user service's JWKS.
     pub verifier: Arc<TokenVerifier>,
+    /// Who may ship, deliver and refund (see `common::auth::StaffPolicy`).
+    pub staff_policy: StaffPolicy,
     /// Wakes the outbox relay after a write that stored an event, so it publishes at once.
     pub relay_wake: Arc<Notify>,
 }
@@ -71,6 +73,7 @@ pub fn router(state: OrdersState) -> OpenApiRouter {
     path = "/api/v1/orders/",
     tag = "orders",
     request_body = CreateOrderRequest,
+    security(("bearer" = [])),
     responses(
         (status = 201, description = "Order accepted, pending", body = OrderResponse),
         (status = 400, description = "A product does not exist or its price differs from the catalog"),
@@ -105,6 +108,7 @@ async fn create_order(
     path = "/api/v1/orders/",
     tag = "orders",
     params(ListOrdersQuery),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's orders, newest first", body = [OrderResponse]),
         (status = 401, description = "Missing or invalid token"),
@@ -133,6 +137,7 @@ async fn list_orders(
     path = "/api/v1/orders/{order_id}",
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The order", body = OrderResponse),
         (status = 401, description = "Missing or invalid token"),
@@ -145,21 +150,25 @@ async fn get_order(
     Path(order_id): Path<String>,
 ) -> ApiResult<Json<OrderResponse>> {
     let order_id = parse_order_id(&order_id)?;
-    let order = state.store.find_for_user(order_id, &caller.id.to_string()).await?.ok_or_else(|| ApiError::not_found("Order"))?;
+    let order = state.store.find(order_id, owner_scope(&caller).as_deref()).await?.ok_or_else(|| ApiError::not_found("Order"))?;
     Ok(Json(order.into()))
 }
 
-/// Moves one of the caller's orders along the status machine.
+/// Moves an order along the status machine. A customer may cancel their own order; shipped,
+/// delivered and refunded are staff work (`REQUIRE_STAFF_ROLE`; open to the order's owner when
+/// it is off). Staff may change any customer's order; the payment states only events reach.
 #[utoipa::path(
     put,
     path = "/api/v1/orders/{order_id}/status",
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
     request_body = StatusUpdateRequest,
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The order with its new status", body = OrderResponse),
         (status = 400, description = "The transition is not allowed; the detail names the allowed ones"),
         (status = 401, description = "Missing or invalid token"),
+        (status = 403, description = "Shipped, delivered and refunded need the staff role (`REQUIRE_STAFF_ROLE`)"),
         (status = 404, description = "No such order among the caller's orders"),
         (status = 422, description = "Unknown status value"),
     )
@@ -171,7 +180,10 @@ async fn update_order_status(
     Json(request): Json<StatusUpdateRequest>,
 ) -> ApiResult<Json<OrderResponse>> {
     let order_id = parse_order_id(&order_id)?;
-    let order = change_status(&state, order_id, &caller.id.to_string(), request.status, |current, next| {
+    if !request.status.is_customers_to_request() && !state.staff_policy.admits(&caller.claims) {
+        return Err(StaffPolicy::refusal(&format!("Moving an order to {}", request.status)));
+    }
+    let order = change_status(&state, order_id, &caller, request.status, |current, next| {
         format!(
             "Cannot change order status from {current} to {next}. Allowed transitions from {current}: {}",
             current.describe_allowed_transitions()
@@ -187,6 +199,7 @@ async fn update_order_status(
     path = "/api/v1/orders/{order_id}",
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Cancelled; its stock is released asynchronously"),
         (status = 400, description = "The order is shipped, delivered, cancelled or refunded"),
@@ -200,33 +213,40 @@ async fn cancel_order(
     Path(order_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let order_id = parse_order_id(&order_id)?;
-    change_status(&state, order_id, &caller.id.to_string(), OrderStatus::Cancelled, |current, _| {
+    change_status(&state, order_id, &caller, OrderStatus::Cancelled, |current, _| {
         format!("Order cannot be cancelled: it is {current}")
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Applies a customer's status change as a conditional update on the status just read. If a
+/// Whose orders the caller may see and change: staff any order, everyone else their own.
+fn owner_scope(caller: &CurrentUser) -> Option<String> {
+    (!caller.claims.is_staff()).then(|| caller.id.to_string())
+}
+
+/// Applies a requested status change as a conditional update on the status just read. If a
 /// consumer moved the order in between, the change is judged again against the new status.
 async fn change_status(
     state: &OrdersState,
     order_id: ObjectId,
-    user_id: &str,
+    caller: &CurrentUser,
     next: OrderStatus,
     refusal: impl Fn(OrderStatus, OrderStatus) -> String,
 ) -> ApiResult<OrderDocument> {
+    let owner = owner_scope(caller);
+    let user_id = owner.as_deref();
     for _ in 0..STATUS_CHANGE_ATTEMPTS {
-        let order = state.store.find_for_user(order_id, user_id).await?.ok_or_else(|| ApiError::not_found("Order"))?;
+        let order = state.store.find(order_id, user_id).await?.ok_or_else(|| ApiError::not_found("Order"))?;
         if !order.status.can_become(next) || !next.can_be_requested() {
             return Err(ApiError::BadRequest(refusal(order.status, next)));
         }
-        match state.store.change_status(order_id, Some(user_id), order.status, next, None).await? {
+        match state.store.change_status(order_id, user_id, order.status, next, None).await? {
             StatusChange::Changed(changed) => {
                 if order.status.releases_stock_when_becoming(next) {
                     state.relay_wake.notify_one();
                 }
-                tracing::info!(order_id = %order_id, correlation_id = %order_id, from = %order.status, to = %next, "order status changed by the customer");
+                tracing::info!(order_id = %order_id, correlation_id = %order_id, by = caller.id, staff = caller.claims.is_staff(), from = %order.status, to = %next, "order status changed on request");
                 return Ok(*changed);
             }
             StatusChange::StatusMovedOn => continue,

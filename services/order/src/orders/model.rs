@@ -66,7 +66,6 @@ impl OrderStatus {
         }
     }
 
-    /// "processing, cancelled", or "none" for a final status: used in error details.
     /// Whether a request (`PUT /orders/{id}/status`, `DELETE /orders/{id}`) may move an order to
     /// this status. The payment states are reached only through the payment flow's events
     /// (`inventory_reserved`, then `order_processed`): a request that could set them would skip
@@ -75,7 +74,15 @@ impl OrderStatus {
         !matches!(self, OrderStatus::Processing | OrderStatus::Paid)
     }
 
-    /// The statuses a request may move an order to from this one, for error messages.
+    /// Whether moving an order to this status is the customer's own decision: cancelling. The
+    /// other requestable statuses (shipped, delivered, refunded) are fulfilment and support,
+    /// staff work under `common::auth::StaffPolicy`.
+    pub fn is_customers_to_request(self) -> bool {
+        self == OrderStatus::Cancelled
+    }
+
+    /// The statuses a request may move an order to from this one, for error messages:
+    /// "shipped, cancelled, refunded", or "none" for a final status.
     pub fn describe_allowed_transitions(self) -> String {
         let allowed: Vec<&str> =
             self.allowed_transitions().iter().filter(|status| status.can_be_requested()).map(|status| status.as_str()).collect();
@@ -329,6 +336,16 @@ mod tests {
         assert_eq!(OrderStatus::Pending.describe_allowed_transitions(), "cancelled");
         assert_eq!(OrderStatus::Processing.describe_allowed_transitions(), "cancelled");
         assert!(!OrderStatus::Processing.can_be_requested() && !OrderStatus::Paid.can_be_requested());
+    }
+
+    #[test]
+    fn cancelling_is_the_only_status_a_customer_decides() {
+        use OrderStatus::*;
+        let customers: Vec<OrderStatus> = [Pending, Processing, Paid, Shipped, Delivered, Cancelled, Refunded]
+            .into_iter()
+            .filter(|s| s.is_customers_to_request())
+            .collect();
+        assert_eq!(customers, [Cancelled]);
     }
 
     #[test]

@@ -67,12 +67,14 @@ impl OrderStore {
         Ok(())
     }
 
-    /// The order, if it exists and belongs to `user_id`.
-    pub async fn find_for_user(&self, order_id: ObjectId, user_id: &str) -> anyhow::Result<Option<OrderDocument>> {
-        self.orders
-            .find_one(doc! { "_id": order_id, "user_id": user_id })
-            .await
-            .with_context(|| format!("failed to read order {order_id}"))
+    /// The order `order_id`, when `owner` is `None` or its owner: another user's order is as absent
+    /// as an unknown one.
+    pub async fn find(&self, order_id: ObjectId, owner: Option<&str>) -> anyhow::Result<Option<OrderDocument>> {
+        let mut filter = doc! { "_id": order_id };
+        if let Some(owner) = owner {
+            filter.insert("user_id", owner);
+        }
+        self.orders.find_one(filter).await.with_context(|| format!("failed to read order {order_id}"))
     }
 
     /// The user's orders, newest first.

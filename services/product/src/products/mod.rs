@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use bson::Document;
 use bson::oid::ObjectId;
-use common::auth::CurrentUser;
+use common::auth::StaffCaller;
 use common::extract::{Json, Path, Query};
 use common::messaging::OutboxMessage;
 use common::messaging::events::{ProductCreated, ProductDeleted};
@@ -79,12 +79,13 @@ async fn list_products(
     responses(
         (status = 201, description = "Created", body = ProductResponse),
         (status = 401, description = "No valid access token"),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
         (status = 422, description = "Invalid product"),
     )
 )]
 async fn create_product(
     State(state): State<AppState>,
-    _caller: CurrentUser,
+    _caller: StaffCaller,
     Json(new_product): Json<NewProduct>,
 ) -> ApiResult<(StatusCode, Json<ProductResponse>)> {
     new_product.validate().map_err(ApiError::Validation)?;
@@ -137,13 +138,14 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> A
         (status = 200, description = "The product as it is now", body = ProductResponse),
         (status = 400, description = "A different quantity: stock is changed through the inventory service"),
         (status = 401, description = "No valid access token"),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
         (status = 404, description = "No such product"),
         (status = 422, description = "Invalid update or product id"),
     )
 )]
 async fn update_product(
     State(state): State<AppState>,
-    _caller: CurrentUser,
+    _caller: StaffCaller,
     Path(id): Path<String>,
     Json(update): Json<ProductUpdate>,
 ) -> ApiResult<Json<ProductResponse>> {
@@ -188,11 +190,12 @@ async fn update_product(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "No valid access token"),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
         (status = 404, description = "No such product"),
         (status = 422, description = "Not a valid product id"),
     )
 )]
-async fn delete_product(State(state): State<AppState>, _caller: CurrentUser, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_product(State(state): State<AppState>, _caller: StaffCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_product_id(&id)?;
     let event = OutboxMessage::new(&ProductDeleted { product_id: id.to_hex() });
     let deleted_at = bson::DateTime::from_chrono(common::timestamp::now());

@@ -159,7 +159,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
     if !user.is_active {
         return Err(ApiError::Unauthorized("Inactive user".into()));
     }
-    let pair = issue_recorded_pair(&state, user.id, None).await?;
+    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user.email), None).await?;
     tracing::info!(user_id = user.id, "user logged in");
     Ok(Json(pair.into()))
 }
@@ -180,15 +180,20 @@ async fn refresh(State(state): State<AppState>, Json(request): Json<RefreshReque
     let claims = state.verifier.verify(request.refresh_token.trim(), TokenKind::Refresh).await?;
     let user = crate::users::active_user(&state, claims.user_id()?).await?;
     let jti = uuid::Uuid::parse_str(&claims.jti).map_err(|_| ApiError::Unauthorized("Could not validate credentials".into()))?;
-    let pair = issue_recorded_pair(&state, user.id, Some(jti)).await?;
+    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user.email), Some(jti)).await?;
     tracing::info!(user_id = user.id, "tokens refreshed");
     Ok(Json(pair.into()))
 }
 
 /// Signs a pair and records its refresh token; when `consumed` is given, that refresh token is
 /// spent in the same transaction, and a token spent already is a 401.
-async fn issue_recorded_pair(state: &AppState, user_id: i64, consumed: Option<uuid::Uuid>) -> ApiResult<TokenPair> {
-    let pair = state.tokens.issue_pair(user_id)?;
+async fn issue_recorded_pair(
+    state: &AppState,
+    user_id: i64,
+    roles: &[String],
+    consumed: Option<uuid::Uuid>,
+) -> ApiResult<TokenPair> {
+    let pair = state.tokens.issue_pair(user_id, roles)?;
     let jti = uuid::Uuid::parse_str(&pair.refresh.claims.jti).map_err(anyhow::Error::from)?;
     let expires_at = chrono::DateTime::from_timestamp(pair.refresh.claims.exp, 0)
         .ok_or_else(|| anyhow::anyhow!("refresh token expiry out of range"))?;
