@@ -4,8 +4,9 @@
 //! fault proxy.
 
 use std::str::FromStr;
+use std::time::Duration;
 
-use cucumber::{Parameter, when};
+use cucumber::{Parameter, then, when};
 
 use crate::support::proxy::Mode;
 use crate::support::system::{Dependency, Instance, Target};
@@ -43,9 +44,13 @@ async fn service_is_started_again(world: &mut ShopWorld, target: Instances) {
     }
 }
 
+/// The broker refuses the scenario's services: access to their vhost is revoked (new
+/// connections are refused) and every connection they have is closed: those the management API
+/// lists, and, through each instance's broker proxy, any opened too recently to be listed yet.
 #[when("the message broker becomes unreachable")]
 async fn broker_becomes_unreachable(world: &mut ShopWorld) {
     world.system().vhost.revoke_access_and_disconnect().await.unwrap_or_else(|error| panic!("{error:#}"));
+    world.system().reset_broker_connections().await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
 #[when("the message broker is reachable again")]
@@ -106,4 +111,37 @@ async fn set_proxies(world: &mut ShopWorld, target: &Instances, dependency: &str
 #[when(expr = "{int} seconds pass")]
 async fn seconds_pass(_world: &mut ShopWorld, seconds: u64) {
     tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+}
+
+/// `GET /ready` on every one of these instances answers 200 within the time.
+#[then(expr = "within {int} seconds {instances} is ready")]
+async fn instances_are_ready(world: &mut ShopWorld, seconds: u64, target: Instances) {
+    for instance in instances(world, &target) {
+        world.system().wait_until_ready(instance, Duration::from_secs(seconds)).await.unwrap_or_else(|error| panic!("{error:#}"));
+    }
+}
+
+/// `GET /ready` on every one of these instances answers 503 within the time, with a detail
+/// naming the failing check, and `/health` still answers 200 (the process is alive).
+#[then(expr = "within {int} seconds {instances} is not ready, naming its {string}")]
+async fn instances_are_not_ready(world: &mut ShopWorld, seconds: u64, target: Instances, check: String) {
+    for instance in instances(world, &target) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let (status, body) = loop {
+            let answer =
+                world.system().readiness(instance).await.unwrap_or_else(|error| panic!("GET /ready on {instance}: {error:#}"));
+            if answer.0 == 503 || tokio::time::Instant::now() >= deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(status, 503, "{instance} stayed ready for {seconds} s: {body}");
+        assert_eq!(body["status"], "not ready", "{body}");
+        let failing = body["checks"][&check].as_str().unwrap_or_else(|| panic!("{instance} has no check {check:?}: {body}"));
+        assert_ne!(failing, "ok", "{instance} is not ready, but not because of its {check}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_else(|| panic!("a 503 says why: {body}"));
+        assert!(detail.contains(&format!("{check}: ")), "the detail does not name {check:?}: {detail}");
+        let live = world.system().liveness(instance).await;
+        assert_eq!(live, Some(200), "{instance} is not ready, and its /health should still answer 200");
+    }
 }

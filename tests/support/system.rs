@@ -289,6 +289,9 @@ pub struct System {
     proxies: BTreeMap<(Instance, Dependency), Proxy>,
 }
 
+/// How long a new system's instances may take to become ready.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Per-scenario PostgreSQL pools stay small: several scenarios run at once against a server
 /// with max_connections = 100.
 const DATABASE_MAX_CONNECTIONS: u32 = 3;
@@ -366,7 +369,43 @@ impl System {
         };
         let prefix = std::env::temp_dir().join(format!("e2e-gateway-{}", self.id));
         self.gateway = Some(Gateway::start(&upstreams, prefix).await?);
+        // Serving HTTP is not enough: a scenario starts once every instance's store, broker link
+        // and consumers work, as a load balancer would wait for.
+        for instance in all_instances(&self.replicas) {
+            self.wait_until_ready(instance, READY_DEADLINE).await?;
+        }
         Ok(())
+    }
+
+    /// What `GET /ready` on `instance` answers: its status and body.
+    pub async fn readiness(&self, instance: Instance) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}/ready", self.instance_url(instance));
+        let response = reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await?;
+        let status = response.status().as_u16();
+        let body = response.json().await.with_context(|| format!("GET {url} answered {status} without JSON"))?;
+        Ok((status, body))
+    }
+
+    /// The status `GET /health` on `instance` answers, if it answers.
+    pub async fn liveness(&self, instance: Instance) -> Option<u16> {
+        let url = format!("{}/health", self.instance_url(instance));
+        let response = reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await.ok()?;
+        Some(response.status().as_u16())
+    }
+
+    /// Waits until `instance` answers `/ready` with 200, or fails with its last answer.
+    pub async fn wait_until_ready(&self, instance: Instance, deadline: Duration) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let answer = self.readiness(instance).await;
+            match &answer {
+                Ok((200, _)) => return Ok(()),
+                _ if started.elapsed() >= deadline => {
+                    bail!("{instance} was not ready within {deadline:?}; GET /ready: {answer:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     pub fn gateway_url(&self) -> String {
@@ -557,6 +596,18 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Resets every connection any instance has to the broker (its proxy cuts them, then passes
+    /// new ones again), whether or not the broker lists them yet.
+    pub async fn reset_broker_connections(&self) -> anyhow::Result<()> {
+        for ((_, dependency), proxy) in &self.proxies {
+            if *dependency == Dependency::Broker {
+                proxy.set(super::proxy::Mode::Cut).await?;
+                proxy.set(super::proxy::Mode::Pass).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The fault proxy between `instance` and its `dependency`.

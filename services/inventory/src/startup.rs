@@ -57,6 +57,8 @@ pub struct Application {
     product_stock_record_wait: std::time::Duration,
     /// Announces reservation outcomes; its connection is closed on shutdown.
     publisher: Arc<Publisher>,
+    /// Where the consumers report whether they consume (`/ready`).
+    readiness: common::health::Readiness,
 }
 
 impl Application {
@@ -70,10 +72,13 @@ impl Application {
             token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
             staff_policy: config.staff_policy,
         };
-        let router = router(state);
+        let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
+        let readiness = common::health::Readiness::default();
+        readiness.postgres(pool.clone());
+        readiness.broker(Arc::clone(&publisher));
+        let router = router(state, readiness.clone());
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
         Ok(Self {
             port,
             listener,
@@ -82,6 +87,7 @@ impl Application {
             rabbitmq_url: config.rabbitmq_url,
             product_stock_record_wait: config.product_stock_record_wait,
             publisher,
+            readiness,
         })
     }
 
@@ -91,8 +97,14 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let background = CancellationToken::new();
-        let mut consumers =
-            start_consumers(&self.pool, &self.publisher, &self.rabbitmq_url, self.product_stock_record_wait, &background);
+        let mut consumers = start_consumers(
+            &self.pool,
+            &self.publisher,
+            &self.rabbitmq_url,
+            self.product_stock_record_wait,
+            &self.readiness,
+            &background,
+        );
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;
 
@@ -114,13 +126,15 @@ fn start_consumers(
     publisher: &Arc<Publisher>,
     rabbitmq_url: &str,
     product_stock_record_wait: std::time::Duration,
+    readiness: &common::health::Readiness,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
     let mut consumers = JoinSet::new();
-    let product_event_settings = |queue: &str| ConsumerSettings {
-        prefetch: PRODUCT_EVENT_PREFETCH,
+    let settings = |queue: &str| ConsumerSettings {
+        readiness: Some(readiness.clone()),
         ..ConsumerSettings::new(format!("{SERVICE_NAME}.{queue}"))
     };
+    let product_event_settings = |queue: &str| ConsumerSettings { prefetch: PRODUCT_EVENT_PREFETCH, ..settings(queue) };
 
     let handler_pool = pool.clone();
     consumers.spawn(
@@ -157,7 +171,7 @@ fn start_consumers(
     let order_settings = ConsumerSettings {
         not_yet_recheck_interval: ORDER_RECHECK_INTERVAL,
         not_yet_give_up_after: product_stock_record_wait,
-        ..ConsumerSettings::new(format!("{SERVICE_NAME}.order_created"))
+        ..settings("order_created")
     };
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
@@ -179,7 +193,7 @@ fn start_consumers(
     consumers.spawn(
         consume::<InventoryRelease, _, _>(
             rabbitmq_url.to_owned(),
-            ConsumerSettings::new(format!("{SERVICE_NAME}.inventory_release")),
+            settings("inventory_release"),
             move |release| {
                 let pool = handler_pool.clone();
                 async move { crate::reservations::on_inventory_release(&pool, release).await }
@@ -193,11 +207,11 @@ fn start_consumers(
 
 /// The whole HTTP surface: health, documentation and the inventory resource. Pure, so tests can
 /// call it without a socket.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
     let (api, openapi) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::inventory::router()).split_for_parts();
     let api = api.with_state(state);
     common::http::finish(
-        Router::new().merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(openapi)).merge(api),
+        Router::new().merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(openapi)).merge(api),
     )
 }

@@ -52,6 +52,8 @@ pub struct Application {
     publisher: Arc<Publisher>,
     /// Handed to the HTTP handlers and the consumers: they notify it after storing an event.
     relay_wake: Arc<Notify>,
+    /// Where the consumers report whether they consume (`/ready`).
+    readiness: common::health::Readiness,
 }
 
 impl Application {
@@ -73,11 +75,14 @@ impl Application {
             staff_policy: config.staff_policy,
             relay_wake: Arc::clone(&relay_wake),
         };
-        let router = router(state);
+        let readiness = common::health::Readiness::default();
+        readiness.mongodb(mongodb.clone());
+        readiness.broker(Arc::clone(&publisher));
+        let router = router(state, readiness.clone());
 
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake })
+        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake, readiness })
     }
 
     pub fn port(&self) -> u16 {
@@ -92,6 +97,7 @@ impl Application {
         background.spawn(relay.run(cancel.clone()).in_current_span());
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
         settings.prefetch = self.config.consumer_prefetch;
+        settings.readiness = Some(self.readiness.clone());
         let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake) };
         consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
 
@@ -123,8 +129,8 @@ impl Application {
 }
 
 /// Every route of the service, with health, the OpenAPI document and Swagger UI.
-pub fn router(state: OrdersState) -> Router {
+pub fn router(state: OrdersState, readiness: common::health::Readiness) -> Router {
     let (api, specification) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(orders::router(state)).split_for_parts();
-    common::http::finish(api.merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(specification)))
+    common::http::finish(api.merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(specification)))
 }

@@ -71,7 +71,10 @@ impl Application {
             staff_policy: config.staff_policy,
             outbox_wake,
         };
-        let router = router(state);
+        let readiness = common::health::Readiness::default();
+        readiness.mongodb(mongodb_client.clone());
+        readiness.broker(Arc::clone(&publisher));
+        let router = router(state, readiness);
 
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
@@ -103,11 +106,11 @@ impl Application {
 
 /// The whole HTTP surface: health, documentation and the catalog. Pure, so tests can call it
 /// without a socket.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
     let (api, openapi) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::products::router()).split_for_parts();
     let api = api.with_state(state);
     common::http::finish(
-        Router::new().merge(common::health::router(SERVICE_NAME)).merge(common::openapi::router(openapi)).merge(api),
+        Router::new().merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(openapi)).merge(api),
     )
 }

@@ -52,7 +52,9 @@ impl Application {
         };
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr().context("failed to read the bound address")?.port();
-        Ok(Self { port, listener, router: router(state), pool })
+        let readiness = common::health::Readiness::default();
+        readiness.postgres(pool.clone());
+        Ok(Self { port, listener, router: router(state, readiness), pool })
     }
 
     pub fn port(&self) -> u16 {
@@ -68,13 +70,13 @@ impl Application {
 
 /// Every route of the service, with its OpenAPI document. Pure: a test can call it without a
 /// socket.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
     let (api, document) = OpenApiRouter::with_openapi(ApiDocument::openapi())
         .merge(crate::auth::router())
         .merge(crate::users::router())
         .merge(crate::addresses::router())
         .split_for_parts();
     common::http::finish(
-        api.with_state(state).merge(common::health::router("user-service")).merge(common::openapi::router(document)),
+        api.with_state(state).merge(common::health::router("user-service", readiness)).merge(common::openapi::router(document)),
     )
 }

@@ -49,6 +49,7 @@ use tracing::Instrument;
 use super::failure_streak::FailureStreak;
 use super::handler_error::capped_backoff;
 use super::{HandlerError, Message, topology};
+use crate::health::ConsumerStatus;
 
 /// The header that counts how many times a message has been handed to a handler and failed
 /// (outages and waits for something on its way do not count).
@@ -91,6 +92,8 @@ pub struct ConsumerSettings {
     /// How long, from the first `NotYet`, a message may keep waiting; after that the handler is
     /// told (`Attempt::may_keep_waiting == false`) to give its final answer.
     pub not_yet_give_up_after: Duration,
+    /// Where the consumer reports whether it consumes (`/ready`), if anywhere.
+    pub readiness: Option<crate::health::Readiness>,
 }
 
 impl ConsumerSettings {
@@ -104,6 +107,7 @@ impl ConsumerSettings {
             max_outage_backoff: Duration::from_secs(30),
             not_yet_recheck_interval: Duration::from_secs(5),
             not_yet_give_up_after: Duration::from_secs(5 * 60),
+            readiness: None,
         }
     }
 }
@@ -143,12 +147,14 @@ where
     // Lives across sessions: an outage that outlasts a reconnect keeps its backoff.
     let gate = Arc::new(OutageGate::default());
     let mut failures = FailureStreak::default();
+    let status = settings.readiness.as_ref().map(|readiness| readiness.consumer(M::QUEUE)).unwrap_or_default();
     while !cancel.is_cancelled() {
         // Supervision: a panic in a session (outside the handlers, which are caught one by one)
         // ends that session only; its unacknowledged deliveries go back to the queue when its
         // connection is dropped, and a new session starts after the backoff.
         let session =
-            AssertUnwindSafe(consume_until_disconnected(&url, &settings, &handler, &gate, &cancel)).catch_unwind().await;
+            AssertUnwindSafe(consume_until_disconnected(&url, &settings, &handler, &gate, &status, &cancel)).catch_unwind().await;
+        status.set_consuming(false);
         match session {
             Ok(Ok(())) if cancel.is_cancelled() => break,
             Ok(Ok(())) => {
@@ -182,6 +188,7 @@ async fn consume_until_disconnected<M, H, F>(
     settings: &ConsumerSettings,
     handler: &Arc<H>,
     gate: &Arc<OutageGate>,
+    status: &ConsumerStatus,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -212,6 +219,7 @@ where
         .await
         .with_context(|| format!("failed to consume {}", M::QUEUE))?;
     tracing::info!(queue = M::QUEUE, consumer = %settings.consumer_name, "consuming");
+    status.set_consuming(true);
 
     let outcome = consumer
         .take_until(cancel.cancelled())

@@ -157,6 +157,12 @@ impl Publisher {
         Ok((connection, channel))
     }
 
+    /// Whether the broker takes publishes, for `/ready`: a live link passes at once; without one,
+    /// this connects (as the next publish would).
+    pub async fn check(&self) -> anyhow::Result<()> {
+        self.channel().await.map(drop)
+    }
+
     /// Closes the connection, if any.
     pub async fn close(&self) {
         if let Some((connection, _)) = self.link.lock().await.take() {
