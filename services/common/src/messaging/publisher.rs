@@ -157,10 +157,23 @@ impl Publisher {
         Ok((connection, channel))
     }
 
-    /// Whether the broker takes publishes, for `/ready`: a live link passes at once; without one,
-    /// this connects (as the next publish would).
+    /// Whether the broker takes connections, for `/ready`. A live link passes at once. Without
+    /// one, a probe connection of its own is opened and closed: a check never connects the
+    /// publisher itself, which stays connected on first use only.
     pub async fn check(&self) -> anyhow::Result<()> {
-        self.channel().await.map(drop)
+        if let Some((connection, channel)) = self.link.lock().await.as_ref()
+            && connection.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(());
+        }
+        let name = format!("{} (readiness probe)", self.connection_name);
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, super::connect(&self.url, &name))
+            .await
+            .map_err(|_elapsed| PublishFailure::TimedOut(CONNECT_TIMEOUT))?
+            .context("failed to connect to RabbitMQ")?;
+        let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "readiness probe done".into())).await;
+        Ok(())
     }
 
     /// Closes the connection, if any.
