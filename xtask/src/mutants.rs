@@ -2,17 +2,23 @@
 //! mistakes would lose orders or stock, each area with the tests and features able to catch a
 //! change there, so that every mutant that survives points at a check the suite is missing.
 //!
-//! It runs `cargo mutants` (installed from crates.io on first use) in a copy of the tree, so the
-//! working tree is never left mutated, against the same servers as `cargo xtask e2e`. Features
-//! are selected by tag through `E2E_TAGS`, which the features binary reads because cargo-mutants
-//! passes its own arguments to it. Results land in `target/mutants/<area>/mutants.out`.
+//! It runs `cargo mutants` (installed from crates.io on first use) against the same servers as
+//! `cargo xtask e2e`, in place in a tree of its own, `target/mutants/tree`: a copy of the working
+//! tree (tracked and untracked files, as git sees them) refreshed at each run, where only files
+//! that changed are rewritten. So the working tree is never mutated, and because that tree's path
+//! and its target directory (`target/mutants/build`, built without debug info) stay the same from
+//! area to area and run to run, each mutant rebuilds only the crates it touches and relinks only
+//! the test binaries that depend on them, in seconds. Features are selected by tag through
+//! `E2E_TAGS`, which the features binary reads because cargo-mutants passes its own arguments to
+//! it. Results land in `target/mutants/<area>/mutants.out`.
 
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
 use crate::infrastructure::{self, say};
-use crate::{cargo, target_directory};
+use crate::{cargo, target_directory, workspace_root};
 
 /// One part of the code and the checks that should catch any change to it.
 struct Area {
@@ -81,6 +87,9 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<_>>()?
     };
     ensure_cargo_mutants()?;
+    let tree = target_directory().join("mutants").join("tree");
+    let copied = refresh_tree(&tree)?;
+    say(&format!("mutating in {} ({copied} file(s) refreshed from the working tree)", tree.display()));
     let mut prepared = infrastructure::prepare(false)?;
     let mut failed = Vec::new();
     for area in areas {
@@ -93,17 +102,17 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
             area.test_arguments.join(" "),
             area.tags.map(|tags| format!(" with features tagged {tags}")).unwrap_or_default()
         ));
+        let started = std::time::Instant::now();
         let mut command = cargo();
-        // The copy gets our target/ too, so only the workspace's own crates are rebuilt there.
-        // Every mutant is tested with the mutated package's tests and the features, which live in
-        // the root package (e2e).
         // No baseline run: cargo-mutants runs it on the mutated package alone, without the
         // features, so it cannot pass the test arguments below (`cargo xtask e2e` is the
         // baseline). Hence explicit timeouts: a build of the workspace's crates, and the slowest
-        // area's tests (the features tagged for it) several times over.
+        // area's tests (the features tagged for it, about a minute) a few times over.
         command
-            .args(["mutants", "--workspace", "--copy-target", "true", "--no-shuffle", "--baseline", "skip"])
-            .args(["--build-timeout", "900", "--timeout", "300", "--output"])
+            .args(["mutants", "--in-place", "--workspace", "--no-shuffle", "--baseline", "skip"])
+            .args(["--build-timeout", "900", "--timeout", "240", "--dir"])
+            .arg(&tree)
+            .arg("--output")
             .arg(&output);
         for package in area.test_packages {
             command.args(["--test-package", package]);
@@ -116,7 +125,15 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         }
         // Fail fast: a caught mutant then costs one failing scenario, not every scenario waiting
         // out its deadline.
-        command.args(passthrough).env("E2E_FAIL_FAST", "1").env("E2E_INFRASTRUCTURE", "urls");
+        command
+            .args(passthrough)
+            .env("E2E_FAIL_FAST", "1")
+            .env("E2E_INFRASTRUCTURE", "urls")
+            .env("CARGO_TARGET_DIR", target_directory().join("mutants").join("build"))
+            // Debug info makes linking the features binary, which every service is part of,
+            // several times slower; nothing here reads it.
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .env("CARGO_PROFILE_TEST_DEBUG", "0");
         if let Some(tags) = area.tags {
             command.env("E2E_TAGS", tags);
         }
@@ -125,9 +142,15 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         if !status.success() {
             failed.push(format!("{} ({status})", area.name));
         }
-        say(&format!("{}: results in {}", area.name, output.join("mutants.out").display()));
+        say(&format!(
+            "{}: {:.0} min; results in {}",
+            area.name,
+            started.elapsed().as_secs_f64() / 60.0,
+            output.join("mutants.out").display()
+        ));
     }
     prepared.stop();
+    // Whatever state a mutant left the tree in, the next run's refresh puts the working tree back.
     if failed.is_empty() {
         say("every viable mutant was caught");
         Ok(ExitCode::SUCCESS)
@@ -135,6 +158,41 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         say(&format!("missed mutants or failures in: {} (see mutants.out/missed.txt)", failed.join(", ")));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Makes `tree` a copy of the working tree's files (tracked, and untracked but not ignored),
+/// rewriting only the files whose content differs, so that cargo sees the rest unchanged. Returns
+/// how many files were written.
+fn refresh_tree(tree: &Path) -> anyhow::Result<usize> {
+    let root = workspace_root();
+    let listing = Command::new("git")
+        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .current_dir(&root)
+        .output()
+        .context("failed to run git ls-files")?;
+    if !listing.status.success() {
+        bail!("git ls-files failed: {}", String::from_utf8_lossy(&listing.stderr));
+    }
+    let mut written = 0;
+    for name in listing.stdout.split(|byte| *byte == 0).filter(|name| !name.is_empty()) {
+        let relative = Path::new(std::str::from_utf8(name).context("a file name that is not UTF-8")?);
+        let source = root.join(relative);
+        // Listed but deleted in the working tree: leave it out of the copy too.
+        let Ok(content) = std::fs::read(&source) else {
+            let _ = std::fs::remove_file(tree.join(relative));
+            continue;
+        };
+        let destination = tree.join(relative);
+        if std::fs::read(&destination).is_ok_and(|existing| existing == content) {
+            continue;
+        }
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&destination, &content).with_context(|| format!("failed to write {}", destination.display()))?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 fn ensure_cargo_mutants() -> anyhow::Result<()> {

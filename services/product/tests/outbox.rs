@@ -139,13 +139,18 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     let vhost = TestVirtualHost::create("product-outbox-test").await;
     let store = ProductStore::new(&database.database);
     store.create_indexes().await.unwrap();
-    // An older document (smaller ObjectId) whose event does not decode: no queue, no payload.
+    // Two older documents (smaller ObjectIds) whose events do not decode: no queue, no payload.
     let broken_id = ObjectId::new();
     let broken_event = doc! { "id": "broken-event", "correlation_id": broken_id.to_hex() };
+    let other_broken_id = ObjectId::new();
+    let other_broken_event = doc! { "id": "other-broken-event", "queue": 7 };
     database
         .database
         .collection::<Document>(COLLECTION)
-        .insert_one(doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] })
+        .insert_many([
+            doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] },
+            doc! { "_id": other_broken_id, "name": "Also broken", OUTBOX_FIELD: [other_broken_event.clone()] },
+        ])
         .await
         .unwrap();
     let lamp = product(40);
@@ -173,10 +178,13 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     assert_eq!(published.len(), 1, "exactly the decodable event was published");
     let published: ProductCreated = serde_json::from_slice(&published[0]).unwrap();
     assert_eq!(published.product_id, lamp.id.to_hex());
-    assert!(outbox.undecodable_events_set_aside() >= 1, "the undecodable event was counted");
+    // Each once, although both the relay and this test's reads found them.
+    assert_eq!(outbox.undecodable_events_set_aside(), 2, "each undecodable event was counted once");
     let broken = database.raw_document(broken_id).await.expect("the broken document stays");
     assert!(broken.get_array(OUTBOX_FIELD).unwrap().is_empty(), "no longer pending");
     assert_eq!(broken.get_array(UNDECODABLE_OUTBOX_FIELD).unwrap(), &vec![bson::Bson::Document(broken_event)], "kept aside");
+    let other = database.raw_document(other_broken_id).await.expect("the other broken document stays");
+    assert_eq!(other.get_array(UNDECODABLE_OUTBOX_FIELD).unwrap(), &vec![bson::Bson::Document(other_broken_event)]);
     assert!(!relay.is_finished(), "the relay is still running");
 
     cancel.cancel();

@@ -176,7 +176,8 @@ impl DocumentOutboxStore {
         Ok(ids)
     }
 
-    /// How many undecodable events `pending` has found and moved aside since this store was made.
+    /// How many undecodable events `pending` has moved aside since this store was made (each once,
+    /// however many reads found it).
     pub fn undecodable_events_set_aside(&self) -> u64 {
         self.undecodable_set_aside.load(Ordering::Relaxed)
     }
@@ -185,7 +186,6 @@ impl DocumentOutboxStore {
     /// the write fails (the database is down) the event is skipped in this read only and found
     /// again by the next.
     async fn set_aside(&self, document_id: &Bson, event: &Bson, error: &bson::de::Error) {
-        self.undecodable_set_aside.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
             collection = %self.collection.name(),
             document_id = %document_id,
@@ -203,11 +203,18 @@ impl DocumentOutboxStore {
                 doc! { "$pull": { OUTBOX_FIELD: event.clone() }, "$push": { UNDECODABLE_OUTBOX_FIELD: event.clone() } },
             )
             .await;
-        if let Err(error) = moved {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "failed to set an undecodable outbox event aside; it is skipped for now"
-            );
+        match moved {
+            Ok(result) if result.modified_count == 1 => {
+                self.undecodable_set_aside.fetch_add(1, Ordering::Relaxed);
+            }
+            // Another read moved it first.
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "failed to set an undecodable outbox event aside; it is skipped for now"
+                );
+            }
         }
     }
 
