@@ -78,6 +78,24 @@ async fn send_directly_to_service(world: &mut ShopWorld, service: String, path: 
     world.last = Some(response);
 }
 
+/// A request through the gateway carrying this `X-Request-Id`.
+#[when(expr = "I send a {word} request to {string} with the request id {string}")]
+async fn send_with_request_id(world: &mut ShopWorld, method: String, path: String, request_id: String) {
+    let response = world
+        .send_with_headers(self::method(&method), &path, Body::None, Credentials::Current, &[("x-request-id", &request_id)])
+        .await;
+    world.last = Some(response);
+}
+
+/// The answer carries an id the gateway made: nginx's 32 hexadecimal digits.
+#[then("the response carries a request id the gateway made")]
+async fn response_carries_a_gateway_request_id(world: &mut ShopWorld) {
+    let response = world.last_response();
+    let ids: Vec<&str> = response.headers.get_all("x-request-id").iter().filter_map(|value| value.to_str().ok()).collect();
+    let [id] = ids.as_slice() else { panic!("expected one X-Request-Id, got {ids:?}") };
+    assert!(id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit()), "not an id nginx made: {id:?}");
+}
+
 #[then(expr = "the response status is {int}")]
 async fn status_is(world: &mut ShopWorld, expected: u16) {
     let response = world.last_response();

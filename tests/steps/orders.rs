@@ -183,11 +183,13 @@ struct OrderRequest {
     upper_case_ids: bool,
     /// `line1` of the shipping address replaced by this many characters.
     address_line_length: Option<usize>,
+    /// Sent as `X-Request-Id` with the POST.
+    request_id: Option<String>,
 }
 
 impl OrderRequest {
     fn of(lines: Vec<(i64, String)>) -> Self {
-        Self { lines, price: None, for_customer: None, upper_case_ids: false, address_line_length: None }
+        Self { lines, price: None, for_customer: None, upper_case_ids: false, address_line_length: None, request_id: None }
     }
 }
 
@@ -228,7 +230,8 @@ async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
         shipping_address["line1"] = Value::String("x".repeat(length));
     }
     let body = json!({"user_id": user_id, "items": items, "shipping_address": shipping_address});
-    world.send(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current).await
+    let headers: Vec<(&str, &str)> = request.request_id.iter().map(|id| ("x-request-id", id.as_str())).collect();
+    world.send_with_headers(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current, &headers).await
 }
 
 /// Places the order, checks it is accepted as pending, and makes it the current order.
@@ -283,6 +286,24 @@ async fn the_customer_tries_to_order_for_someone_else(world: &mut ShopWorld, qua
 
 /// The catalog's ids are lower case; ids are normalised where they enter, so this is the same
 /// product.
+/// The POST carries the caller's own `X-Request-Id`.
+#[when(expr = "the customer orders {int} {string} with the request id {string}")]
+async fn the_customer_orders_with_a_request_id(world: &mut ShopWorld, quantity: i64, product: String, request_id: String) {
+    place_order(world, OrderRequest { request_id: Some(request_id), ..OrderRequest::of(vec![(quantity, product)]) }).await;
+}
+
+/// Every HTTP request and message the system handled under this request id, as `service` and
+/// `METHOD /path` or queue: exactly the rows of the table, in any order.
+#[then(expr = "the request id {string} reached exactly:")]
+async fn the_request_id_reached(world: &mut ShopWorld, request_id: String, step: &cucumber::gherkin::Step) {
+    let table = step.table.as_ref().expect("a table of service and what it handled");
+    let mut expected: Vec<(String, String)> =
+        table.rows.iter().skip(1).map(|row| (row[0].clone(), world.interpolate(&row[1]))).collect();
+    expected.sort();
+    let reached = crate::support::logs::reached_by(&world.system().id, &request_id);
+    assert_eq!(reached, expected, "where the request id {request_id:?} went");
+}
+
 #[when(expr = "the customer orders {int} {string} by its id in upper case")]
 async fn the_customer_orders_by_upper_case_id(world: &mut ShopWorld, quantity: i64, product: String) {
     place_order(world, OrderRequest { upper_case_ids: true, ..OrderRequest::of(vec![(quantity, product)]) }).await;

@@ -108,7 +108,8 @@ pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> 
     let prefix_text = prefix.to_str().context("the prefix path is not UTF-8")?;
     // Loopback only: the harness's gateways are for this machine's tests, nobody else's.
     let listen = format!("127.0.0.1:{port}");
-    let variables = [("PREFIX", prefix_text), ("GATEWAY_LISTEN", listen.as_str())];
+    let access_log = format!("{prefix_text}/access.log");
+    let variables = [("PREFIX", prefix_text), ("GATEWAY_LISTEN", listen.as_str()), ("ACCESS_LOG", access_log.as_str())];
     let services = [
         ("USER_SERVICE", &upstreams.user),
         ("PRODUCT_SERVICE", &upstreams.product),

@@ -41,6 +41,8 @@ pub fn install() {
 pub const SYSTEM_SPAN: &str = "e2e_system";
 /// The span the consumer keeps open while it handles one delivery (common::messaging::consumer).
 const MESSAGE_SPAN: &str = "message";
+/// The span of one HTTP request (common::http).
+const REQUEST_SPAN: &str = "request";
 
 /// Crates whose spans carry the context we follow. Third-party spans (sqlx, mongodb, hyper) are
 /// left out: we need none of them, and following them would cost every query a span.
@@ -50,6 +52,8 @@ const OUR_TARGETS: [&str; 7] =
 #[derive(Debug, Default)]
 struct SystemRecord {
     errors: Vec<String>,
+    /// What each request id reached: `(service, "METHOD /path" or queue)`, in order.
+    reached: Vec<(String, String, String)>,
     /// Open message spans by queue.
     in_flight: BTreeMap<String, usize>,
 }
@@ -76,6 +80,24 @@ pub fn messages_in_flight(system: &str) -> BTreeMap<String, usize> {
         .unwrap_or_default()
 }
 
+/// Where `system`'s services handled something under `request_id`: `(service, what)`, where
+/// what is `METHOD /path` for an HTTP request and the queue for a message, sorted.
+pub fn reached_by(system: &str, request_id: &str) -> Vec<(String, String)> {
+    let mut reached: Vec<(String, String)> = records()
+        .get(system)
+        .map(|record| {
+            record
+                .reached
+                .iter()
+                .filter(|(_, _, id)| id == request_id)
+                .map(|(service, what, _)| (service.clone(), what.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    reached.sort();
+    reached
+}
+
 /// Forgets `system` once its scenario is over.
 pub fn forget(system: &str) {
     records().remove(system);
@@ -95,8 +117,9 @@ impl CaptureLayer {
     }
 }
 
-/// The system id a span belongs to, stored in the system span's extensions.
-struct SystemId(String);
+/// The system id a span belongs to, and the service it runs, stored in the system span's
+/// extensions.
+struct SystemId(String, String);
 /// Marks an open message span: which system's consumer, on which queue.
 struct InFlight {
     system: String,
@@ -114,14 +137,32 @@ where
             let mut fields = Fields::default();
             attributes.record(&mut fields);
             if let Some(system) = fields.get("system") {
-                span.extensions_mut().insert(SystemId(system));
+                let service = fields.get("service").unwrap_or_default().to_lowercase();
+                span.extensions_mut().insert(SystemId(system, service));
+            }
+        } else if name == REQUEST_SPAN {
+            let owner = span
+                .scope()
+                .skip(1)
+                .find_map(|ancestor| ancestor.extensions().get::<SystemId>().map(|id| (id.0.clone(), id.1.clone())));
+            let mut fields = Fields::default();
+            attributes.record(&mut fields);
+            if let (Some((system, service)), Some(request_id)) = (owner, fields.get("request_id")) {
+                let what = format!("{} {}", fields.get("method").unwrap_or_default(), fields.get("path").unwrap_or_default());
+                records().entry(system).or_default().reached.push((service, what, request_id));
             }
         } else if name == MESSAGE_SPAN {
-            let system = span.scope().skip(1).find_map(|ancestor| ancestor.extensions().get::<SystemId>().map(|id| id.0.clone()));
-            if let Some(system) = system {
+            let owner = span
+                .scope()
+                .skip(1)
+                .find_map(|ancestor| ancestor.extensions().get::<SystemId>().map(|id| (id.0.clone(), id.1.clone())));
+            if let Some((system, service)) = owner {
                 let mut fields = Fields::default();
                 attributes.record(&mut fields);
                 let queue = fields.get("queue").unwrap_or_else(|| "(unknown queue)".into());
+                if let Some(request_id) = fields.get("request_id") {
+                    records().entry(system.clone()).or_default().reached.push((service, queue.clone(), request_id));
+                }
                 *records().entry(system.clone()).or_default().in_flight.entry(queue.clone()).or_default() += 1;
                 span.extensions_mut().insert(InFlight { system, queue });
             }

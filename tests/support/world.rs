@@ -173,8 +173,38 @@ impl ShopWorld {
         body: Body,
         credentials: Credentials,
     ) -> Result<Response, String> {
+        self.try_send_with_headers(base, method, path, body, credentials, &[]).await
+    }
+
+    /// Like [`ShopWorld::send`], with these extra headers.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        credentials: Credentials,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let gateway = self.system().gateway_url();
+        self.try_send_with_headers(&gateway, method, path, body, credentials, headers)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    async fn try_send_with_headers(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Body,
+        credentials: Credentials,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
         let url = format!("{base}{}", self.interpolate(path));
         let mut request = self.http.request(method.clone(), &url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         match credentials {
             Credentials::Current => {
                 if let Some(token) = &self.token {

@@ -24,7 +24,7 @@ use crate::{cargo, target_directory, workspace_root};
 struct Area {
     name: &'static str,
     files: &'static [&'static str],
-    /// The packages whose tests run for each mutant: the mutated one and the features' (`e2e`).
+    /// The packages whose tests run for each mutant: the mutated one and the features' (`shop-e2e`).
     test_packages: &'static [&'static str],
     /// `cargo test` arguments selecting the test targets (and `--lib` for unit tests).
     test_arguments: &'static [&'static str],
@@ -36,14 +36,14 @@ const AREAS: [Area; 4] = [
     Area {
         name: "reservations",
         files: &["services/inventory/src/reservations/store.rs"],
-        test_packages: &["inventory-service", "e2e"],
+        test_packages: &["inventory-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "reservations", "--test", "features"],
         tags: Some("@stock"),
     },
     Area {
         name: "orders",
         files: &["services/order/src/orders/model.rs", "services/order/src/orders/store.rs"],
-        test_packages: &["order-service", "e2e"],
+        test_packages: &["order-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "order_api", "--test", "features"],
         tags: Some("@order-status"),
     },
@@ -60,7 +60,7 @@ const AREAS: [Area; 4] = [
     Area {
         name: "relay",
         files: &["services/common/src/messaging/outbox.rs", "services/common/src/messaging/document_outbox.rs"],
-        test_packages: &["common", "product-service", "e2e"],
+        test_packages: &["common", "product-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "outbox", "--test", "features"],
         tags: Some("@outbox"),
     },

@@ -195,7 +195,16 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
         println!("  RabbitMQ           amqp://guest:guest@localhost:5672   (management: http://localhost:15672, guest/guest)");
         println!("  PostgreSQL         postgres://postgres@localhost:5432   (databases users, inventory)");
         println!("  MongoDB            mongodb://localhost:27017   (databases products, orders)");
-        println!("  logs               {}", local.join("logs").display());
+        let logs = local.join("logs");
+        println!("  logs               {}", logs.display());
+        for service in &SERVICES {
+            println!("                     {}", logs.join(format!("{}.log", service.binary)).display());
+        }
+        println!("                     {} (nginx's errors)", logs.join("nginx.log").display());
+        println!(
+            "                     {} (one line per request, with its request id)",
+            local.join("gateway").join("access.log").display()
+        );
         while !stop.load(Ordering::Relaxed) {
             let exited =
                 children.iter_mut().find_map(|(name, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone()));
@@ -234,9 +243,11 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
     // outside this machine does.
     let listen = format!("127.0.0.1:{port}");
     let prefix_text = prefix.to_str().context("the workspace path is not UTF-8")?;
+    let access_log = format!("{prefix_text}/access.log");
     let variables = [
         ("PREFIX", prefix_text),
         ("GATEWAY_LISTEN", listen.as_str()),
+        ("ACCESS_LOG", access_log.as_str()),
         ("USER_SERVICE", "127.0.0.1:8003"),
         ("PRODUCT_SERVICE", "127.0.0.1:8000"),
         ("ORDER_SERVICE", "127.0.0.1:8001"),

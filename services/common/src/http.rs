@@ -8,7 +8,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::Request;
 use tokio::net::TcpListener;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tower_http::LatencyUnit;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use crate::config::HttpSettings;
 use crate::error::ApiError;
@@ -26,8 +27,9 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
     TcpListener::bind(&address).await.with_context(|| format!("failed to bind {address}"))
 }
 
-/// Adds what every service's router needs around its routes: a JSON 404 for unknown paths and a
-/// tracing span per request (method, path, status, latency).
+/// Adds what every service's router needs around its routes: a JSON 404 for unknown paths, the
+/// request id (see [`crate::request_id`]), and a tracing span per request (method, path, request
+/// id) ending in one access-log line at info (status, latency).
 ///
 /// Request spans are children of the span that was current when the router was built: the
 /// server spawns a task per connection, which would otherwise lose the context the service was
@@ -37,13 +39,26 @@ pub fn finish(router: Router) -> Router {
     let service_span = tracing::Span::current();
     let trace = TraceLayer::new_for_http()
         .make_span_with(move |request: &Request<_>| {
-            tracing::info_span!(parent: &service_span, "request", method = %request.method(), path = %request.uri().path())
+            let request_id = request.headers().get(crate::request_id::HEADER).and_then(|value| value.to_str().ok()).unwrap_or("");
+            tracing::info_span!(
+                parent: &service_span,
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %request_id
+            )
         })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis))
         // A 5xx answer is logged as a warning here: a dependency that is down (a 503) is an
         // operational event, not a bug, and an internal error (a 500) has already been logged as
         // an error, with its cause, by `ApiError`.
         .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN));
-    router.fallback(|| async { ApiError::NotFound("Not Found".into()) }).layer(trace)
+    // The request id layer is the outer one, so the trace span is made with the id in place.
+    router
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .layer(trace)
+        .layer(axum::middleware::from_fn(crate::request_id::middleware))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish.

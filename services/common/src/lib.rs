@@ -17,6 +17,7 @@ pub mod money;
 pub mod openapi;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod request_id;
 pub mod shutdown;
 pub mod telemetry;
 pub mod timestamp;

@@ -64,8 +64,14 @@ impl CatalogClient {
         for chunk in asked.chunks(IDS_PER_REQUEST) {
             // Hexadecimal ids and commas: nothing in the query needs escaping.
             let url = format!("{}/api/v1/products/?ids={}&limit={}", self.base_url, chunk.join(","), chunk.len());
-            let response =
-                self.http.get(&url).send().await.with_context(|| format!("GET {url} failed")).map_err(CatalogUnavailable)?;
+            let response = self
+                .http
+                .get(&url)
+                .headers(request_id_header())
+                .send()
+                .await
+                .with_context(|| format!("GET {url} failed"))
+                .map_err(CatalogUnavailable)?;
             let status = response.status();
             if !status.is_success() {
                 return Err(CatalogUnavailable(anyhow::anyhow!("GET {url} answered {status}")));
@@ -88,4 +94,13 @@ impl CatalogClient {
 /// 24 lowercase hexadecimal digits: the form product ids are stored and answered in.
 fn is_product_id(text: &str) -> bool {
     text.len() == 24 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// The current request's id (see `common::request_id`), passed on to the product service.
+fn request_id_header() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = common::request_id::current().and_then(|id| reqwest::header::HeaderValue::from_str(&id).ok()) {
+        headers.insert(common::request_id::HEADER, value);
+    }
+    headers
 }

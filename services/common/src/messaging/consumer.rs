@@ -276,8 +276,17 @@ where
     let waited = waited_of(&delivery.properties);
     let attempt_information = Attempt { number: attempt, waited, may_keep_waiting: waited < settings.not_yet_give_up_after };
     let correlation_id = delivery.properties.correlation_id().as_ref().map(ToString::to_string).unwrap_or_default();
-    let span = tracing::info_span!("message", queue = M::QUEUE, correlation_id = %correlation_id, attempt);
-    async move {
+    // The request that caused the message, or a new id for one that came without (published by
+    // hand, or by an older version): either way what the handler logs and publishes carries one.
+    let request_id = crate::request_id::accept(header_text(&delivery.properties, crate::request_id::HEADER).as_deref());
+    let span = tracing::info_span!(
+        "message",
+        queue = M::QUEUE,
+        correlation_id = %correlation_id,
+        request_id = %request_id,
+        attempt
+    );
+    let handling = async move {
         if let Err(error) = serde_json::from_slice::<M>(&delivery.data) {
             tracing::error!(%error, "message cannot be decoded; dead-lettering it");
             reject(&delivery).await;
@@ -331,9 +340,8 @@ where
                 reject(&delivery).await;
             }
         }
-    }
-    .instrument(span)
-    .await;
+    };
+    crate::request_id::scope(request_id, handling.instrument(span)).await;
 }
 
 /// Runs the handler until it answers something other than `Unavailable`, pausing the consumer
@@ -512,6 +520,15 @@ fn header_number(properties: &BasicProperties, name: &str) -> Option<i64> {
         AMQPValue::ShortInt(number) => Some(i64::from(number)),
         AMQPValue::ShortShortInt(number) => Some(i64::from(number)),
         AMQPValue::Timestamp(seconds) => i64::try_from(seconds).ok().map(|seconds| seconds * 1000),
+        _ => None,
+    }
+}
+
+/// A header holding text (a long or short string), if present.
+fn header_text(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref().and_then(|headers| headers.inner().get(name).cloned())? {
+        AMQPValue::LongString(text) => Some(text.to_string()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
         _ => None,
     }
 }

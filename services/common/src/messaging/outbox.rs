@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
-use lapin::types::FieldTable;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +29,10 @@ pub struct OutboxMessage {
     pub correlation_id: String,
     /// The message serialised as JSON text.
     pub payload: String,
+    /// The request that caused it (see `crate::request_id`), sent on as the AMQP header
+    /// `x-request-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl OutboxMessage {
@@ -39,6 +42,7 @@ impl OutboxMessage {
             queue: M::QUEUE.to_owned(),
             correlation_id: message.correlation_id(),
             payload: serde_json::to_string(message).expect("messages always serialise"),
+            request_id: crate::request_id::current(),
         }
     }
 }
@@ -114,7 +118,13 @@ impl<S: OutboxStore> OutboxRelay<S> {
 
     async fn publish_one(&self, message: &OutboxMessage) -> anyhow::Result<()> {
         self.publisher
-            .publish_raw(&message.queue, &message.correlation_id, &message.id, message.payload.as_bytes(), FieldTable::default())
+            .publish_raw(
+                &message.queue,
+                &message.correlation_id,
+                &message.id,
+                message.payload.as_bytes(),
+                super::publisher::request_id_headers(message.request_id.as_deref()),
+            )
             .await?;
         self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
         tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
@@ -154,7 +164,13 @@ mod tests {
     use super::*;
 
     fn event(id: &str, correlation_id: &str) -> OutboxMessage {
-        OutboxMessage { id: id.into(), queue: "queue".into(), correlation_id: correlation_id.into(), payload: "{}".into() }
+        OutboxMessage {
+            id: id.into(),
+            queue: "queue".into(),
+            correlation_id: correlation_id.into(),
+            payload: "{}".into(),
+            request_id: None,
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Publisher {
     pub async fn publish<M: Message>(&self, message: &M) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(message).context("failed to serialise message")?;
         let message_id = uuid::Uuid::new_v4().to_string();
-        self.publish_raw(M::QUEUE, &message.correlation_id(), &message_id, &payload, FieldTable::default()).await
+        let headers = request_id_headers(crate::request_id::current().as_deref());
+        self.publish_raw(M::QUEUE, &message.correlation_id(), &message_id, &payload, headers).await
     }
 
     /// Publishes bytes to `queue` and waits (at most [`CONFIRM_TIMEOUT`]) for the broker's confirm.
@@ -182,4 +183,13 @@ impl Publisher {
             let _ = tokio::time::timeout(Duration::from_secs(5), connection.close(200, "shutting down".into())).await;
         }
     }
+}
+
+/// The AMQP headers that carry `request_id` (none without one).
+pub fn request_id_headers(request_id: Option<&str>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let Some(id) = request_id {
+        headers.insert(crate::request_id::HEADER.into(), lapin::types::AMQPValue::LongString(id.into()));
+    }
+    headers
 }
