@@ -39,7 +39,21 @@ Feature: Monitoring the message queues (guide section 7)
       """
       {"this is": "not an order"}
       """
-    Then the dead-letter queue of "inventory_reserved" holds 2 messages
+    Then "inventory_reserved" has 2 dead letters
+    And each of them was rejected by the consumer of "inventory_reserved"
+    And the dead-letter queue of "inventory_reserved" holds 2 messages
     And the dead-letter queue of "order_created" holds 1 message
     When the customer orders 1 "Smart Fitness Watch"
     Then the order is paid
+
+  @delivery
+  Scenario: A dead letter replayed goes back to its consumer, which handles it
+    # A product_created that inventory once gave up on, put straight into its dead-letter queue.
+    When I publish to the queue "product_created.dead_letter":
+      """
+      {"product_id": "65f0000000000000000000a1", "quantity": 12}
+      """
+    Then "product_created" has 1 dead letter
+    When the dead letters of "product_created" are replayed
+    Then within 20 seconds the field "available_quantity" of GET "/api/v1/inventory/65f0000000000000000000a1" is "12"
+    And "product_created" has 0 dead letters

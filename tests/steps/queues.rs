@@ -47,6 +47,43 @@ async fn dead_letter_queue_holds(world: &mut ShopWorld, queue: String, expected:
     world.expected_errors.push("dead-lettering".into());
 }
 
+/// What `cargo xtask dlq show` reads: the queue's dead letters, left in place. Waits for the
+/// count to arrive (dead-lettering comes after the consumer's retries).
+#[then(expr = "{string} has {int} dead letter(s)")]
+async fn queue_has_dead_letters(world: &mut ShopWorld, queue: String, expected: usize) {
+    let url = world.system().vhost.amqp_url.clone();
+    let letters = eventually(Duration::from_secs(30), &format!("{expected} dead letter(s) of {queue}"), || {
+        let (url, queue) = (url.clone(), queue.clone());
+        async move {
+            match common::messaging::dead_letters::peek(&url, &queue, expected + 10).await {
+                Ok(letters) if letters.len() == expected => Ok(letters),
+                Ok(letters) => Err(format!("{} dead letters: {letters:?}", letters.len())),
+                Err(error) => Err(format!("{error:#}")),
+            }
+        }
+    })
+    .await;
+    world.dead_letters = letters;
+}
+
+/// Why the dead letters the previous step saw died, as `cargo xtask dlq show` says it.
+#[then(expr = "each of them was {word} by the consumer of {string}")]
+async fn each_dead_letter_was(world: &mut ShopWorld, reason: String, queue: String) {
+    assert!(!world.dead_letters.is_empty(), "no dead letters were looked at");
+    for letter in &world.dead_letters {
+        assert_eq!(letter.reason.as_deref(), Some(reason.as_str()), "{letter:?}");
+        assert_eq!(letter.from_queue.as_deref(), Some(queue.as_str()), "{letter:?}");
+    }
+}
+
+/// `cargo xtask dlq replay --queue Q`: every dead letter of the queue back to its consumer.
+#[when(expr = "the dead letters of {string} are replayed")]
+async fn dead_letters_are_replayed(world: &mut ShopWorld, queue: String) {
+    let url = world.system().vhost.amqp_url.clone();
+    let replayed = common::messaging::dead_letters::replay(&url, &queue).await.unwrap_or_else(|error| panic!("{error:#}"));
+    assert_eq!(replayed, world.dead_letters.len(), "replayed other than the dead letters seen before");
+}
+
 #[when("I list the queues through the RabbitMQ management API")]
 async fn list_queues(world: &mut ShopWorld) {
     let vhost = world.system().vhost.clone();

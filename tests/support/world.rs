@@ -75,6 +75,8 @@ pub struct ShopWorld {
     /// Orders placed by the concurrent-orders step, with the instant each POST was sent, until a
     /// later step waits for them to settle.
     pub placed_orders: Vec<(String, std::time::Instant)>,
+    /// The dead letters a step last looked at.
+    pub dead_letters: Vec<common::messaging::dead_letters::DeadLetter>,
 }
 
 impl fmt::Debug for ShopWorld {
@@ -98,6 +100,7 @@ impl ShopWorld {
             last: None,
             expected_errors: Vec::new(),
             placed_orders: Vec::new(),
+            dead_letters: Vec::new(),
         }
     }
 

@@ -16,9 +16,14 @@
 //!   status machine and store, the consumer and the outbox relay, each against the tests and
 //!   features that should catch a change there.
 //!
+//! - `dlq list | show [--queue Q] [--limit N] | replay [--queue Q]`: against a running system (the
+//!   broker at `RABBITMQ_URL`, default the local one): what is dead-lettered and why, and handing
+//!   it back to its consumer (safe: every consumer is idempotent).
+//!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
 mod chaos;
+mod dlq;
 mod infrastructure;
 mod mutants;
 mod system;
@@ -33,9 +38,10 @@ fn main() -> ExitCode {
         Some("load") => system::load(&arguments[1..]),
         Some("mutants") => mutants::mutants(&arguments[1..]),
         Some("chaos") => chaos::chaos(&arguments[1..]),
+        Some("dlq") => dlq::dlq(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS]"
+                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q]"
             );
             return ExitCode::from(2);
         }

@@ -6,6 +6,7 @@
 //! order id, a product id), so a message delivered twice changes nothing the second time.
 
 pub mod consumer;
+pub mod dead_letters;
 #[cfg(feature = "mongodb")]
 pub mod document_outbox;
 pub mod events;
