@@ -5,6 +5,7 @@ mod auth;
 mod catalog;
 mod faults;
 mod http;
+mod metrics;
 mod orders;
 mod queues;
 mod system;

@@ -35,7 +35,7 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 /// server spawns a task per connection, which would otherwise lose the context the service was
 /// started in (the test harness starts each scenario's services in a span of their own, and
 /// attributes what they log to that scenario through it).
-pub fn finish(router: Router) -> Router {
+pub fn finish(router: Router, metrics: &crate::metrics::Metrics) -> Router {
     let service_span = tracing::Span::current();
     let trace = TraceLayer::new_for_http()
         .make_span_with(move |request: &Request<_>| {
@@ -55,7 +55,10 @@ pub fn finish(router: Router) -> Router {
         // an error, with its cause, by `ApiError`.
         .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN));
     // The request id layer is the outer one, so the trace span is made with the id in place.
+    // Requests that matched a route are counted and timed; `/metrics` itself is not.
     router
+        .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), crate::metrics::track_requests))
+        .merge(crate::metrics::router(metrics.clone()))
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .layer(trace)
         .layer(axum::middleware::from_fn(crate::request_id::middleware))

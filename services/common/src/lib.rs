@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod messaging;
+pub mod metrics;
 pub mod money;
 pub mod openapi;
 #[cfg(feature = "postgres")]

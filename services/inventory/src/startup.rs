@@ -59,6 +59,8 @@ pub struct Application {
     publisher: Arc<Publisher>,
     /// Where the consumers report whether they consume (`/ready`).
     readiness: common::health::Readiness,
+    /// `/metrics`: the consumers and the HTTP routes record into it.
+    metrics: common::metrics::Metrics,
 }
 
 impl Application {
@@ -76,7 +78,8 @@ impl Application {
         let readiness = common::health::Readiness::default();
         readiness.postgres(pool.clone());
         readiness.broker(Arc::clone(&publisher));
-        let router = router(state, readiness.clone());
+        let metrics = common::metrics::Metrics::new();
+        let router = router(state, readiness.clone(), &metrics);
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
@@ -88,6 +91,7 @@ impl Application {
             product_stock_record_wait: config.product_stock_record_wait,
             publisher,
             readiness,
+            metrics,
         })
     }
 
@@ -103,6 +107,7 @@ impl Application {
             &self.rabbitmq_url,
             self.product_stock_record_wait,
             &self.readiness,
+            &self.metrics,
             &background,
         );
 
@@ -127,11 +132,13 @@ fn start_consumers(
     rabbitmq_url: &str,
     product_stock_record_wait: std::time::Duration,
     readiness: &common::health::Readiness,
+    metrics: &common::metrics::Metrics,
     cancel: &CancellationToken,
 ) -> JoinSet<()> {
     let mut consumers = JoinSet::new();
     let settings = |queue: &str| ConsumerSettings {
         readiness: Some(readiness.clone()),
+        metrics: Some(metrics.clone()),
         ..ConsumerSettings::new(format!("{SERVICE_NAME}.{queue}"))
     };
     let product_event_settings = |queue: &str| ConsumerSettings { prefetch: PRODUCT_EVENT_PREFETCH, ..settings(queue) };
@@ -175,6 +182,7 @@ fn start_consumers(
     };
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
+    let reservation_metrics = crate::reservations::ReservationMetrics::register(metrics);
     consumers.spawn(
         consume_with_attempts::<OrderCreated, _, _>(
             rabbitmq_url.to_owned(),
@@ -182,7 +190,8 @@ fn start_consumers(
             move |order, attempt| {
                 let pool = handler_pool.clone();
                 let publisher = Arc::clone(&handler_publisher);
-                async move { crate::reservations::on_order_created(&pool, &publisher, order, attempt).await }
+                let metrics = reservation_metrics.clone();
+                async move { crate::reservations::on_order_created(&pool, &publisher, &metrics, order, attempt).await }
             },
             cancel.clone(),
         )
@@ -207,11 +216,12 @@ fn start_consumers(
 
 /// The whole HTTP surface: health, documentation and the inventory resource. Pure, so tests can
 /// call it without a socket.
-pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness, metrics: &common::metrics::Metrics) -> Router {
     let (api, openapi) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::inventory::router()).split_for_parts();
     let api = api.with_state(state);
     common::http::finish(
         Router::new().merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(openapi)).merge(api),
+        metrics,
     )
 }

@@ -29,7 +29,13 @@ pub struct ConsumerContext {
     /// Wakes the outbox relay after a status change stored an event (the payment announcement),
     /// so it is published at once instead of at the relay's next poll.
     pub relay_wake: Arc<Notify>,
+    /// `order_accepted_to_paid_seconds`: from the order's `created_at` to its payment.
+    pub accepted_to_paid: prometheus_client::metrics::histogram::Histogram,
 }
+
+/// Buckets of `order_accepted_to_paid_seconds`: from 5 ms to a minute (an order waiting out an
+/// outage takes that long).
+pub const ACCEPTED_TO_PAID_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
 
 /// Starts the three consumers; each runs until `cancel` fires.
 pub fn spawn_all(
@@ -100,7 +106,11 @@ pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryRe
 pub async fn on_order_processed(context: &ConsumerContext, event: OrderProcessed) -> Result<(), HandlerError> {
     let order_id = parse_order_id(&event.order_id)?;
     match context.store.change_status(order_id, None, OrderStatus::Processing, OrderStatus::Paid, None).await? {
-        StatusChange::Changed(_) => tracing::info!(order_id = %order_id, "payment done; order is paid"),
+        StatusChange::Changed(order) => {
+            let waited = (chrono::Utc::now() - order.created_at).to_std().unwrap_or_default();
+            context.accepted_to_paid.observe(waited.as_secs_f64());
+            tracing::info!(order_id = %order_id, "payment done; order is paid");
+        }
         StatusChange::StatusMovedOn => {
             tracing::info!(order_id = %order_id, "payment event for an order that has moved on; ignored")
         }

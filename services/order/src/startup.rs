@@ -54,6 +54,8 @@ pub struct Application {
     relay_wake: Arc<Notify>,
     /// Where the consumers report whether they consume (`/ready`).
     readiness: common::health::Readiness,
+    /// `/metrics`: the relay, the consumers and the HTTP routes record into it.
+    metrics: common::metrics::Metrics,
 }
 
 impl Application {
@@ -78,11 +80,12 @@ impl Application {
         let readiness = common::health::Readiness::default();
         readiness.mongodb(mongodb.clone());
         readiness.broker(Arc::clone(&publisher));
-        let router = router(state, readiness.clone());
+        let metrics = common::metrics::Metrics::new();
+        let router = router(state, readiness.clone(), &metrics);
 
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake, readiness })
+        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake, readiness, metrics })
     }
 
     pub fn port(&self) -> u16 {
@@ -92,13 +95,20 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
-        let relay = OutboxRelay::new(self.store.outbox(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake));
+        let relay = OutboxRelay::new(self.store.outbox(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake))
+            .with_metrics(self.metrics.clone());
         // Background tasks run in the span the service was started in, so their logs keep its context.
         background.spawn(relay.run(cancel.clone()).in_current_span());
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
         settings.prefetch = self.config.consumer_prefetch;
         settings.readiness = Some(self.readiness.clone());
-        let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake) };
+        settings.metrics = Some(self.metrics.clone());
+        let accepted_to_paid = self.metrics.histogram(
+            "order_accepted_to_paid_seconds",
+            "Time from an order's acceptance to its payment",
+            &consumers::ACCEPTED_TO_PAID_BUCKETS,
+        );
+        let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake), accepted_to_paid };
         consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;
@@ -129,8 +139,11 @@ impl Application {
 }
 
 /// Every route of the service, with health, the OpenAPI document and Swagger UI.
-pub fn router(state: OrdersState, readiness: common::health::Readiness) -> Router {
+pub fn router(state: OrdersState, readiness: common::health::Readiness, metrics: &common::metrics::Metrics) -> Router {
     let (api, specification) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(orders::router(state)).split_for_parts();
-    common::http::finish(api.merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(specification)))
+    common::http::finish(
+        api.merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(specification)),
+        metrics,
+    )
 }

@@ -63,7 +63,9 @@ impl Application {
 
         let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
         let outbox_wake = Arc::new(Notify::new());
-        let outbox_relay = OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake));
+        let metrics = common::metrics::Metrics::new();
+        let outbox_relay =
+            OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake)).with_metrics(metrics.clone());
 
         let state = AppState {
             products,
@@ -74,7 +76,7 @@ impl Application {
         let readiness = common::health::Readiness::default();
         readiness.mongodb(mongodb_client.clone());
         readiness.broker(Arc::clone(&publisher));
-        let router = router(state, readiness);
+        let router = router(state, readiness, &metrics);
 
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
@@ -106,11 +108,12 @@ impl Application {
 
 /// The whole HTTP surface: health, documentation and the catalog. Pure, so tests can call it
 /// without a socket.
-pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness, metrics: &common::metrics::Metrics) -> Router {
     let (api, openapi) =
         OpenApiRouter::with_openapi(ApiDocumentation::openapi()).merge(crate::products::router()).split_for_parts();
     let api = api.with_state(state);
     common::http::finish(
         Router::new().merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(openapi)).merge(api),
+        metrics,
     )
 }

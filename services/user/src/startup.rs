@@ -54,7 +54,8 @@ impl Application {
         let port = listener.local_addr().context("failed to read the bound address")?.port();
         let readiness = common::health::Readiness::default();
         readiness.postgres(pool.clone());
-        Ok(Self { port, listener, router: router(state, readiness), pool })
+        let metrics = common::metrics::Metrics::new();
+        Ok(Self { port, listener, router: router(state, readiness, &metrics), pool })
     }
 
     pub fn port(&self) -> u16 {
@@ -70,7 +71,7 @@ impl Application {
 
 /// Every route of the service, with its OpenAPI document. Pure: a test can call it without a
 /// socket.
-pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
+pub fn router(state: AppState, readiness: common::health::Readiness, metrics: &common::metrics::Metrics) -> Router {
     let (api, document) = OpenApiRouter::with_openapi(ApiDocument::openapi())
         .merge(crate::auth::router())
         .merge(crate::users::router())
@@ -78,5 +79,6 @@ pub fn router(state: AppState, readiness: common::health::Readiness) -> Router {
         .split_for_parts();
     common::http::finish(
         api.with_state(state).merge(common::health::router("user-service", readiness)).merge(common::openapi::router(document)),
+        metrics,
     )
 }

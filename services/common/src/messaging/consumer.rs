@@ -59,6 +59,9 @@ pub const ATTEMPT_HEADER: &str = "x-attempt";
 /// (milliseconds since the Unix epoch), so the wait is measured in time across redeliveries.
 pub const WAITING_SINCE_HEADER: &str = "x-waiting-since";
 
+/// The metrics outcome of a delivery rejected into its dead-letter queue.
+const DEAD_LETTERED: &str = "dead_lettered";
+
 /// How long re-publishing a retry or a delayed copy may take, confirm included. Past that the
 /// broker is treated as unavailable: the delivery is handed back (nack with requeue) instead.
 const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,6 +97,8 @@ pub struct ConsumerSettings {
     pub not_yet_give_up_after: Duration,
     /// Where the consumer reports whether it consumes (`/ready`), if anywhere.
     pub readiness: Option<crate::health::Readiness>,
+    /// Where it counts and times the deliveries it finishes (`/metrics`), if anywhere.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl ConsumerSettings {
@@ -108,6 +113,7 @@ impl ConsumerSettings {
             not_yet_recheck_interval: Duration::from_secs(5),
             not_yet_give_up_after: Duration::from_secs(5 * 60),
             readiness: None,
+            metrics: None,
         }
     }
 }
@@ -286,25 +292,28 @@ where
         request_id = %request_id,
         attempt
     );
+    let started = std::time::Instant::now();
     let handling = async move {
         if let Err(error) = serde_json::from_slice::<M>(&delivery.data) {
             tracing::error!(%error, "message cannot be decoded; dead-lettering it");
             reject(&delivery).await;
-            return;
+            return DEAD_LETTERED;
         }
         let Some(outcome) = run_through_outages::<M, H, F>(&delivery, handler, attempt_information, context).await else {
-            return;
+            return "handed_back";
         };
         match outcome {
             Ok(()) => {
                 if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
                     tracing::warn!(%error, "failed to acknowledge; the message will be redelivered");
                 }
+                "handled"
             }
             Err(HandlerError::Unavailable(_)) => unreachable!("outages are waited out above"),
             Err(HandlerError::Reject(error)) => {
                 tracing::error!(error = format!("{error:#}"), "message rejected; dead-lettering it");
                 reject(&delivery).await;
+                DEAD_LETTERED
             }
             Err(HandlerError::Retry(error)) if attempt < settings.max_attempts => {
                 tracing::warn!(error = format!("{error:#}"), "handler failed; retrying later");
@@ -312,10 +321,12 @@ where
                 tokio::time::sleep(capped_backoff(settings.retry_backoff, attempt, settings.retry_backoff * 64)).await;
                 let copy = with_header(&delivery.properties, ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(attempt + 1)));
                 replace_with_copy(&delivery, context.retry_channel, M::QUEUE, copy).await;
+                "retried"
             }
             Err(HandlerError::Retry(error)) => {
                 tracing::error!(error = format!("{error:#}"), attempts = attempt, "giving up; dead-lettering the message");
                 reject(&delivery).await;
+                DEAD_LETTERED
             }
             Err(HandlerError::NotYet(error)) if attempt_information.may_keep_waiting => {
                 tracing::info!(
@@ -330,6 +341,7 @@ where
                 // The broker dead-letters the copy back into the work queue when this expires.
                 let copy = copy.with_expiration(settings.not_yet_recheck_interval.as_millis().to_string().into());
                 replace_with_copy(&delivery, context.retry_channel, &topology::delay_queue(M::QUEUE), copy).await;
+                "set_aside"
             }
             Err(HandlerError::NotYet(error)) => {
                 tracing::error!(
@@ -338,10 +350,14 @@ where
                     "waited long enough and the handler still cannot answer; dead-lettering the message"
                 );
                 reject(&delivery).await;
+                DEAD_LETTERED
             }
         }
     };
-    crate::request_id::scope(request_id, handling.instrument(span)).await;
+    let outcome = crate::request_id::scope(request_id, handling.instrument(span)).await;
+    if let Some(metrics) = &settings.metrics {
+        metrics.message(M::QUEUE, outcome, started.elapsed());
+    }
 }
 
 /// Runs the handler until it answers something other than `Unavailable`, pausing the consumer

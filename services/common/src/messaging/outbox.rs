@@ -33,6 +33,10 @@ pub struct OutboxMessage {
     /// `x-request-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// When it was stored (Unix milliseconds), for the outbox's age metric. Absent from events
+    /// stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<i64>,
 }
 
 impl OutboxMessage {
@@ -43,6 +47,7 @@ impl OutboxMessage {
             correlation_id: message.correlation_id(),
             payload: serde_json::to_string(message).expect("messages always serialise"),
             request_id: crate::request_id::current(),
+            created_at_ms: Some(chrono::Utc::now().timestamp_millis()),
         }
     }
 }
@@ -65,11 +70,19 @@ pub struct OutboxRelay<S> {
     /// How often to look for events without being woken: catches events stored by another
     /// instance, or left over from before a restart.
     poll_interval: Duration,
+    /// Where each read's backlog is reported (`outbox_events_pending`, ...), if anywhere.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl<S: OutboxStore> OutboxRelay<S> {
     pub fn new(store: S, publisher: Arc<Publisher>, wake: Arc<Notify>) -> Self {
-        Self { store, publisher, wake, poll_interval: Duration::from_secs(1) }
+        Self { store, publisher, wake, poll_interval: Duration::from_secs(1), metrics: None }
+    }
+
+    /// The same relay, reporting what it reads to `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until cancelled.
@@ -97,6 +110,12 @@ impl<S: OutboxStore> OutboxRelay<S> {
     async fn publish_pending(&self) -> anyhow::Result<()> {
         loop {
             let batch = self.store.pending(PENDING_BATCH).await.context("failed to read the outbox")?;
+            if let Some(metrics) = &self.metrics {
+                let now = chrono::Utc::now().timestamp_millis();
+                let oldest = batch.iter().filter_map(|message| message.created_at_ms).min();
+                let age = oldest.map(|at| Duration::from_millis(u64::try_from(now - at).unwrap_or(0)));
+                metrics.outbox(batch.len(), age);
+            }
             if batch.is_empty() {
                 return Ok(());
             }
@@ -170,6 +189,7 @@ mod tests {
             correlation_id: correlation_id.into(),
             payload: "{}".into(),
             request_id: None,
+            created_at_ms: None,
         }
     }
 

@@ -10,6 +10,9 @@ pub mod store;
 use anyhow::Context;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
 use common::messaging::{Attempt, HandlerError, Publisher};
+use common::metrics::{Metrics, OutcomeLabels};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use sqlx::PgPool;
 
 use self::store::{ReleaseOutcome, ReservationOutcome, UnknownProducts};
@@ -25,9 +28,29 @@ use self::store::{ReleaseOutcome, ReservationOutcome, UnknownProducts};
 ///
 /// Errors from PostgreSQL and the broker convert by type: an outage pauses the consumer, keeps
 /// the message and costs it no try (see `common::messaging::HandlerError`).
+/// What inventory reports about reservations at `/metrics`.
+#[derive(Clone)]
+pub struct ReservationMetrics {
+    /// `reservations_total{outcome}`: every answer to an order (`reserved`, `failed`), a
+    /// redelivered order's repeated answer included.
+    outcomes: Family<OutcomeLabels, Counter>,
+    /// `stock_outs_total`: orders refused because a product had too little stock.
+    stock_outs: Counter,
+}
+
+impl ReservationMetrics {
+    pub fn register(metrics: &Metrics) -> Self {
+        Self {
+            outcomes: metrics.outcome_counter("reservations", "Orders answered by the reservation store, by outcome"),
+            stock_outs: metrics.counter("stock_outs", "Orders refused for lack of stock"),
+        }
+    }
+}
+
 pub async fn on_order_created(
     pool: &PgPool,
     publisher: &Publisher,
+    metrics: &ReservationMetrics,
     order: OrderCreated,
     attempt: Attempt,
 ) -> Result<(), HandlerError> {
@@ -40,6 +63,7 @@ pub async fn on_order_created(
                 .publish(&InventoryReserved { order_id: order_id.clone() })
                 .await
                 .with_context(|| format!("failed to announce the reservation of order {order_id}"))?;
+            metrics.outcomes.get_or_create(&OutcomeLabels { outcome: "reserved" }).inc();
             tracing::info!(order_id, "reserved stock for order");
         }
         ReservationOutcome::Failed { reason } => {
@@ -47,6 +71,10 @@ pub async fn on_order_created(
                 .publish(&InventoryFailed { order_id: order_id.clone(), reason: reason.clone() })
                 .await
                 .with_context(|| format!("failed to announce the failed reservation of order {order_id}"))?;
+            metrics.outcomes.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
+            if reason.starts_with(store::INSUFFICIENT_STOCK) {
+                metrics.stock_outs.inc();
+            }
             tracing::info!(order_id, reason, "could not reserve stock for order");
         }
         ReservationOutcome::ProductsNotKnownYet { reason } => {

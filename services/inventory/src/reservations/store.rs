@@ -15,6 +15,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::inventory::model::is_product_id;
 
+/// How the reason of an order refused for lack of stock begins.
+pub const INSUFFICIENT_STOCK: &str = "insufficient stock";
+
 /// What inventory answers about an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReservationOutcome {
@@ -221,7 +224,7 @@ async fn hold_stock(
         })
         .collect();
     if !shortages.is_empty() {
-        return Ok(ReservationOutcome::Failed { reason: format!("insufficient stock for {}", shortages.join("; ")) });
+        return Ok(ReservationOutcome::Failed { reason: format!("{INSUFFICIENT_STOCK} for {}", shortages.join("; ")) });
     }
 
     sqlx::query(

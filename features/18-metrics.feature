@@ -1,0 +1,34 @@
+Feature: Metrics: every service reports its work at /metrics, in the Prometheus text format
+  Requests by route and status with their latency, deliveries by queue and outcome with their
+  handling time, the outbox's backlog, reservations and stock-outs, and the time from an
+  order's acceptance to its payment. Each service instance reports its own work only.
+
+  Background:
+    Given the shop is running
+    And a customer with a default address
+    And the guide's catalog
+
+  Scenario: An order paid shows in the metrics of every service that handled it
+    When the customer orders 1 "Premium Smartphone"
+    Then the order is paid
+    And the shop has settled
+    And the order service's metric "http_requests_total" with "method=POST,route=/api/v1/orders/,status=201" is 1
+    And the order service's metric "messages_total" with "queue=inventory_reserved,outcome=handled" is 1
+    And the order service's metric "messages_total" with "queue=order_processed,outcome=handled" is 1
+    And the order service's metric "order_accepted_to_paid_seconds_count" with "" is 1
+    And the order service's metric "outbox_events_pending" with "" is 0
+    And the inventory service's metric "reservations_total" with "outcome=reserved" is 1
+    And the inventory service's metric "messages_total" with "queue=product_created,outcome=handled" is 3
+    And the product service's metric "http_requests_total" with "method=POST,route=/api/v1/products/,status=201" is 3
+
+  Scenario: A stock-out and a dead letter are counted
+    When the customer orders 51 "Premium Smartphone"
+    Then the order is cancelled for lack of "Premium Smartphone"
+    And the inventory service's metric "reservations_total" with "outcome=failed" is 1
+    And the inventory service's metric "stock_outs_total" with "" is 1
+    When I publish to the queue "order_created":
+      """
+      {"this is": "not an order"}
+      """
+    Then the dead-letter queue of "order_created" holds 1 message
+    And the inventory service's metric "messages_total" with "queue=order_created,outcome=dead_lettered" is 1
