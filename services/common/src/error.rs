@@ -45,8 +45,22 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Every error answer's body, as the OpenAPI documents declare it: `{"detail": ...}`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+/// What went wrong: a sentence, or (a 422 for invalid fields) one entry per field.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetail {
+    Message(String),
+    Fields(Vec<FieldError>),
+}
+
 /// One field's validation failure, shaped like FastAPI's `{"loc": [...], "msg": ..., "type": ...}`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub loc: Vec<String>,
     pub msg: String,
@@ -105,8 +119,8 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%message, "request failed because a dependency is unavailable");
                 return unavailable_response(message.clone());
             }
-            ApiError::Validation(errors) => json!({ "detail": errors }),
-            other => json!({ "detail": other.to_string() }),
+            ApiError::Validation(errors) => json!(ErrorBody { detail: ErrorDetail::Fields(errors.clone()) }),
+            other => json!(ErrorBody { detail: ErrorDetail::Message(other.to_string()) }),
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {

@@ -14,17 +14,27 @@ pub fn router(spec: utoipa::openapi::OpenApi) -> Router {
     Router::new().merge(SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec).config(config))
 }
 
-/// Declares the `bearer` security scheme (a JWT in `Authorization: Bearer`) that handlers name
-/// with `security(("bearer" = []))`. Import it and name it in `#[openapi(modifiers(&BearerSecurity))]`.
+/// Where Swagger UI's "Authorize" sends the OAuth2 password form: the user service's login, as
+/// the gateway routes it (so it works on the user service's own docs and through the gateway).
+pub const TOKEN_URL: &str = "/api/v1/auth/login";
+
+/// Declares the two ways to send the access token, which protected operations name with
+/// `security(("bearer" = []), ("oauth2" = []))`: `bearer` (paste a token) and `oauth2`, the
+/// password flow at [`TOKEN_URL`] (Swagger UI asks for the email and password and fetches the
+/// token itself). Import it and name it in `#[openapi(modifiers(&BearerSecurity))]`.
 pub struct BearerSecurity;
 
 impl utoipa::Modify for BearerSecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(TOKEN_URL, Scopes::new()))])),
         );
     }
 }

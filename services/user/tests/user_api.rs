@@ -359,6 +359,15 @@ async fn the_openapi_document_describes_every_route_and_the_bearer_scheme() {
             assert!(document["paths"][path].is_object(), "{path} missing from the OpenAPI document");
         }
         assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        // Swagger UI's "Authorize" can log in with the password flow itself.
+        assert_eq!(document["components"]["securitySchemes"]["oauth2"]["flows"]["password"]["tokenUrl"], "/api/v1/auth/login");
+        assert_eq!(document["paths"]["/api/v1/users/me"]["get"]["security"], json!([{"bearer": []}, {"oauth2": []}]));
+        // Every error answer has a schema: {"detail": a sentence, or a list of field errors}.
+        assert_eq!(
+            document["paths"]["/api/v1/auth/login"]["post"]["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert!(document["components"]["schemas"]["ErrorDetail"]["oneOf"].is_array(), "{}", document["components"]["schemas"]);
         assert!(
             document["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
                 .is_object()

@@ -57,11 +57,11 @@ fn inventory_not_found(product_id: &str) -> ApiError {
     path = "/api/v1/inventory/",
     tag = "inventory",
     params(InventoryFilters),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "Stock records", body = [InventoryRecord]),
-        (status = 401, description = "No valid access token"),
-        (status = 422, description = "Invalid paging or filter"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid paging or filter", body = common::error::ErrorBody),
     )
 )]
 async fn list_inventory(
@@ -80,12 +80,12 @@ async fn list_inventory(
     path = "/api/v1/inventory/{product_id}",
     tag = "inventory",
     params(("product_id" = String, Path, description = "The product id (24 hexadecimal digits)")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The stock record", body = InventoryRecord),
-        (status = 401, description = "No valid access token"),
-        (status = 404, description = "No stock record for that product"),
-        (status = 422, description = "Not a valid product id"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 404, description = "No stock record for that product", body = common::error::ErrorBody),
+        (status = 422, description = "Not a valid product id", body = common::error::ErrorBody),
     )
 )]
 async fn get_inventory(
@@ -106,14 +106,14 @@ async fn get_inventory(
     tag = "inventory",
     params(("product_id" = String, Path, description = "The product id (24 hexadecimal digits)")),
     request_body = StockAdjustment,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The stock record after the change", body = InventoryRecord),
-        (status = 401, description = "No valid access token"),
-        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
-        (status = 404, description = "No stock record for that product"),
-        (status = 409, description = "The change would take the available quantity below zero"),
-        (status = 422, description = "Invalid adjustment or product id"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role", body = common::error::ErrorBody),
+        (status = 404, description = "No stock record for that product", body = common::error::ErrorBody),
+        (status = 409, description = "The change would take the available quantity below zero", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid adjustment or product id", body = common::error::ErrorBody),
     )
 )]
 async fn adjust_inventory(
@@ -144,12 +144,12 @@ async fn adjust_inventory(
     path = "/api/v1/inventory/{product_id}/history",
     tag = "inventory",
     params(("product_id" = String, Path, description = "The product id (24 hexadecimal digits)"), HistoryFilters),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The changes", body = [HistoryEntry]),
-        (status = 401, description = "No valid access token"),
-        (status = 404, description = "No stock record for that product"),
-        (status = 422, description = "Not a valid product id, or invalid paging"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 404, description = "No stock record for that product", body = common::error::ErrorBody),
+        (status = 422, description = "Not a valid product id, or invalid paging", body = common::error::ErrorBody),
     )
 )]
 async fn inventory_history(

@@ -73,14 +73,14 @@ pub fn router(state: OrdersState) -> OpenApiRouter {
     path = "/api/v1/orders/",
     tag = "orders",
     request_body = CreateOrderRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 201, description = "Order accepted, pending", body = OrderResponse),
-        (status = 400, description = "A product does not exist or its price differs from the catalog"),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 403, description = "user_id is not the caller"),
-        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price"),
-        (status = 503, description = "The product service is unavailable"),
+        (status = 400, description = "A product does not exist or its price differs from the catalog", body = common::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
+        (status = 403, description = "user_id is not the caller", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price", body = common::error::ErrorBody),
+        (status = 503, description = "The product service is unavailable", body = common::error::ErrorBody),
     )
 )]
 async fn create_order(
@@ -108,11 +108,11 @@ async fn create_order(
     path = "/api/v1/orders/",
     tag = "orders",
     params(ListOrdersQuery),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The caller's orders, newest first", body = [OrderResponse]),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 422, description = "Invalid skip, limit or status"),
+        (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid skip, limit or status", body = common::error::ErrorBody),
     )
 )]
 async fn list_orders(
@@ -137,11 +137,11 @@ async fn list_orders(
     path = "/api/v1/orders/{order_id}",
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The order", body = OrderResponse),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 404, description = "No such order among the caller's orders"),
+        (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
+        (status = 404, description = "No such order among the caller's orders", body = common::error::ErrorBody),
     )
 )]
 async fn get_order(
@@ -163,14 +163,14 @@ async fn get_order(
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
     request_body = StatusUpdateRequest,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The order with its new status", body = OrderResponse),
-        (status = 400, description = "The transition is not allowed; the detail names the allowed ones"),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 403, description = "Shipped, delivered and refunded need the staff role (`REQUIRE_STAFF_ROLE`)"),
-        (status = 404, description = "No such order among the caller's orders"),
-        (status = 422, description = "Unknown status value"),
+        (status = 400, description = "The transition is not allowed; the detail names the allowed ones", body = common::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
+        (status = 403, description = "Shipped, delivered and refunded need the staff role (`REQUIRE_STAFF_ROLE`)", body = common::error::ErrorBody),
+        (status = 404, description = "No such order among the caller's orders", body = common::error::ErrorBody),
+        (status = 422, description = "Unknown status value", body = common::error::ErrorBody),
     )
 )]
 async fn update_order_status(
@@ -199,12 +199,12 @@ async fn update_order_status(
     path = "/api/v1/orders/{order_id}",
     tag = "orders",
     params(("order_id" = String, Path, description = "The order's id")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 204, description = "Cancelled; its stock is released asynchronously"),
-        (status = 400, description = "The order is shipped, delivered, cancelled or refunded"),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 404, description = "No such order among the caller's orders"),
+        (status = 400, description = "The order is shipped, delivered, cancelled or refunded", body = common::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
+        (status = 404, description = "No such order among the caller's orders", body = common::error::ErrorBody),
     )
 )]
 async fn cancel_order(

@@ -57,7 +57,7 @@ fn product_not_found(id: ObjectId) -> ApiError {
     params(ProductFilters),
     responses(
         (status = 200, description = "The matching products (an empty list when none match)", body = [ProductResponse]),
-        (status = 422, description = "A filter of the wrong type or out of range, or an unknown parameter"),
+        (status = 422, description = "A filter of the wrong type or out of range, or an unknown parameter", body = common::error::ErrorBody),
     )
 )]
 async fn list_products(
@@ -75,12 +75,12 @@ async fn list_products(
     path = "/api/v1/products/",
     tag = "products",
     request_body = NewProduct,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 201, description = "Created", body = ProductResponse),
-        (status = 401, description = "No valid access token"),
-        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
-        (status = 422, description = "Invalid product"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid product", body = common::error::ErrorBody),
     )
 )]
 async fn create_product(
@@ -116,8 +116,8 @@ async fn create_product(
     params(("id" = String, Path, description = "The product id (24 hexadecimal digits)")),
     responses(
         (status = 200, description = "The product", body = ProductResponse),
-        (status = 404, description = "No such product"),
-        (status = 422, description = "Not a valid product id"),
+        (status = 404, description = "No such product", body = common::error::ErrorBody),
+        (status = 422, description = "Not a valid product id", body = common::error::ErrorBody),
     )
 )]
 async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ProductResponse>> {
@@ -133,14 +133,14 @@ async fn get_product(State(state): State<AppState>, Path(id): Path<String>) -> A
     tag = "products",
     params(("id" = String, Path, description = "The product id (24 hexadecimal digits)")),
     request_body = ProductUpdate,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The product as it is now", body = ProductResponse),
-        (status = 400, description = "A different quantity: stock is changed through the inventory service"),
-        (status = 401, description = "No valid access token"),
-        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
-        (status = 404, description = "No such product"),
-        (status = 422, description = "Invalid update or product id"),
+        (status = 400, description = "A different quantity: stock is changed through the inventory service", body = common::error::ErrorBody),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role", body = common::error::ErrorBody),
+        (status = 404, description = "No such product", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid update or product id", body = common::error::ErrorBody),
     )
 )]
 async fn update_product(
@@ -186,13 +186,13 @@ async fn update_product(
     path = "/api/v1/products/{id}",
     tag = "products",
     params(("id" = String, Path, description = "The product id (24 hexadecimal digits)")),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid access token"),
-        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role"),
-        (status = 404, description = "No such product"),
-        (status = 422, description = "Not a valid product id"),
+        (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 403, description = "Staff only (`REQUIRE_STAFF_ROLE`), and the token has no staff role", body = common::error::ErrorBody),
+        (status = 404, description = "No such product", body = common::error::ErrorBody),
+        (status = 422, description = "Not a valid product id", body = common::error::ErrorBody),
     )
 )]
 async fn delete_product(State(state): State<AppState>, _caller: StaffCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -134,10 +134,10 @@ impl UpdateAddressRequest {
     get,
     path = "/api/v1/users/me/addresses",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The caller's addresses", body = Vec<AddressResponse>),
-        (status = 401, description = "Missing or invalid access token"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
     )
 )]
 async fn list_addresses(State(state): State<AppState>, ActiveUser(user): ActiveUser) -> ApiResult<Json<Vec<AddressResponse>>> {
@@ -150,12 +150,12 @@ async fn list_addresses(State(state): State<AppState>, ActiveUser(user): ActiveU
     post,
     path = "/api/v1/users/me/addresses",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     request_body = CreateAddressRequest,
     responses(
         (status = 201, description = "The new address", body = AddressResponse),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 422, description = "A field is missing, empty or too long"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
+        (status = 422, description = "A field is missing, empty or too long", body = common::error::ErrorBody),
     )
 )]
 async fn create_address(
@@ -174,14 +174,14 @@ async fn create_address(
     put,
     path = "/api/v1/users/me/addresses/{address_id}",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     params(("address_id" = i64, Path, description = "The address id")),
     request_body = UpdateAddressRequest,
     responses(
         (status = 200, description = "The updated address", body = AddressResponse),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 404, description = "The caller has no address with this id"),
-        (status = 422, description = "A field is empty or too long"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
+        (status = 404, description = "The caller has no address with this id", body = common::error::ErrorBody),
+        (status = 422, description = "A field is empty or too long", body = common::error::ErrorBody),
     )
 )]
 async fn update_address(
@@ -202,12 +202,12 @@ async fn update_address(
     delete,
     path = "/api/v1/users/me/addresses/{address_id}",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     params(("address_id" = i64, Path, description = "The address id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 404, description = "The caller has no address with this id"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
+        (status = 404, description = "The caller has no address with this id", body = common::error::ErrorBody),
     )
 )]
 async fn delete_address(

@@ -101,8 +101,8 @@ impl RegisterRequest {
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The new user", body = UserResponse),
-        (status = 409, description = "Email already registered"),
-        (status = 422, description = "A field is missing or invalid; `detail` lists every problem"),
+        (status = 409, description = "Email already registered", body = common::error::ErrorBody),
+        (status = 422, description = "A field is missing or invalid; `detail` lists every problem", body = common::error::ErrorBody),
     )
 )]
 async fn register(
@@ -124,9 +124,9 @@ async fn register(
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "An access and a refresh token", body = TokenResponse),
-        (status = 401, description = "Incorrect email or password"),
-        (status = 422, description = "`username` or `password` is missing"),
-        (status = 429, description = "Too many wrong passwords for this account (or logins from this address, at the gateway); `Retry-After` says when to try again"),
+        (status = 401, description = "Incorrect email or password", body = common::error::ErrorBody),
+        (status = 422, description = "`username` or `password` is missing", body = common::error::ErrorBody),
+        (status = 429, description = "Too many wrong passwords for this account (or logins from this address, at the gateway); `Retry-After` says when to try again", body = common::error::ErrorBody),
     )
 )]
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> ApiResult<Json<TokenResponse>> {
@@ -173,7 +173,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new access and refresh token", body = TokenResponse),
-        (status = 401, description = "Not a valid, unused refresh token of an active user"),
+        (status = 401, description = "Not a valid, unused refresh token of an active user", body = common::error::ErrorBody),
     )
 )]
 async fn refresh(State(state): State<AppState>, Json(request): Json<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {

@@ -121,10 +121,10 @@ pub async fn active_user(state: &AppState, user_id: i64) -> ApiResult<UserRecord
     get,
     path = "/api/v1/users/me",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     responses(
         (status = 200, description = "The caller", body = UserResponse),
-        (status = 401, description = "Missing or invalid access token, or the user is gone or inactive"),
+        (status = 401, description = "Missing or invalid access token, or the user is gone or inactive", body = common::error::ErrorBody),
     )
 )]
 async fn read_me(State(state): State<AppState>, ActiveUser(user): ActiveUser) -> ApiResult<Json<UserResponse>> {
@@ -137,12 +137,12 @@ async fn read_me(State(state): State<AppState>, ActiveUser(user): ActiveUser) ->
     put,
     path = "/api/v1/users/me",
     tag = TAG,
-    security(("bearer" = [])),
+    security(("bearer" = []), ("oauth2" = [])),
     request_body = UpdateProfileRequest,
     responses(
         (status = 200, description = "The updated caller, with addresses", body = UserResponse),
-        (status = 401, description = "Missing or invalid access token"),
-        (status = 422, description = "A field is empty, too long or unknown"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
+        (status = 422, description = "A field is empty, too long or unknown", body = common::error::ErrorBody),
     )
 )]
 async fn update_me(
