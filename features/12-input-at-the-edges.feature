@@ -59,3 +59,15 @@ Feature: Input at the edges
       """
     Then the response status is 201
     And "Desk Lamp" has 4 available and 0 reserved
+
+  Scenario: Text a database cannot hold is refused, not a server error
+    # PostgreSQL refuses a NUL in text; found by `cargo xtask fuzz`.
+    When I send a POST request to "/api/v1/auth/login" with form "username=%00customer@example.com&password=Password123"
+    Then the response status is 401
+    When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
+      """
+      {"quantity_change": 1, "reason": "a\u0000b"}
+      """
+    Then the response status is 422
+    And the response field "detail.0.msg" is "reason must not contain control characters"
+    And "Premium Smartphone" has 50 available and 0 reserved

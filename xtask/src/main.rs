@@ -2,8 +2,8 @@
 //!
 //! - `e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`: sets up what the tests need
 //!   on this machine (idempotently, saying what it does), runs the whole test suite (unit,
-//!   integration and the Gherkin features; only the features, filtered, when a filter is given)
-//!   and ends with one summary line.
+//!   integration and the Gherkin features, then `fuzz`; only the features, filtered, when a filter
+//!   is given) and ends with one summary line.
 //! - `up [--gateway-port N]`: sets up the same, builds and starts the four services as separate
 //!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
 //!   commands work as written), prints where everything is, and stops everything it started on
@@ -20,10 +20,14 @@
 //!   broker at `RABBITMQ_URL`, default the local one): what is dead-lettered and why, and handing
 //!   it back to its consumer (safe: every consumer is idempotent).
 //!
+//! - `fuzz [--examples N]`: schemathesis against every service's OpenAPI on a system it brings up
+//!   and stops; fails on a server error or an answer outside its schema.
+//!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
 mod chaos;
 mod dlq;
+mod fuzz;
 mod infrastructure;
 mod mutants;
 mod system;
@@ -39,9 +43,10 @@ fn main() -> ExitCode {
         Some("mutants") => mutants::mutants(&arguments[1..]),
         Some("chaos") => chaos::chaos(&arguments[1..]),
         Some("dlq") => dlq::dlq(&arguments[1..]),
+        Some("fuzz") => fuzz::fuzz(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q]"
+                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N]"
             );
             return ExitCode::from(2);
         }

@@ -1,4 +1,5 @@
-//! The commands: `e2e` (the whole test suite), `up` (the running system) and `load` (goose).
+//! The commands: `e2e` (the whole test suite, ending with `fuzz`), `up` (the running system) and
+//! `load` (goose).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -45,8 +46,24 @@ pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
     if !status.success() && totals.failed == 0 {
         totals.failed += 1;
     }
+    let mut success = status.success();
+    // The whole suite ends with the API fuzzing: schemathesis against every service's OpenAPI,
+    // on the system as `cargo xtask up` runs it (counted as one test).
+    if feature_arguments.is_empty() {
+        say("fuzzing every service's API: cargo xtask fuzz");
+        let fuzzed = crate::fuzz::fuzz(&[]).unwrap_or_else(|error| {
+            eprintln!("xtask: fuzz: {error:#}");
+            ExitCode::FAILURE
+        });
+        if fuzzed == ExitCode::SUCCESS {
+            totals.passed += 1;
+        } else {
+            totals.failed += 1;
+            success = false;
+        }
+    }
     println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
-    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The cucumber arguments in `cargo xtask e2e`'s arguments: `--name`/`-n` and `--tags`/`-t`

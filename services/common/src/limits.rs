@@ -7,3 +7,7 @@ pub const MAXIMUM_ADDRESS_LINE_LENGTH: usize = 200;
 /// `city`, `state` and `country`, in characters.
 pub const MAXIMUM_ADDRESS_FIELD_LENGTH: usize = 100;
 pub const MAXIMUM_POSTAL_CODE_LENGTH: usize = 20;
+
+/// The most items a page may skip: MongoDB counts a skip in a signed 64-bit integer, so a larger
+/// one would be its error (a 500) instead of the caller's (a 422).
+pub const MAXIMUM_SKIP: u64 = i64::MAX as u64;

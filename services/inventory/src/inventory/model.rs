@@ -92,6 +92,9 @@ impl StockAdjustment {
                 "reason",
                 format!("reason must have at most {MAXIMUM_REASON_LENGTH} characters"),
             ));
+        } else if self.reason.chars().any(char::is_control) {
+            // PostgreSQL refuses a NUL in text; no reason needs any control character.
+            errors.push(FieldError::new("body", "reason", "reason must not contain control characters"));
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
@@ -168,6 +171,8 @@ mod tests {
         let adjustment = StockAdjustment { quantity_change: 0, reason: " ".into() };
         assert_eq!(adjustment.validate().unwrap_err().len(), 2);
         assert!(StockAdjustment { quantity_change: -3, reason: "breakage".into() }.validate().is_ok());
+        let errors = StockAdjustment { quantity_change: 1, reason: "a\u{0}b".into() }.validate().unwrap_err();
+        assert_eq!(errors[0].msg, "reason must not contain control characters");
         assert!(serde_json::from_str::<StockAdjustment>(r#"{"quantity_change": 1.5, "reason": "x"}"#).is_err());
         assert!(serde_json::from_str::<StockAdjustment>(r#"{"quantity_change": 99999999999, "reason": "x"}"#).is_err());
     }

@@ -120,12 +120,15 @@ async fn list_orders(
     caller: CurrentUser,
     Query(query): Query<ListOrdersQuery>,
 ) -> ApiResult<Json<Vec<OrderResponse>>> {
+    let mut errors = Vec::new();
+    if query.skip > common::limits::MAXIMUM_SKIP {
+        errors.push(FieldError::new("query", "skip", format!("skip must be at most {}", common::limits::MAXIMUM_SKIP)));
+    }
     if !(1..=MAXIMUM_LIMIT).contains(&query.limit) {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "query",
-            "limit",
-            format!("limit must be between 1 and {MAXIMUM_LIMIT}"),
-        )]));
+        errors.push(FieldError::new("query", "limit", format!("limit must be between 1 and {MAXIMUM_LIMIT}")));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
     }
     let orders = state.store.list_for_user(&caller.id.to_string(), query.status, query.skip, query.limit).await?;
     Ok(Json(orders.into_iter().map(OrderResponse::from).collect()))

@@ -211,7 +211,9 @@ pub struct StatusUpdateRequest {
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
+    /// How many orders to leave out (for paging).
     #[serde(default)]
+    #[param(maximum = 9223372036854775807_u64)]
     pub skip: u64,
     /// 1 to 100; 100 when absent.
     #[serde(default = "default_limit")]

@@ -149,6 +149,7 @@ pub struct ProductFilters {
     /// Case-insensitive substring of the name, matched literally (not as a pattern).
     pub name: Option<String>,
     /// How many matching products to leave out (for paging).
+    #[param(maximum = 9223372036854775807_u64)]
     pub skip: Option<u64>,
     /// How many products to return: 1 to 100, 100 by default.
     pub limit: Option<u64>,
@@ -210,6 +211,9 @@ impl ProductFilters {
             }
             parsed
         });
+        if self.skip.is_some_and(|skip| skip > common::limits::MAXIMUM_SKIP) {
+            errors.push(FieldError::new("query", "skip", format!("skip must be at most {}", common::limits::MAXIMUM_SKIP)));
+        }
         let limit = self.limit.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAXIMUM_PAGE_SIZE).contains(&limit) {
             errors.push(FieldError::new("query", "limit", format!("limit must be between 1 and {MAXIMUM_PAGE_SIZE}")));

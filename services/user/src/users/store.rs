@@ -72,6 +72,11 @@ pub async fn insert(pool: &PgPool, user: &NewUser) -> ApiResult<UserRecord> {
 
 /// The user whose email matches, ignoring case.
 pub async fn find_by_email(pool: &PgPool, email: &str) -> anyhow::Result<Option<UserRecord>> {
+    // No registered email holds a control character (registration refuses them), and PostgreSQL
+    // refuses a NUL in any text: such a login names nobody, like any unknown email.
+    if email.chars().any(char::is_control) {
+        return Ok(None);
+    }
     sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
         "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1)"
     )))
