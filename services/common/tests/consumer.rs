@@ -68,18 +68,23 @@ fn fast_settings() -> ConsumerSettings {
 async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_and_the_consumer_goes_on() {
     let vhost = TestVirtualHost::create("consumer-test").await;
     let attempts_at_the_failing_message = Arc::new(AtomicU32::new(0));
+    let attempted_at = Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let retry_backoff = Duration::from_millis(100);
     let handled_after_it = Arc::new(AtomicU32::new(0));
     let cancel = CancellationToken::new();
     let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
-        fast_settings(),
+        ConsumerSettings { retry_backoff, ..fast_settings() },
         {
             let (attempts, handled) = (Arc::clone(&attempts_at_the_failing_message), Arc::clone(&handled_after_it));
+            let attempted_at = Arc::clone(&attempted_at);
             move |release: InventoryRelease| {
                 let (attempts, handled) = (Arc::clone(&attempts), Arc::clone(&handled));
+                let attempted_at = Arc::clone(&attempted_at);
                 async move {
                     if release.order_id == "always-fails" {
                         attempts.fetch_add(1, Ordering::SeqCst);
+                        attempted_at.lock().unwrap().push(std::time::Instant::now());
                         Err(HandlerError::Retry(anyhow::anyhow!("a failure that does not go away")))
                     } else {
                         handled.fetch_add(1, Ordering::SeqCst);
@@ -101,6 +106,11 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_an
         dead_letters[0].delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get(ATTEMPT_HEADER).cloned());
     assert_eq!(last_attempt, Some(AMQPValue::LongLongInt(3)), "the dead letter records its last attempt");
     assert_eq!(attempts_at_the_failing_message.load(Ordering::SeqCst), 3, "tried exactly max_attempts times");
+    // The retries back off, doubling: at least the backoff before the second attempt, twice it
+    // before the third.
+    let attempted_at = attempted_at.lock().unwrap().clone();
+    let gaps: Vec<Duration> = attempted_at.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(gaps[0] >= retry_backoff && gaps[1] >= retry_backoff * 2, "retries came after {gaps:?}");
     assert_eq!(handled_after_it.load(Ordering::SeqCst), 1, "the next message was handled");
     vhost.take_exactly(INVENTORY_RELEASE, 0).await;
 

@@ -218,8 +218,9 @@ where
         .basic_consume(
             M::QUEUE.into(),
             settings.consumer_name.as_str().into(),
-            // Manual acknowledgements: a message leaves the queue only after its handler is done.
-            BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() },
+            // Manual acknowledgements (the default, `no_ack: false`): a message leaves the queue
+            // only after its handler is done.
+            BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
