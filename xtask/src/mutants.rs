@@ -30,6 +30,10 @@ struct Area {
     test_arguments: &'static [&'static str],
     /// The feature scenarios that exercise this code (`E2E_TAGS`), when the features run at all.
     tags: Option<&'static str>,
+    /// `cargo` (cargo test) or `nextest`: nextest runs every test at once and stops at the first
+    /// failure, which is what an area of many tests that each wait for a broker wants (a mutant
+    /// that stops consumption then costs one test's deadline, not every test's in turn).
+    test_tool: &'static str,
 }
 
 const AREAS: [Area; 4] = [
@@ -39,6 +43,7 @@ const AREAS: [Area; 4] = [
         test_packages: &["inventory-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "reservations", "--test", "features"],
         tags: Some("@stock"),
+        test_tool: "cargo",
     },
     Area {
         name: "orders",
@@ -46,6 +51,7 @@ const AREAS: [Area; 4] = [
         test_packages: &["order-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "order_api", "--test", "features"],
         tags: Some("@order-status"),
+        test_tool: "cargo",
     },
     Area {
         name: "consumer",
@@ -54,8 +60,9 @@ const AREAS: [Area; 4] = [
         // depend on, so running the features would rebuild the whole workspace for each of its
         // ~80 mutants (over an hour here). Its tests drive it against the real broker.
         test_packages: &["common"],
-        test_arguments: &["--lib", "--test", "consumer"],
+        test_arguments: &["--lib", "--test", "consumer", "--test-threads", "32"],
         tags: None,
+        test_tool: "nextest",
     },
     Area {
         name: "relay",
@@ -63,6 +70,7 @@ const AREAS: [Area; 4] = [
         test_packages: &["common", "product-service", "shop-e2e"],
         test_arguments: &["--lib", "--test", "outbox", "--test", "features"],
         tags: Some("@outbox"),
+        test_tool: "cargo",
     },
 ];
 
@@ -110,7 +118,7 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         // area's tests (the features tagged for it, about a minute) a few times over.
         command
             .args(["mutants", "--in-place", "--workspace", "--no-shuffle", "--baseline", "skip"])
-            .args(["--build-timeout", "900", "--timeout", "240", "--dir"])
+            .args(["--build-timeout", "900", "--timeout", "240", "--test-tool", area.test_tool, "--dir"])
             .arg(&tree)
             .arg("--output")
             .arg(&output);

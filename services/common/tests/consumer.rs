@@ -39,7 +39,7 @@ impl TestVirtualHost {
     /// Waits until `queue` holds `expected` ready messages, then takes them out.
     async fn take_exactly(&self, queue: &str, expected: u32) -> Vec<lapin::message::BasicGetMessage> {
         let (connection, channel) = self.channel().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
         loop {
             let count =
@@ -170,10 +170,10 @@ async fn a_message_that_cannot_be_decoded_is_dead_lettered_at_once_and_the_consu
     vhost.delete().await;
 }
 
-/// Polls `condition` every 20 ms until it holds or 20 s have passed; on timeout, panics with
-/// `what` and the last value `describe` gave.
+/// Polls `condition` every 20 ms until it holds or 10 s have passed (a passing test needs well
+/// under a second); on timeout, panics with `what` and the last value `describe` gave.
 async fn eventually(what: &str, condition: impl Fn() -> bool, describe: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}; last seen: {}", describe());
         tokio::time::sleep(Duration::from_millis(20)).await;
