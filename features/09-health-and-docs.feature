@@ -29,13 +29,14 @@ Feature: System health checks and API documentation (guide section 8 and the ser
       | inventory |
       | user      |
 
-  Scenario Outline: The <service> service documents its API, offline
+  Scenario Outline: The <service> service documents its API, offline, on its port and through the gateway
     When I send a GET request directly to the <service> service at "/api/v1/openapi.json"
     Then the response status is 200
     And the response field "info.title" is "<title>"
     And the response field "components.securitySchemes.bearer.scheme" is "bearer"
     And the response has the field "paths.<path>"
     And the Swagger UI of the <service> service works offline
+    And the Swagger UI of the <service> service works offline through the gateway
 
     Examples:
       | service   | title             | path                |

@@ -288,12 +288,31 @@ async fn fetch(world: &ShopWorld, url: &url::Url) -> (url::Url, u16, String) {
 async fn swagger_ui_works_offline(world: &mut ShopWorld, service: String) {
     let service: ServiceName = service.parse().unwrap_or_else(|error: String| panic!("{error}"));
     let origin = url::Url::parse(&world.system().service_url(service)).expect("the service URL parses");
+    check_swagger_ui(world, &origin, "/api/v1/docs", "/api/v1/openapi.json").await;
+}
+
+/// The same, through the gateway: the service's Swagger UI at `/docs/<service>/`, configured
+/// with the gateway's address of its document, `/docs/<service>/openapi.json`.
+#[then(expr = "the Swagger UI of the {word} service works offline through the gateway")]
+async fn swagger_ui_works_through_the_gateway(world: &mut ShopWorld, service: String) {
+    let origin = url::Url::parse(&world.system().gateway_url()).expect("the gateway URL parses");
+    check_swagger_ui(world, &origin, &format!("/docs/{service}"), &format!("/docs/{service}/openapi.json")).await;
+    let (document_url, status, document) =
+        fetch(world, &origin.join(&format!("/docs/{service}/openapi.json")).expect("URL")).await;
+    assert_eq!(status, 200, "GET {document_url}");
+    let document: serde_json::Value = serde_json::from_str(&document).unwrap_or_else(|error| panic!("{document_url}: {error}"));
+    assert!(document["paths"].as_object().is_some_and(|paths| !paths.is_empty()), "{document_url} describes no paths");
+}
+
+/// Checks Swagger UI at `docs_path` on `origin` (see the steps above): it loads only from there,
+/// and is configured with the API description at `spec_path`.
+async fn check_swagger_ui(world: &ShopWorld, origin: &url::Url, docs_path: &str, spec_path: &str) {
     let same_origin = |url: &url::Url| {
         url.scheme() == origin.scheme()
             && url.host() == origin.host()
             && url.port_or_known_default() == origin.port_or_known_default()
     };
-    let (page_url, status, page) = fetch(world, &origin.join("/api/v1/docs").expect("docs URL")).await;
+    let (page_url, status, page) = fetch(world, &origin.join(docs_path).expect("docs URL")).await;
     assert_eq!(status, 200, "GET {page_url}: {page:.300}");
     assert!(same_origin(&page_url), "the docs redirect away from the service, to {page_url}");
     assert!(page.contains("swagger-ui"), "{page_url} is not Swagger UI: {page:.300}");
@@ -332,7 +351,7 @@ async fn swagger_ui_works_offline(world: &mut ShopWorld, service: String) {
     let configuration_scripts = documents.len() - 1;
     assert!(configuration_scripts >= 1, "the Swagger UI page has no initialisation script of its own: {}", documents[0].1);
     assert!(
-        checked.iter().any(|url| url.path() == "/api/v1/openapi.json"),
-        "Swagger UI is not configured with the service's own /api/v1/openapi.json; it loads {checked:?}"
+        checked.iter().any(|url| url.path() == spec_path),
+        "Swagger UI is not configured with {spec_path}; it loads {checked:?}"
     );
 }
