@@ -55,6 +55,8 @@ fn run_against_system(examples: u32) -> anyhow::Result<ExitCode> {
             // Fixed, so a failure found here is found again with the same run.
             .args(["--seed", "20261128"])
             .env("NO_COLOR", "1")
+            // Its caches (.schemathesis, .hypothesis) go under target/, not into the tree.
+            .current_dir(crate::target_directory())
             .status()
             .context("failed to run schemathesis")?;
         if !status.success() {
