@@ -737,3 +737,44 @@ async fn a_message_whose_copy_cannot_be_queued_is_kept_neither_lost_nor_dead_let
     publisher.close().await;
     vhost.delete().await;
 }
+
+#[tokio::test]
+async fn a_message_is_handled_in_the_scope_of_the_request_id_it_was_published_with() {
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let seen = Arc::clone(&seen);
+            move |_release: InventoryRelease| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    seen.lock().unwrap().push(common::request_id::current());
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    common::request_id::scope("trace-7".into(), publisher.publish(&InventoryRelease { order_id: "traced".into() }))
+        .await
+        .expect("publish");
+    publisher.publish(&InventoryRelease { order_id: "untraced".into() }).await.expect("publish");
+
+    eventually("both messages handled", || seen.lock().unwrap().len() == 2, || format!("{:?}", seen.lock().unwrap())).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&Some("trace-7".to_owned())), "the traced message kept its id: {seen:?}");
+    let fresh: Vec<&String> = seen.iter().flatten().filter(|id| *id != "trace-7").collect();
+    assert!(
+        matches!(fresh.as_slice(), [id] if uuid::Uuid::parse_str(id).is_ok()),
+        "a message without an id is handled under a new one: {seen:?}"
+    );
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    publisher.close().await;
+    vhost.delete().await;
+}

@@ -572,6 +572,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_header_text_is_read_from_either_string_type_and_nothing_else() {
+        let read = |value: AMQPValue| header_text(&with_header(&BasicProperties::default(), "id", value), "id");
+        assert_eq!(read(AMQPValue::LongString("order-trace-1".into())).as_deref(), Some("order-trace-1"));
+        assert_eq!(read(AMQPValue::ShortString("short-1".into())).as_deref(), Some("short-1"));
+        assert_eq!(read(AMQPValue::LongLongInt(7)), None);
+        assert_eq!(header_text(&BasicProperties::default(), "id"), None);
+    }
+
+    #[test]
     fn a_header_number_is_read_from_any_integer_type_a_producer_may_have_used() {
         let read = |value: AMQPValue| header_number(&with_header(&BasicProperties::default(), "n", value), "n");
         assert_eq!(read(AMQPValue::LongLongInt(-7)), Some(-7));
