@@ -336,3 +336,25 @@ async fn two_replicas_relays_publish_every_event_once_and_each_products_events_i
     vhost.delete().await;
     database.drop_database().await;
 }
+
+/// The relay finds a published event by its id to remove it, and a collection grows: the lookup
+/// must use an index, which the store creates at every start.
+#[tokio::test]
+async fn the_outbox_index_on_event_ids_is_created() {
+    use futures::TryStreamExt as _;
+    let database = TestDatabase::new().await;
+    let store = ProductStore::new(&database.database);
+    store.create_indexes().await.unwrap();
+    let keys: Vec<Document> = database
+        .database
+        .collection::<Document>(COLLECTION)
+        .list_indexes()
+        .await
+        .unwrap()
+        .map_ok(|index| index.keys)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(keys.contains(&doc! { format!("{OUTBOX_FIELD}.id"): 1 }), "indexes: {keys:?}");
+    database.drop_database().await;
+}
