@@ -52,6 +52,13 @@ impl OutboxMessage {
     }
 }
 
+/// How long the oldest of `batch` has waited at `now` (Unix milliseconds); `None` when none of
+/// them says when it was stored.
+fn oldest_age(batch: &[OutboxMessage], now: i64) -> Option<Duration> {
+    let oldest = batch.iter().filter_map(|message| message.created_at_ms).min()?;
+    Some(Duration::from_millis(u64::try_from(now - oldest).unwrap_or(0)))
+}
+
 /// Where a service keeps its pending events.
 pub trait OutboxStore: Send + Sync + 'static {
     /// Up to `limit` events not yet marked published, oldest first.
@@ -111,10 +118,7 @@ impl<S: OutboxStore> OutboxRelay<S> {
         loop {
             let batch = self.store.pending(PENDING_BATCH).await.context("failed to read the outbox")?;
             if let Some(metrics) = &self.metrics {
-                let now = chrono::Utc::now().timestamp_millis();
-                let oldest = batch.iter().filter_map(|message| message.created_at_ms).min();
-                let age = oldest.map(|at| Duration::from_millis(u64::try_from(now - at).unwrap_or(0)));
-                metrics.outbox(batch.len(), age);
+                metrics.outbox(batch.len(), oldest_age(&batch, chrono::Utc::now().timestamp_millis()));
             }
             if batch.is_empty() {
                 return Ok(());
@@ -181,6 +185,15 @@ fn by_entity(batch: Vec<OutboxMessage>) -> Vec<Vec<OutboxMessage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_age_is_measured_from_the_oldest_stored_time() {
+        let stored_at = |at: Option<i64>| OutboxMessage { created_at_ms: at, ..event("e", "c") };
+        let batch = [stored_at(Some(9_000)), stored_at(None), stored_at(Some(7_500))];
+        assert_eq!(oldest_age(&batch, 10_000), Some(Duration::from_millis(2_500)));
+        assert_eq!(oldest_age(&[stored_at(None)], 10_000), None);
+        assert_eq!(oldest_age(&[stored_at(Some(10_500))], 10_000), Some(Duration::ZERO), "a clock step back is no age");
+    }
 
     fn event(id: &str, correlation_id: &str) -> OutboxMessage {
         OutboxMessage {
