@@ -115,10 +115,10 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         // No baseline run: cargo-mutants runs it on the mutated package alone, without the
         // features, so it cannot pass the test arguments below (`cargo xtask e2e` is the
         // baseline). Hence explicit timeouts: a build of the workspace's crates, and the slowest
-        // area's tests (the features tagged for it, about a minute) a few times over.
+        // area's tests (the features tagged for it, under a minute) twice over.
         command
             .args(["mutants", "--in-place", "--workspace", "--no-shuffle", "--baseline", "skip"])
-            .args(["--build-timeout", "900", "--timeout", "240", "--test-tool", area.test_tool, "--dir"])
+            .args(["--build-timeout", "900", "--timeout", "120", "--test-tool", area.test_tool, "--dir"])
             .arg(&tree)
             .arg("--output")
             .arg(&output);
