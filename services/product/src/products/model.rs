@@ -104,6 +104,8 @@ fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new("body", "name", "name must not be empty"));
     } else if name.chars().count() > MAXIMUM_NAME_LENGTH {
         errors.push(FieldError::new("body", "name", format!("name must have at most {MAXIMUM_NAME_LENGTH} characters")));
+    } else if name.chars().any(char::is_control) {
+        errors.push(FieldError::new("body", "name", "name must not contain control characters"));
     }
 }
 
@@ -116,6 +118,8 @@ fn validate_category(category: &str, errors: &mut Vec<FieldError>) {
             "category",
             format!("category must have at most {MAXIMUM_CATEGORY_LENGTH} characters"),
         ));
+    } else if category.chars().any(char::is_control) {
+        errors.push(FieldError::new("body", "category", "category must not contain control characters"));
     }
 }
 
@@ -126,6 +130,9 @@ fn validate_description(description: &str, errors: &mut Vec<FieldError>) {
             "description",
             format!("description must have at most {MAXIMUM_DESCRIPTION_LENGTH} characters"),
         ));
+    } else if description.chars().any(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t')) {
+        // Line breaks and tabs are text in a description; other control characters are not.
+        errors.push(FieldError::new("body", "description", "description must not contain control characters"));
     }
 }
 
@@ -339,6 +346,28 @@ mod tests {
             "quantity": 50
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_refused_except_line_breaks_and_tabs_in_a_description() {
+        let with = |name: &str, category: &str, description: &str| NewProduct {
+            name: name.into(),
+            category: category.into(),
+            description: Some(description.into()),
+            ..valid_product()
+        };
+        let messages = |product: NewProduct| -> Vec<String> {
+            product.validate().err().unwrap_or_default().into_iter().map(|error| error.msg).collect()
+        };
+        assert_eq!(
+            messages(with("Lamp\u{0}", "Home\u{7}", "a\u{1b}b")),
+            [
+                "name must not contain control characters",
+                "category must not contain control characters",
+                "description must not contain control characters"
+            ]
+        );
+        assert!(messages(with("Lamp", "Home", "First line\nsecond line,\tindented\r\n")).is_empty());
     }
 
     #[test]
