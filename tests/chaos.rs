@@ -273,6 +273,8 @@ struct Tally {
 
 struct Chaos {
     system: System,
+    /// When the operations began: the timeline's zero.
+    began: Instant,
     http: reqwest::Client,
     customers: Vec<Customer>,
     products: Vec<Product>,
@@ -491,6 +493,7 @@ impl Chaos {
     }
 
     async fn inject(&mut self, kind: FaultKind, instance: Instance) {
+        println!("chaos: {:>6.2} s  {kind:?} on {instance}", self.began.elapsed().as_secs_f64());
         *self.tally.faults.entry(kind).or_default() += 1;
         self.windows.open.insert(instance, Instant::now());
         self.active_faults.insert(instance, kind);
@@ -514,6 +517,7 @@ impl Chaos {
 
     async fn heal(&mut self, instance: Instance) {
         let Some(kind) = self.active_faults.remove(&instance) else { return };
+        println!("chaos: {:>6.2} s  healing {kind:?} on {instance}", self.began.elapsed().as_secs_f64());
         let outcome = match kind {
             FaultKind::DatabaseDown => self.system.proxy(instance, Dependency::Database).set(Mode::Pass).await,
             FaultKind::BrokerDown => self.system.proxy(instance, Dependency::Broker).set(Mode::Pass).await,
@@ -539,6 +543,33 @@ impl Chaos {
         for instance in instances {
             self.heal(instance).await;
         }
+    }
+
+    /// Waits until every instance is ready and the gateway routes to each service again, at most
+    /// [`GRACE`]: nginx leaves a replica it saw fail alone for 10 s, so once every replica of a
+    /// service was down, the gateway answers 503 for a while after they are back. The checks
+    /// read through the gateway, as customers do.
+    async fn wait_until_routed(&self) -> Result<(), String> {
+        let deadline = Instant::now() + GRACE;
+        for instance in self.system.all_instances() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.system.wait_until_ready(instance, left).await.map_err(|error| format!("{error:#}"))?;
+        }
+        let token = &self.customers[0].token;
+        let probes = ["/api/v1/orders/?limit=1".to_owned(), format!("/api/v1/inventory/{}", self.products[0].id)];
+        for path in probes {
+            loop {
+                match self.send(Method::GET, &path, Some(token), None).await {
+                    Ok(answer) if answer.status == 200 => break,
+                    answer if Instant::now() >= deadline => {
+                        let answer = answer.map(|answer| format!("{} {}", answer.status, answer.text));
+                        return Err(format!("the gateway did not route GET {path} within {GRACE:?} of healing: {answer:?}"));
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every order of every customer, as the order service lists them, by id.
@@ -618,6 +649,7 @@ async fn run(seed: u64, operations: usize) -> bool {
         products: Vec::new(),
         orders: Vec::new(),
         windows: OutageWindows::default(),
+        began: Instant::now(),
         active_faults: HashMap::new(),
         tally: Tally::default(),
     };
@@ -626,15 +658,17 @@ async fn run(seed: u64, operations: usize) -> bool {
     }
     chaos.create_catalog(&plan.initial_stock).await.unwrap_or_else(|error| panic!("setting up the catalog: {error}"));
 
+    chaos.began = Instant::now();
     for step in &plan.steps {
         chaos.execute(&step.operation, seed).await;
         tokio::time::sleep(step.pause).await;
     }
     chaos.heal_everything().await;
     let operations_done = started.elapsed();
+    let routed = chaos.wait_until_routed().await;
     let settled = chaos.system.wait_until_settled(SETTLE_PATIENCE).await;
 
-    let invariants = check(&chaos, &plan, settled).await;
+    let invariants = check(&chaos, &plan, routed, settled).await;
     let failed = invariants.iter().filter(|invariant| !invariant.failures.is_empty()).count();
     print_report(&chaos, &invariants, operations_done, started.elapsed());
 
@@ -657,10 +691,10 @@ async fn run(seed: u64, operations: usize) -> bool {
     failed > 0
 }
 
-async fn check(chaos: &Chaos, plan: &Plan, settled: anyhow::Result<()>) -> Vec<Invariant> {
+async fn check(chaos: &Chaos, plan: &Plan, routed: Result<(), String>, settled: anyhow::Result<()>) -> Vec<Invariant> {
     let mut invariants = Vec::new();
 
-    let mut final_states = Vec::new();
+    let mut final_states: Vec<String> = routed.err().into_iter().collect();
     let listed = match chaos.listed_orders().await {
         Ok(listed) => listed,
         Err(error) => {

@@ -119,10 +119,14 @@ pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> 
     for (template, output) in [("gateway.conf.template", "gateway.conf"), ("nginx-local.conf.template", "nginx.conf")] {
         let mut text = std::fs::read_to_string(Path::new(GATEWAY_DIRECTORY).join(template))?;
         // The template names one server per upstream (as compose has one container per
-        // service); replicas become one `server` line each.
+        // service); replicas become one `server` line each, with the template's parameters.
         for (name, servers) in services {
-            let servers: Vec<String> = servers.iter().map(|server| format!("server {server};")).collect();
-            text = text.replace(&format!("server ${{{name}}};"), &servers.join(" "));
+            let placeholder = format!("server ${{{name}}}");
+            let Some(start) = text.find(&placeholder) else { continue };
+            let end = start + text[start..].find(';').context("a server line without `;`")?;
+            let parameters = text[start + placeholder.len()..end].to_owned();
+            let servers: Vec<String> = servers.iter().map(|server| format!("server {server}{parameters};")).collect();
+            text.replace_range(start..=end, &servers.join(" "));
         }
         for (name, value) in variables {
             text = text.replace(&format!("${{{name}}}"), value);

@@ -377,6 +377,11 @@ impl System {
         Ok(())
     }
 
+    /// Every instance of the system, started or stopped.
+    pub fn all_instances(&self) -> Vec<Instance> {
+        all_instances(&self.replicas)
+    }
+
     /// What `GET /ready` on `instance` answers: its status and body.
     pub async fn readiness(&self, instance: Instance) -> anyhow::Result<(u16, serde_json::Value)> {
         let url = format!("{}/ready", self.instance_url(instance));
