@@ -1,4 +1,4 @@
-//! The end-to-end harness: infrastructure (testcontainers or given URLs), one isolated system per
+//! The end-to-end harness: infrastructure (servers given by URL), one isolated system per
 //! scenario (services in-process, the real nginx in front), HTTP, snapshots, polling, RabbitMQ.
 
 pub mod eventually;

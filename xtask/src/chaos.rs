@@ -27,15 +27,13 @@ pub fn chaos(arguments: &[String]) -> anyhow::Result<ExitCode> {
             other => bail!("unknown argument {other:?}: cargo xtask chaos [--seed N] [--operations M]"),
         }
     }
-    let mut prepared = infrastructure::prepare(true)?;
+    let mut prepared = infrastructure::prepare(infrastructure::Servers::Local)?;
     let mut command = cargo();
     command.args(["test", "--workspace", "--test", "chaos", "--", "--operations", &operations]);
     if let Some(seed) = &seed {
         command.args(["--seed", seed]);
     }
-    if !prepared.docker {
-        command.env("E2E_INFRASTRUCTURE", "urls");
-    }
+    command.envs(prepared.servers.environment());
     say(&format!(
         "chaos run: {operations} operations, seed {}",
         seed.as_deref().unwrap_or("drawn from the clock (printed below)")

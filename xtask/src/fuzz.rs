@@ -19,6 +19,11 @@ const EMAIL: &str = "fuzz@example.com";
 const PASSWORD: &str = "Password123";
 
 pub fn fuzz(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    fuzz_on(arguments, &crate::infrastructure::ServerUrls::from_environment())
+}
+
+/// `fuzz` on a system whose services use `servers`.
+pub fn fuzz_on(arguments: &[String], servers: &crate::infrastructure::ServerUrls) -> anyhow::Result<ExitCode> {
     let examples: u32 = match arguments {
         [] => 50,
         [flag, count] if flag == "--examples" => count.parse().context("--examples takes a number")?,
@@ -31,6 +36,7 @@ pub fn fuzz(arguments: &[String]) -> anyhow::Result<ExitCode> {
     say(&format!("bringing the system up (cargo xtask up --gateway-port {GATEWAY_PORT})"));
     let mut system = Command::new(std::env::current_exe()?)
         .args(["up", "--gateway-port", &GATEWAY_PORT.to_string()])
+        .envs(servers.environment())
         .stdout(Stdio::null())
         .spawn()
         .context("failed to start the system")?;

@@ -3,8 +3,10 @@
 //! already answers is reused; what is installed but stopped is started; what is missing is
 //! installed from the distribution's packages (or, for the MongoDB stand-in, from crates.io).
 //!
-//! With a Docker daemon, the tests start their own containers (testcontainers) and only nginx is
-//! needed here.
+//! Servers given by URL (`E2E_POSTGRES_URL`, `E2E_MONGODB_URL`, `E2E_RABBITMQ_URL`,
+//! `E2E_RABBITMQ_MANAGEMENT_URL`) are used as given and nothing is set up for them. With
+//! `Servers::Containers`, PostgreSQL, MongoDB and RabbitMQ are containers started with
+//! testcontainers (see `docker.rs`), removed again when the run ends.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,16 +25,75 @@ pub const RABBITMQ_PORT: u16 = 5672;
 pub const RABBITMQ_MANAGEMENT_PORT: u16 = 15672;
 pub const MONGODB_PORT: u16 = 27017;
 
+/// Where the servers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Servers {
+    /// This machine's own (installed and started if need be), or the ones given by URL.
+    Local,
+    /// Containers started with testcontainers for this run.
+    Containers,
+}
+
+/// Where the servers are: what every test target reads (`common::config::TestServers`).
+#[derive(Debug, Clone)]
+pub struct ServerUrls {
+    /// Without a database.
+    pub postgres: String,
+    pub mongodb: String,
+    /// Without a vhost.
+    pub rabbitmq: String,
+    /// `http://user:password@host:port`.
+    pub rabbitmq_management: String,
+}
+
+impl ServerUrls {
+    /// The ones given in the environment, each defaulting to this machine's own.
+    pub fn from_environment() -> Self {
+        let variable = |name: &str, default: &str| {
+            std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_owned())
+        };
+        Self {
+            postgres: variable("E2E_POSTGRES_URL", &format!("postgres://postgres:postgres@127.0.0.1:{POSTGRES_PORT}")),
+            mongodb: variable("E2E_MONGODB_URL", &format!("mongodb://127.0.0.1:{MONGODB_PORT}/?directConnection=true")),
+            rabbitmq: variable("E2E_RABBITMQ_URL", &format!("amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}")),
+            rabbitmq_management: variable(
+                "E2E_RABBITMQ_MANAGEMENT_URL",
+                &format!("http://guest:guest@127.0.0.1:{RABBITMQ_MANAGEMENT_PORT}"),
+            ),
+        }
+    }
+
+    /// Whether a server was given by URL (then it is used as it is, not set up here).
+    fn given(name: &str) -> bool {
+        std::env::var(name).is_ok_and(|value| !value.is_empty())
+    }
+
+    /// The variables that hand these servers to a test target (or to `cargo xtask up`).
+    pub fn environment(&self) -> [(&'static str, String); 4] {
+        [
+            ("E2E_POSTGRES_URL", self.postgres.clone()),
+            ("E2E_MONGODB_URL", self.mongodb.clone()),
+            ("E2E_RABBITMQ_URL", self.rabbitmq.clone()),
+            ("E2E_RABBITMQ_MANAGEMENT_URL", self.rabbitmq_management.clone()),
+        ]
+    }
+}
+
 /// What `prepare` started and must stop again when we are done.
 pub struct Prepared {
-    pub docker: bool,
+    pub servers: ServerUrls,
     /// Processes started for this run only (the MongoDB stand-in); system daemons we started
     /// (PostgreSQL, RabbitMQ) are left running like the system services they are.
     started: Vec<(String, Child)>,
+    /// Containers started for this run; removed by `stop`.
+    containers: Option<crate::docker::RunContainers>,
 }
 
 impl Prepared {
     pub fn stop(&mut self) {
+        if let Some(containers) = self.containers.take() {
+            containers.remove();
+        }
         for (name, child) in &mut self.started {
             say(&format!("stopping {name} (pid {})", child.id()));
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
@@ -57,25 +118,31 @@ pub fn say(message: &str) {
     println!("xtask: {message}");
 }
 
-/// Prepares the machine. `for_tests`: with Docker, the tests bring their own servers.
-pub fn prepare(for_tests: bool) -> anyhow::Result<Prepared> {
-    let docker = docker_answers();
-    let mut prepared = Prepared { docker, started: Vec::new() };
+/// Prepares the machine: nginx, and the servers from where `servers` says.
+pub fn prepare(servers: Servers) -> anyhow::Result<Prepared> {
     ensure_nginx()?;
-    if docker && for_tests {
-        say("a Docker daemon answers: the tests start PostgreSQL, MongoDB and RabbitMQ with testcontainers");
-        return Ok(prepared);
+    if servers == Servers::Containers {
+        let containers = crate::docker::RunContainers::start()?;
+        let servers = containers.urls.clone();
+        return Ok(Prepared { servers, started: Vec::new(), containers: Some(containers) });
     }
-    ensure_postgres()?;
-    ensure_rabbitmq()?;
-    if let Some(child) = ensure_mongodb()? {
+    let mut prepared = Prepared { servers: ServerUrls::from_environment(), started: Vec::new(), containers: None };
+    if ServerUrls::given("E2E_POSTGRES_URL") {
+        say(&format!("PostgreSQL: given by URL, {}", prepared.servers.postgres));
+    } else {
+        ensure_postgres()?;
+    }
+    if ServerUrls::given("E2E_RABBITMQ_URL") {
+        say(&format!("RabbitMQ: given by URL, {}", prepared.servers.rabbitmq));
+    } else {
+        ensure_rabbitmq()?;
+    }
+    if ServerUrls::given("E2E_MONGODB_URL") {
+        say(&format!("MongoDB: given by URL, {}", prepared.servers.mongodb));
+    } else if let Some(child) = ensure_mongodb()? {
         prepared.started.push(("the MongoDB stand-in".into(), child));
     }
     Ok(prepared)
-}
-
-fn docker_answers() -> bool {
-    std::os::unix::net::UnixStream::connect("/var/run/docker.sock").is_ok()
 }
 
 pub fn port_open(port: u16) -> bool {
@@ -93,7 +160,7 @@ pub fn wait_for_port(port: u16, what: &str, timeout: Duration) -> anyhow::Result
     Ok(())
 }
 
-fn found(program: &str) -> bool {
+pub fn found(program: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {program}"))
@@ -103,7 +170,7 @@ fn found(program: &str) -> bool {
         || Path::new("/usr/sbin").join(program).exists()
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command.status().with_context(|| format!("failed to run {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
@@ -111,7 +178,7 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !found("apt-get") {
         bail!("{} missing and there is no apt-get to install it; install it yourself", packages.join(", "));
     }
@@ -218,7 +285,7 @@ fn ensure_mongodb() -> anyhow::Result<Option<Child>> {
 }
 
 /// The stand-in's binary, built once with cargo and cached under ~/.cache.
-fn mongodb_stand_in() -> anyhow::Result<PathBuf> {
+pub fn mongodb_stand_in() -> anyhow::Result<PathBuf> {
     let home = std::env::var("HOME").context("HOME is not set")?;
     let root = PathBuf::from(home).join(".cache/ecommerce-tools/secantus");
     let binary = root.join("bin").join(MONGODB_STAND_IN_BINARY);

@@ -1,9 +1,10 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`: sets up what the tests need
-//!   on this machine (idempotently, saying what it does), runs the whole test suite (unit,
-//!   integration and the Gherkin features, then `fuzz`; only the features, filtered, when a filter
-//!   is given) and ends with one summary line.
+//! - `e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`: sets up what
+//!   the tests need on this machine (idempotently, saying what it does), runs the whole test suite
+//!   (unit, integration and the Gherkin features, then `fuzz`; only the features, filtered, when
+//!   a filter is given) and ends with one summary line. `--containers`: against PostgreSQL,
+//!   MongoDB and RabbitMQ in containers started with testcontainers, removed at the end.
 //! - `up [--gateway-port N]`: sets up the same, builds and starts the four services as separate
 //!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
 //!   commands work as written), prints where everything is, and stops everything it started on
@@ -23,10 +24,17 @@
 //! - `fuzz [--examples N]`: schemathesis against every service's OpenAPI on a system it brings up
 //!   and stops; fails on a server error or an answer outside its schema.
 //!
+//! - `images`: builds every local image (services/images/ and the four services) on this
+//!   machine's Docker engine, for where the official images cannot be pulled.
+//! - `compose up | check | down`: the whole system with docker-compose; `check` brings it up,
+//!   walks the guide's health checks and one order from POST to paid, and `down` removes it.
+//!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
 mod chaos;
+mod compose;
 mod dlq;
+mod docker;
 mod fuzz;
 mod infrastructure;
 mod mutants;
@@ -44,9 +52,11 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::chaos(&arguments[1..]),
         Some("dlq") => dlq::dlq(&arguments[1..]),
         Some("fuzz") => fuzz::fuzz(&arguments[1..]),
+        Some("images") => docker::images(&arguments[1..]),
+        Some("compose") => compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N]"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

@@ -98,7 +98,7 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let tree = target_directory().join("mutants").join("tree");
     let copied = refresh_tree(&tree)?;
     say(&format!("mutating in {} ({copied} file(s) refreshed from the working tree)", tree.display()));
-    let mut prepared = infrastructure::prepare(false)?;
+    let mut prepared = infrastructure::prepare(infrastructure::Servers::Local)?;
     let mut failed = Vec::new();
     for area in areas {
         let output = target_directory().join("mutants").join(area.name);
@@ -136,7 +136,6 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
         command
             .args(passthrough)
             .env("E2E_FAIL_FAST", "1")
-            .env("E2E_INFRASTRUCTURE", "urls")
             .env("CARGO_TARGET_DIR", target_directory().join("mutants").join("build"))
             // Debug info makes linking the features binary, which every service is part of,
             // several times slower; nothing here reads it.

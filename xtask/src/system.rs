@@ -18,22 +18,46 @@ use crate::{cargo, workspace_root};
 /// With a filter (`--name REGEX`, `--tags EXPRESSION`, or cucumber's own options after `--`),
 /// only the features run, filtered: `cargo xtask e2e --tags @serial`,
 /// `cargo xtask e2e --name "Step 1.1"`, `cargo xtask e2e -- --fail-fast`.
+///
+/// With `--containers`, PostgreSQL, MongoDB and RabbitMQ are containers started with
+/// testcontainers for this run (the Docker engine installed and started if need be, local images
+/// built where the official ones cannot be pulled), handed to every test target and to the
+/// fuzzing's system, and removed at the end, also after a failure or a Ctrl-C.
 pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let feature_arguments = feature_arguments(arguments)?;
-    let mut prepared = infrastructure::prepare(true)?;
+    let containers = arguments.iter().any(|argument| argument == "--containers");
+    let arguments: Vec<String> = arguments.iter().filter(|argument| *argument != "--containers").cloned().collect();
+    let feature_arguments = feature_arguments(&arguments)?;
+    // A Ctrl-C reaches the tests too (one process group); this command outlives it, to remove
+    // what it started. A SIGTERM meant for this command alone stops the tests first.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))?;
+    let servers = if containers { infrastructure::Servers::Containers } else { infrastructure::Servers::Local };
+    let mut prepared = infrastructure::prepare(servers)?;
+    let outcome = run_suite(&prepared, &feature_arguments, &interrupted);
+    prepared.stop();
+    outcome
+}
+
+fn run_suite(
+    prepared: &infrastructure::Prepared,
+    feature_arguments: &[String],
+    interrupted: &Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
+    if interrupted.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
     let mut command = cargo();
     command.args(["test", "--workspace", "--no-fail-fast"]);
     if feature_arguments.is_empty() {
         say("running the whole test suite: cargo test --workspace --no-fail-fast (unit, integration, features)");
     } else {
         say(&format!("running the features only, filtered: {}", feature_arguments.join(" ")));
-        command.args(["--test", "features", "--"]).args(&feature_arguments);
+        command.args(["--test", "features", "--"]).args(feature_arguments);
     }
-    command.stdout(Stdio::piped());
-    if !prepared.docker {
-        command.env("E2E_INFRASTRUCTURE", "urls");
-    }
+    command.stdout(Stdio::piped()).envs(prepared.servers.environment());
     let mut child = command.spawn().context("failed to run cargo test")?;
+    let watcher = stop_on_signal(child.id(), interrupted);
     let mut totals = Totals::default();
     for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
         let line = line?;
@@ -41,7 +65,7 @@ pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
         totals.read(&line);
     }
     let status = child.wait()?;
-    prepared.stop();
+    watcher.store(true, Ordering::Relaxed);
     // A failure that produced no test line (a compile error, a crashed binary) still counts.
     if !status.success() && totals.failed == 0 {
         totals.failed += 1;
@@ -49,9 +73,9 @@ pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let mut success = status.success();
     // The whole suite ends with the API fuzzing: schemathesis against every service's OpenAPI,
     // on the system as `cargo xtask up` runs it (counted as one test).
-    if feature_arguments.is_empty() {
+    if feature_arguments.is_empty() && !interrupted.load(Ordering::Relaxed) {
         say("fuzzing every service's API: cargo xtask fuzz");
-        let fuzzed = crate::fuzz::fuzz(&[]).unwrap_or_else(|error| {
+        let fuzzed = crate::fuzz::fuzz_on(&[], &prepared.servers).unwrap_or_else(|error| {
             eprintln!("xtask: fuzz: {error:#}");
             ExitCode::FAILURE
         });
@@ -64,6 +88,22 @@ pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
     }
     println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
     Ok(if success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Sends SIGTERM to `child` when this command is interrupted; the returned flag ends the watch.
+fn stop_on_signal(child: u32, interrupted: &Arc<AtomicBool>) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let (interrupted, finished) = (Arc::clone(interrupted), Arc::clone(&done));
+    std::thread::spawn(move || {
+        while !finished.load(Ordering::Relaxed) {
+            if interrupted.load(Ordering::Relaxed) {
+                let _ = Command::new("kill").arg("-TERM").arg(child.to_string()).status();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    done
 }
 
 /// The cucumber arguments in `cargo xtask e2e`'s arguments: `--name`/`-n` and `--tags`/`-t`
@@ -83,7 +123,9 @@ fn feature_arguments(arguments: &[String]) -> anyhow::Result<Vec<String>> {
             }
             other if other.starts_with("--name=") || other.starts_with("--tags=") => feature_arguments.push(other.to_owned()),
             other => {
-                bail!("unknown argument {other:?}: cargo xtask e2e [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]")
+                bail!(
+                    "unknown argument {other:?}: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]"
+                )
             }
         }
     }
@@ -125,13 +167,15 @@ struct Service {
     name: &'static str,
     binary: &'static str,
     port: u16,
+    /// Its PostgreSQL database, for those that have one.
+    database: Option<&'static str>,
 }
 
 const SERVICES: [Service; 4] = [
-    Service { name: "user", binary: "user-service", port: 8003 },
-    Service { name: "product", binary: "product-service", port: 8000 },
-    Service { name: "inventory", binary: "inventory-service", port: 8002 },
-    Service { name: "order", binary: "order-service", port: 8001 },
+    Service { name: "user", binary: "user-service", port: 8003, database: Some("users") },
+    Service { name: "product", binary: "product-service", port: 8000, database: None },
+    Service { name: "inventory", binary: "inventory-service", port: 8002, database: Some("inventory") },
+    Service { name: "order", binary: "order-service", port: 8001, database: None },
 ];
 
 /// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
@@ -145,7 +189,8 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
 
-    let mut prepared = infrastructure::prepare(false)?;
+    let mut prepared = infrastructure::prepare(infrastructure::Servers::Local)?;
+    let servers = prepared.servers.clone();
     for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]) {
         if infrastructure::port_open(port) {
             bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
@@ -164,13 +209,19 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<()> {
         for service in &SERVICES {
             let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
-            let child = Command::new(crate::target_directory().join("debug").join(service.binary))
+            let mut command = Command::new(crate::target_directory().join("debug").join(service.binary));
+            if let Some(database) = service.database {
+                command.env("DATABASE_URL", format!("{}/{database}", servers.postgres));
+            }
+            let child = command
                 .current_dir(&root)
                 .env("HOST", "127.0.0.1")
                 .env("PORT", service.port.to_string())
                 .env("USER_SERVICE_URL", "http://127.0.0.1:8003")
                 .env("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000")
                 .env("JWT_PRIVATE_KEY_PATH", local.join("keys/user-service.pem"))
+                .env("RABBITMQ_URL", format!("{}/%2f", servers.rabbitmq))
+                .env("MONGODB_URL", &servers.mongodb)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -209,9 +260,9 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
                 service.port
             );
         }
-        println!("  RabbitMQ           amqp://guest:guest@localhost:5672   (management: http://localhost:15672, guest/guest)");
-        println!("  PostgreSQL         postgres://postgres@localhost:5432   (databases users, inventory)");
-        println!("  MongoDB            mongodb://localhost:27017   (databases products, orders)");
+        println!("  RabbitMQ           {}   (management: {})", servers.rabbitmq, servers.rabbitmq_management);
+        println!("  PostgreSQL         {}   (databases users, inventory)", servers.postgres);
+        println!("  MongoDB            {}   (databases products, orders)", servers.mongodb);
         let logs = local.join("logs");
         println!("  logs               {}", logs.display());
         for service in &SERVICES {

@@ -6,8 +6,8 @@
 //! a try; a panicking handler fails only its own delivery; a message that cannot be handled yet
 //! (`NotYet`) waits in the delay queue without holding a prefetch slot.
 //!
-//! The broker is `RABBITMQ_URL_WITHOUT_VHOST` (default `amqp://guest:guest@127.0.0.1:5672`) with
-//! its management API at `RABBITMQ_MANAGEMENT_URL` (default `http://127.0.0.1:15672`, guest/guest).
+//! The broker is `E2E_RABBITMQ_URL` (default `amqp://guest:guest@127.0.0.1:5672`) with its
+//! management API at `E2E_RABBITMQ_MANAGEMENT_URL` (default `http://guest:guest@127.0.0.1:15672`).
 
 #[path = "support/test_vhost.rs"]
 mod test_vhost;

@@ -1,7 +1,7 @@
 //! The reservation logic against a real PostgreSQL: each test creates its own database (named
 //! after a fresh uuid), runs the migrations, and drops the database when it ends.
 //!
-//! The server is `POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432`).
+//! The server is `E2E_POSTGRES_URL` (default `postgres://postgres:postgres@127.0.0.1:5432`).
 
 use std::collections::BTreeSet;
 
@@ -23,7 +23,7 @@ struct TestDatabase {
 
 impl TestDatabase {
     async fn new() -> Self {
-        let server_url = common::config::env_or("POSTGRES_URL", common::config::DEFAULT_POSTGRES_URL);
+        let server_url = common::config::TestServers::from_environment().postgres;
         let name = format!("inventory_test_{}", uuid::Uuid::new_v4().simple());
         let database_url = format!("{server_url}/{name}");
         common::postgres::ensure_database(&database_url).await.expect("create the test database");

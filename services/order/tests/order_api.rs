@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 const SIGNING_KEY: &str = include_str!("fixtures/test_signing_key.pem");
 const JWKS: &str = include_str!("fixtures/test_jwks.json");
 const KEY_ID: &str = "order-service-test-key";
-const MANAGEMENT_URL: &str = "http://127.0.0.1:15672";
+/// The broker's management API and its login (`E2E_RABBITMQ_MANAGEMENT_URL`).
+fn management() -> (String, String, String) {
+    common::config::TestServers::from_environment().rabbitmq_management_login()
+}
 
 /// The fake product service (and JWKS host).
 #[derive(Default)]
@@ -81,11 +84,13 @@ impl TestApp {
             axum::serve(fake_listener, fake_router).with_graceful_shutdown(fake_server_stop.cancelled_owned()).await.unwrap();
         })];
 
-        let rabbitmq_url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
+        let servers = common::config::TestServers::from_environment();
+        let rabbitmq_url = format!("{}/{vhost}", servers.rabbitmq);
         let inventory = Arc::new(FakeInventory::default());
         fake_tasks.extend(spawn_fake_inventory(&rabbitmq_url, &inventory, &stop_fakes));
 
         let mut config = Config::defaults();
+        config.mongodb_url = servers.mongodb;
         config.http.host = "127.0.0.1".into();
         config.http.port = 0;
         config.mongodb_database = database_name.clone();
@@ -188,12 +193,9 @@ impl TestApp {
             let _ = task.await;
         }
         let _ = self.mongodb.database(&self.database_name).drop().await;
-        let _ = self
-            .http
-            .delete(format!("{MANAGEMENT_URL}/api/vhosts/{}", self.vhost))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await;
+        let (management_url, user, password) = management();
+        let _ =
+            self.http.delete(format!("{management_url}/api/vhosts/{}", self.vhost)).basic_auth(user, Some(password)).send().await;
         stopped.expect("the service stops within 15 seconds").unwrap().expect("the service stops cleanly");
     }
 }
@@ -270,12 +272,13 @@ fn spawn_fake_inventory(
 }
 
 async fn create_vhost(http: &reqwest::Client, vhost: &str) {
+    let (management_url, user, password) = management();
     let created =
-        http.put(format!("{MANAGEMENT_URL}/api/vhosts/{vhost}")).basic_auth("guest", Some("guest")).send().await.unwrap();
+        http.put(format!("{management_url}/api/vhosts/{vhost}")).basic_auth(&user, Some(&password)).send().await.unwrap();
     assert!(created.status().is_success(), "cannot create vhost {vhost}: {}", created.status());
     let permitted = http
-        .put(format!("{MANAGEMENT_URL}/api/permissions/{vhost}/guest"))
-        .basic_auth("guest", Some("guest"))
+        .put(format!("{management_url}/api/permissions/{vhost}/{user}"))
+        .basic_auth(&user, Some(&password))
         .json(&json!({ "configure": ".*", "write": ".*", "read": ".*" }))
         .send()
         .await

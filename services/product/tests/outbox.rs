@@ -1,7 +1,7 @@
-//! The product outbox against a real MongoDB (`MONGODB_URL`, default the local server): each test
-//! uses its own database, named after a fresh uuid, and drops it at the end. The relay test also
-//! publishes to a real RabbitMQ (`RABBITMQ_URL_WITHOUT_VHOST`, management API at
-//! `RABBITMQ_MANAGEMENT_URL`), in a vhost of its own.
+//! The product outbox against a real MongoDB (`E2E_MONGODB_URL`, default the local server): each
+//! test uses its own database, named after a fresh uuid, and drops it at the end. The relay test
+//! also publishes to a real RabbitMQ (`E2E_RABBITMQ_URL`, management API at
+//! `E2E_RABBITMQ_MANAGEMENT_URL`), in a vhost of its own.
 
 #[path = "../../common/tests/support/test_vhost.rs"]
 mod test_vhost;
@@ -20,7 +20,7 @@ struct TestDatabase {
 
 impl TestDatabase {
     async fn new() -> Self {
-        let url = common::config::env_or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL);
+        let url = common::config::TestServers::from_environment().mongodb;
         let client = mongodb::Client::with_uri_str(&url).await.expect("MongoDB client");
         let database = client.database(&format!("product_outbox_test_{}", uuid::Uuid::new_v4().simple()));
         Self { database }

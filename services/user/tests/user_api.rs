@@ -25,7 +25,7 @@ struct TestApi {
 }
 
 fn postgres_server_url() -> String {
-    common::config::env_or("TEST_POSTGRES_URL", common::config::DEFAULT_POSTGRES_URL)
+    common::config::TestServers::from_environment().postgres
 }
 
 /// The one account configured as staff (`STAFF_EMAILS`) in these tests.

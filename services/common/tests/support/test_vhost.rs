@@ -7,25 +7,33 @@ pub struct TestVirtualHost {
     /// `amqp://guest:guest@host:port/<vhost>`.
     pub amqp_url: String,
     management_url: String,
+    user: String,
+    password: String,
     http: reqwest::Client,
 }
 
 impl TestVirtualHost {
-    /// Creates a vhost named `<prefix>-<uuid>` and gives guest full rights on it.
+    /// Creates a vhost named `<prefix>-<uuid>` and gives the management user (guest unless
+    /// `E2E_RABBITMQ_MANAGEMENT_URL` names another) full rights on it.
     pub async fn create(prefix: &str) -> Self {
-        let server = common::config::env_or("RABBITMQ_URL_WITHOUT_VHOST", "amqp://guest:guest@127.0.0.1:5672");
-        let management_url = common::config::env_or("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672");
+        let servers = common::config::TestServers::from_environment();
+        let server = servers.rabbitmq.clone();
+        let (management_url, user, password) = servers.rabbitmq_management_login();
         let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let vhost = Self { amqp_url: format!("{server}/{name}"), management_url, http: reqwest::Client::new(), name };
+        let vhost =
+            Self { amqp_url: format!("{server}/{name}"), management_url, user, password, http: reqwest::Client::new(), name };
         vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await;
         let rights = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        vhost.management(reqwest::Method::PUT, &format!("/api/permissions/{}/guest", vhost.name), Some(rights)).await;
+        let permissions = format!("/api/permissions/{}/{}", vhost.name, vhost.user);
+        vhost.management(reqwest::Method::PUT, &permissions, Some(rights)).await;
         vhost
     }
 
     pub async fn management(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-        let mut request =
-            self.http.request(method.clone(), format!("{}{path}", self.management_url)).basic_auth("guest", Some("guest"));
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.management_url))
+            .basic_auth(&self.user, Some(&self.password));
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -1,0 +1,30 @@
+#!/bin/sh
+# The official image's contract, in short: POSTGRES_USER (default postgres), POSTGRES_PASSWORD
+# (required unless POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_DB (default the user's name).
+set -eu
+user="${POSTGRES_USER:-postgres}"
+database="${POSTGRES_DB:-$user}"
+method="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+if [ "$method" != trust ] && [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    echo "POSTGRES_PASSWORD is not set (or set POSTGRES_HOST_AUTH_METHOD=trust)" >&2
+    exit 1
+fi
+mkdir -p "$PGDATA" /var/run/postgresql
+chown -R postgres:postgres "$PGDATA" /var/run/postgresql
+chmod 700 "$PGDATA"
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    password_file=$(mktemp)
+    printf '%s' "${POSTGRES_PASSWORD:-}" > "$password_file"
+    chown postgres "$password_file"
+    as_postgres initdb --username="$user" --pwfile="$password_file" --auth-local=trust \
+        --auth-host="$method" --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" > /dev/null
+    rm -f "$password_file"
+    echo "host all all all $method" >> "$PGDATA/pg_hba.conf"
+    if [ "$database" != postgres ]; then
+        as_postgres postgres --single -D "$PGDATA" -c listen_addresses='' postgres <<SQL > /dev/null
+CREATE DATABASE "$database";
+SQL
+    fi
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses='*' "$@"

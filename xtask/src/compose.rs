@@ -1,0 +1,286 @@
+//! `cargo xtask compose up | check | down`: the whole system with docker-compose, as the guide
+//! runs it, on a machine that may reach no image registry.
+//!
+//! - `up`: the Docker engine (installed and started if need be), the images (official where they
+//!   can be had, local ones otherwise, said in one line), the four service images built here, then
+//!   `docker-compose up -d --no-build` and a wait until every container is healthy. Published
+//!   ports are the guide's (gateway 80, services 8000 to 8003, RabbitMQ 5672 and 15672), on
+//!   127.0.0.1 only; one that is taken on this machine (a local RabbitMQ, say) is moved to a free
+//!   one, said in one line, and can be set with its variable (`GATEWAY_PORT`, ...).
+//! - `check`: `up`, then the guide's section 8 (`docker-compose ps`, every `/health`, the logs
+//!   command for each service and RabbitMQ) and one order from POST to paid through the gateway.
+//!   It leaves the system up; `down` removes it.
+//! - `down`: `docker-compose down --volumes --remove-orphans`: every container, network and
+//!   volume the file made.
+
+use std::net::TcpListener;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::docker::{ImageChoice, Server, compose_binary, docker, ensure_engine};
+use crate::infrastructure::{port_open, say};
+use crate::workspace_root;
+
+/// The published ports: variable, the guide's port, what it is.
+const PORTS: [(&str, u16, &str); 7] = [
+    ("GATEWAY_PORT", 80, "gateway"),
+    ("PRODUCT_SERVICE_PORT", 8000, "product service"),
+    ("ORDER_SERVICE_PORT", 8001, "order service"),
+    ("INVENTORY_SERVICE_PORT", 8002, "inventory service"),
+    ("USER_SERVICE_PORT", 8003, "user service"),
+    ("RABBITMQ_PORT", 5672, "RabbitMQ"),
+    ("RABBITMQ_MANAGEMENT_PORT", 15672, "RabbitMQ management"),
+];
+const SERVICES: [&str; 4] = ["product-service", "order-service", "inventory-service", "user-service"];
+const HEALTHY_WITHIN: Duration = Duration::from_secs(300);
+
+pub fn compose(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    match arguments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["up"] => up().map(|_| ExitCode::SUCCESS),
+        ["check"] => check(),
+        ["down"] => down().map(|()| ExitCode::SUCCESS),
+        _ => bail!("usage: cargo xtask compose up | check | down"),
+    }
+}
+
+/// The variables docker-compose.yml reads: image names and published ports.
+struct Settings {
+    variables: Vec<(String, String)>,
+}
+
+impl Settings {
+    fn port(&self, variable: &str) -> u16 {
+        self.variables.iter().find(|(name, _)| name == variable).and_then(|(_, value)| value.parse().ok()).expect("every port")
+    }
+
+    fn compose(&self) -> Command {
+        let mut command = Command::new(compose_binary());
+        command.current_dir(workspace_root()).envs(self.variables.iter().map(|(name, value)| (name, value)));
+        command
+    }
+}
+
+fn up() -> anyhow::Result<Settings> {
+    ensure_engine()?;
+    let images = ImageChoice::decide(&Server::ALL)?;
+    crate::docker::build_service_images()?;
+    let mut variables: Vec<(String, String)> =
+        Server::ALL.iter().map(|server| (server.compose_variable().to_owned(), images.image(*server).to_owned())).collect();
+    // Ports this file published before (a system already up) count as ours, not as taken.
+    let ours = published_ports()?;
+    let mut moved = Vec::new();
+    for (variable, default, what) in PORTS {
+        let port = match std::env::var(variable).ok().and_then(|value| value.parse::<u16>().ok()) {
+            Some(port) => port,
+            None if !port_open(default) || ours.contains(&default) => default,
+            None => {
+                let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                moved.push(format!("{what} {default} → {port}"));
+                port
+            }
+        };
+        variables.push((variable.to_owned(), port.to_string()));
+    }
+    if !moved.is_empty() {
+        say(&format!("ports taken on this machine, moved: {} (set the variables to choose)", moved.join(", ")));
+    }
+    let settings = Settings { variables };
+    say("docker-compose up -d --no-build");
+    let status = settings.compose().args(["up", "-d", "--no-build"]).status().context("failed to run docker-compose")?;
+    if !status.success() {
+        bail!("docker-compose up failed");
+    }
+    wait_until_healthy(&settings)?;
+    let gateway = settings.port("GATEWAY_PORT");
+    say(&format!(
+        "the shop is up with docker-compose: http://localhost{} (services on {}, {}, {}, {}; RabbitMQ management http://localhost:{}); `cargo xtask compose down` removes it",
+        if gateway == 80 { String::new() } else { format!(":{gateway}") },
+        settings.port("PRODUCT_SERVICE_PORT"),
+        settings.port("ORDER_SERVICE_PORT"),
+        settings.port("INVENTORY_SERVICE_PORT"),
+        settings.port("USER_SERVICE_PORT"),
+        settings.port("RABBITMQ_MANAGEMENT_PORT"),
+    ));
+    Ok(settings)
+}
+
+/// The host ports this project's containers publish now.
+fn published_ports() -> anyhow::Result<Vec<u16>> {
+    let ids = Command::new(compose_binary()).current_dir(workspace_root()).args(["ps", "-q"]).output()?;
+    let mut ports = Vec::new();
+    for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+        let output = docker().args(["port", id]).output()?;
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if let Some(port) = line.rsplit(':').next().and_then(|port| port.trim().parse().ok()) {
+                ports.push(port);
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// Waits until every container of the file reports healthy (each has a healthcheck).
+fn wait_until_healthy(settings: &Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let ids = settings.compose().args(["ps", "-q"]).output()?;
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
+        let mut waiting = Vec::new();
+        for id in &ids {
+            let output = docker()
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}",
+                ])
+                .arg(id)
+                .output()?;
+            let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if !line.ends_with(" healthy") {
+                waiting.push(line);
+            }
+        }
+        if !ids.is_empty() && waiting.is_empty() {
+            say(&format!("all {} containers are healthy ({:.0} s)", ids.len(), started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        if started.elapsed() >= HEALTHY_WITHIN {
+            bail!("not healthy within {HEALTHY_WITHIN:?}: {}", waiting.join(", "));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn check() -> anyhow::Result<ExitCode> {
+    let settings = up()?;
+    let mut failures = Vec::new();
+
+    say("guide 8.1: docker-compose ps");
+    let listing = settings.compose().arg("ps").output()?;
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    print!("{listing}");
+    for service in SERVICES.iter().chain(&["nginx-gateway", "rabbitmq", "postgres", "mongodb"]) {
+        if !listing.lines().any(|line| line.contains(service) && line.contains("Up") && line.contains("(healthy)")) {
+            failures.push(format!("docker-compose ps does not list {service} up and healthy"));
+        }
+    }
+
+    say("guide 8.1: every /health");
+    let gateway = format!("http://127.0.0.1:{}", settings.port("GATEWAY_PORT"));
+    let mut endpoints = vec![("gateway".to_owned(), format!("{gateway}/health"))];
+    for (variable, _, what) in &PORTS[1..5] {
+        endpoints.push(((*what).to_owned(), format!("http://127.0.0.1:{}/health", settings.port(variable))));
+    }
+    for (what, url) in endpoints {
+        match curl(&["-fsS", &url]) {
+            Ok(body) if body.contains("healthy") => say(&format!("{what}: {body}")),
+            Ok(body) => failures.push(format!("{what} /health answered {body}")),
+            Err(error) => failures.push(format!("{what} /health: {error:#}")),
+        }
+    }
+
+    say("guide 8.2: docker-compose logs --tail=20 for each service and RabbitMQ");
+    for service in SERVICES.iter().chain(&["rabbitmq"]) {
+        let output = settings.compose().args(["logs", "--tail=20", service]).output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || text.lines().count() < 2 {
+            failures.push(format!("docker-compose logs --tail=20 {service} printed nothing"));
+        }
+        if *service != "rabbitmq" && text.contains(" ERROR ") {
+            failures.push(format!("{service} logged an error:\n{text}"));
+        }
+        println!("{}", text.lines().take(3).collect::<Vec<_>>().join("\n"));
+    }
+
+    say("one order from POST to paid through the gateway");
+    match order_to_paid(&gateway) {
+        Ok(report) => say(&report),
+        Err(error) => failures.push(format!("order from POST to paid: {error:#}")),
+    }
+
+    if failures.is_empty() {
+        say("compose check: passed (the system is still up: cargo xtask compose down removes it)");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for failure in &failures {
+            eprintln!("xtask: compose check: {failure}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn down() -> anyhow::Result<()> {
+    if !crate::docker::engine_answers() {
+        say("no Docker engine answers: nothing to take down");
+        return Ok(());
+    }
+    say("docker-compose down --volumes --remove-orphans");
+    let status = Command::new(compose_binary())
+        .current_dir(workspace_root())
+        .args(["down", "--volumes", "--remove-orphans"])
+        .status()
+        .context("failed to run docker-compose")?;
+    if !status.success() {
+        bail!("docker-compose down failed");
+    }
+    Ok(())
+}
+
+fn curl(arguments: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("curl").args(["--max-time", "10"]).args(arguments).stderr(Stdio::piped()).output()?;
+    if !output.status.success() {
+        bail!("curl {}: {}", arguments.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A customer registers and logs in, creates a product (open writes: the default development
+/// setup), orders it, and the order is polled until paid. Python for the JSON, as in fuzz.rs.
+fn order_to_paid(gateway: &str) -> anyhow::Result<String> {
+    let script = format!(
+        r#"
+import json, time, urllib.request, urllib.parse
+base = "{gateway}"
+def call(method, path, body=None, token=None, form=False):
+    headers = {{}}
+    data = None
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+        else:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read()
+        return json.loads(text) if text else None
+email = "compose-check-%d@example.com" % int(time.time() * 1000)
+call("POST", "/api/v1/auth/register", {{"email": email, "password": "Password123", "first_name": "Compose", "last_name": "Check"}})
+token = call("POST", "/api/v1/auth/login", {{"username": email, "password": "Password123"}}, form=True)["access_token"]
+user = call("GET", "/api/v1/users/me", token=token)
+product = call("POST", "/api/v1/products/", {{"name": "Compose Check Kettle", "description": "A kettle", "category": "Kitchen", "price": 25.5, "quantity": 5}}, token=token)
+address = {{"line1": "1 Check Street", "city": "Composeville", "state": "CK", "postal_code": "12345", "country": "Checkland"}}
+sent = time.time()
+order = call("POST", "/api/v1/orders/", {{"user_id": str(user["id"]), "items": [{{"product_id": product["_id"], "quantity": 2, "price": 25.5}}], "shipping_address": address}}, token=token)
+status = order["status"]
+while status != "paid" and time.time() - sent < 60:
+    time.sleep(0.1)
+    status = call("GET", "/api/v1/orders/" + order["_id"], token=token)["status"]
+stock = call("GET", "/api/v1/inventory/" + product["_id"], token=token)
+if status != "paid":
+    raise SystemExit("order %s is still %s after 60 s" % (order["_id"], status))
+if (stock["available_quantity"], stock["reserved_quantity"]) != (3, 2):
+    raise SystemExit("stock after the order: %s" % stock)
+print("order %s paid %.2f s after its POST; stock 3 available, 2 reserved" % (order["_id"], time.time() - sent))
+"#
+    );
+    let output = Command::new("python3").args(["-c", &script]).output().context("failed to run python3")?;
+    if !output.status.success() {
+        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
