@@ -241,7 +241,7 @@ fn curl(arguments: &[&str]) -> anyhow::Result<String> {
 fn order_to_paid(gateway: &str) -> anyhow::Result<String> {
     let script = format!(
         r#"
-import json, time, urllib.request, urllib.parse
+import json, time, urllib.error, urllib.request, urllib.parse
 base = "{gateway}"
 def call(method, path, body=None, token=None, form=False):
     headers = {{}}
@@ -263,6 +263,17 @@ call("POST", "/api/v1/auth/register", {{"email": email, "password": "Password123
 token = call("POST", "/api/v1/auth/login", {{"username": email, "password": "Password123"}}, form=True)["access_token"]
 user = call("GET", "/api/v1/users/me", token=token)
 product = call("POST", "/api/v1/products/", {{"name": "Compose Check Kettle", "description": "A kettle", "category": "Kitchen", "price": 25.5, "quantity": 5}}, token=token)
+# The product's stock is made asynchronously (a product event); an order before it exists waits
+# for it in a delay queue, which would be measured here too.
+waited = time.time()
+while True:
+    try:
+        call("GET", "/api/v1/inventory/" + product["_id"], token=token)
+        break
+    except urllib.error.HTTPError as error:
+        if error.code != 404 or time.time() - waited > 30:
+            raise
+        time.sleep(0.05)
 address = {{"line1": "1 Check Street", "city": "Composeville", "state": "CK", "postal_code": "12345", "country": "Checkland"}}
 sent = time.time()
 order = call("POST", "/api/v1/orders/", {{"user_id": str(user["id"]), "items": [{{"product_id": product["_id"], "quantity": 2, "price": 25.5}}], "shipping_address": address}}, token=token)

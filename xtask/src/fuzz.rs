@@ -105,7 +105,7 @@ fn ensure_schemathesis() -> anyhow::Result<()> {
 }
 
 /// Every service's `/ready` answers 200 (the build and the start take a while on a cold machine).
-fn wait_until_ready(timeout: Duration) -> anyhow::Result<()> {
+pub fn wait_until_ready(timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     for (service, port) in SERVICES {
         loop {
@@ -158,7 +158,7 @@ fn python(script: &str) -> anyhow::Result<String> {
 }
 
 /// SIGTERM, as Ctrl-C would: `up` stops what it started, then exits.
-fn stop(system: &mut Child) {
+pub fn stop(system: &mut Child) {
     let _ = Command::new("kill").arg("-TERM").arg(system.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && matches!(system.try_wait(), Ok(None)) {

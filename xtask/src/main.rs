@@ -5,11 +5,15 @@
 //!   (unit, integration and the Gherkin features, then `fuzz`; only the features, filtered, when
 //!   a filter is given) and ends with one summary line. `--containers`: against PostgreSQL,
 //!   MongoDB and RabbitMQ in containers started with testcontainers, removed at the end.
-//! - `up [--gateway-port N]`: sets up the same, builds and starts the four services as separate
+//! - `up [--release] [--gateway-port N]`: sets up the same, builds and starts the four services as separate
 //!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
 //!   commands work as written), prints where everything is, and stops everything it started on
 //!   Ctrl-C or SIGTERM.
-//! - `load [goose options]`: runs the goose load tests against a running system.
+//! - `load [--debug] [goose options]`: runs the goose load tests (a release build, unless
+//!   `--debug`) against a running system.
+//! - `bench [--url URL --order-service URL]`: the one-table benchmark (load/src/bench.rs) against
+//!   the system in release, started and stopped here (or one given by URL); writes
+//!   target/bench/latest.md.
 //! - `chaos [--seed N] [--operations M]`: a seeded run of random customers, orders, cancels and
 //!   refunds with faults injected at random, against 2 replicas of the order and inventory
 //!   services; prints its invariants and fails when one does not hold.
@@ -53,10 +57,11 @@ fn main() -> ExitCode {
         Some("dlq") => dlq::dlq(&arguments[1..]),
         Some("fuzz") => fuzz::fuzz(&arguments[1..]),
         Some("images") => docker::images(&arguments[1..]),
+        Some("bench") => system::bench(&arguments[1..]),
         Some("compose") => compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--gateway-port N] | load [goose options] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

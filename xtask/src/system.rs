@@ -180,11 +180,19 @@ const SERVICES: [Service; 4] = [
 
 /// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
 pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let gateway_port: u16 = match arguments {
-        [] => 80,
-        [flag, port] if flag == "--gateway-port" => port.parse().context("--gateway-port takes a port number")?,
-        _ => bail!("usage: cargo xtask up [--gateway-port N]"),
-    };
+    let mut gateway_port: u16 = 80;
+    let mut release = false;
+    let mut rest = arguments.iter();
+    while let Some(argument) = rest.next() {
+        match argument.as_str() {
+            "--release" => release = true,
+            "--gateway-port" => {
+                gateway_port = rest.next().and_then(|port| port.parse().ok()).context("--gateway-port takes a port number")?;
+            }
+            _ => bail!("usage: cargo xtask up [--release] [--gateway-port N]"),
+        }
+    }
+    let profile = if release { "release" } else { "debug" };
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
@@ -196,11 +204,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
         }
     }
-    say("building the services: cargo build --workspace --bins");
-    let status = cargo().args(["build", "--workspace", "--bins"]).status()?;
-    if !status.success() {
-        bail!("the build failed");
-    }
+    build_binaries(release)?;
 
     let root = workspace_root();
     let local = root.join(".local");
@@ -209,7 +213,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let result = (|| -> anyhow::Result<()> {
         for service in &SERVICES {
             let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
-            let mut command = Command::new(crate::target_directory().join("debug").join(service.binary));
+            let mut command = Command::new(crate::target_directory().join(profile).join(service.binary));
             if let Some(database) = service.database {
                 command.env("DATABASE_URL", format!("{}/{database}", servers.postgres));
             }
@@ -250,7 +254,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     if result.is_ok() {
         let gateway = if gateway_port == 80 { "http://localhost".to_owned() } else { format!("http://localhost:{gateway_port}") };
         println!();
-        println!("The shop is up. Ctrl-C stops everything this command started.");
+        println!("The shop is up ({profile} build). Ctrl-C stops everything this command started.");
         println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
         for service in &SERVICES {
             println!(
@@ -331,12 +335,68 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the workspace's binaries and runs the goose load tests with the given options.
-pub fn load(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let status = cargo().args(["build", "--workspace", "--bins"]).status()?;
+/// `cargo build --workspace --bins`, in release if asked.
+pub fn build_binaries(release: bool) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["build", "--workspace", "--bins"]);
+    if release {
+        command.arg("--release");
+    }
+    say(&format!("building the binaries: {command:?}"));
+    let status = command.status()?;
     if !status.success() {
         bail!("the build failed");
     }
-    let status = Command::new(crate::target_directory().join("debug/load")).args(arguments).status()?;
+    Ok(())
+}
+
+/// Builds the workspace's binaries in release (`--debug`: as `cargo xtask up` builds them) and
+/// runs the goose load tests with the given options.
+pub fn load(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let debug = arguments.iter().any(|argument| argument == "--debug");
+    let arguments: Vec<&String> = arguments.iter().filter(|argument| *argument != "--debug").collect();
+    build_binaries(!debug)?;
+    let binary = crate::target_directory().join(if debug { "debug" } else { "release" }).join("load");
+    let status = Command::new(binary).args(arguments).status()?;
     Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `cargo xtask bench [--url GATEWAY --order-service URL]`: the benchmark (load/src/bench.rs)
+/// against the system in release, started here on its own gateway port and stopped afterwards,
+/// or against one given by URL. Prints one table and writes it to target/bench/latest.md.
+pub fn bench(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    const GATEWAY_PORT: u16 = 18090;
+    let mut given = None;
+    let mut order_service = "http://127.0.0.1:8001".to_owned();
+    let mut rest = arguments.iter();
+    while let Some(argument) = rest.next() {
+        match argument.as_str() {
+            "--url" => given = Some(rest.next().context("--url takes the gateway's URL")?.clone()),
+            "--order-service" => order_service = rest.next().context("--order-service takes a URL")?.clone(),
+            _ => bail!("usage: cargo xtask bench [--url GATEWAY_URL --order-service ORDER_SERVICE_URL]"),
+        }
+    }
+    build_binaries(true)?;
+    let report = crate::target_directory().join("bench/latest.md");
+    let run = |host: &str| -> anyhow::Result<ExitCode> {
+        let status = Command::new(crate::target_directory().join("release/bench"))
+            .args(["--host", host, "--order-service", &order_service, "--report"])
+            .arg(&report)
+            .status()?;
+        Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    };
+    if let Some(host) = given {
+        return run(&host);
+    }
+    say(&format!("bringing the system up in release (cargo xtask up --release --gateway-port {GATEWAY_PORT})"));
+    let mut system = Command::new(std::env::current_exe()?)
+        .args(["up", "--release", "--gateway-port", &GATEWAY_PORT.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("failed to start the system")?;
+    let outcome =
+        crate::fuzz::wait_until_ready(Duration::from_secs(600)).and_then(|()| run(&format!("http://127.0.0.1:{GATEWAY_PORT}")));
+    say("stopping the system");
+    crate::fuzz::stop(&mut system);
+    outcome
 }
