@@ -289,9 +289,5 @@ if (stock["available_quantity"], stock["reserved_quantity"]) != (3, 2):
 print("order %s paid %.2f s after its POST; stock 3 available, 2 reserved" % (order["_id"], time.time() - sent))
 "#
     );
-    let output = Command::new("python3").args(["-c", &script]).output().context("failed to run python3")?;
-    if !output.status.success() {
-        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    crate::fuzz::python(&script)
 }

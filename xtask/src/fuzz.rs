@@ -149,7 +149,8 @@ print(json.load(answer)["access_token"])
     Ok(token)
 }
 
-fn python(script: &str) -> anyhow::Result<String> {
+/// Runs a Python script; its standard output, trimmed, or its error output as the error.
+pub fn python(script: &str) -> anyhow::Result<String> {
     let output = Command::new("python3").args(["-c", script]).output().context("failed to run python3")?;
     if !output.status.success() {
         bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
