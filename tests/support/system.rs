@@ -358,7 +358,7 @@ impl System {
     }
 
     async fn start_services_and_gateway(&mut self) -> anyhow::Result<()> {
-        for instance in all_instances(&self.replicas) {
+        for instance in self.all_instances() {
             self.start_instance(instance).await?;
         }
         let upstreams = Upstreams {
@@ -371,7 +371,7 @@ impl System {
         self.gateway = Some(Gateway::start(&upstreams, prefix).await?);
         // Serving HTTP is not enough: a scenario starts once every instance's store, broker link
         // and consumers work, as a load balancer would wait for.
-        for instance in all_instances(&self.replicas) {
+        for instance in self.all_instances() {
             self.wait_until_ready(instance, READY_DEADLINE).await?;
         }
         Ok(())

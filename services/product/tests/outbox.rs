@@ -30,6 +30,13 @@ impl TestDatabase {
         self.database.collection::<Document>(COLLECTION).find_one(doc! { "_id": id }).await.expect("read raw document")
     }
 
+    /// The product store on this database, its indexes made as at a service's start.
+    async fn product_store(&self) -> ProductStore {
+        let store = ProductStore::new(&self.database);
+        store.create_indexes().await.unwrap();
+        store
+    }
+
     async fn drop_database(self) {
         self.database.drop().await.expect("drop the test database");
     }
@@ -48,6 +55,14 @@ fn product(quantity: i64) -> ProductDocument {
         created_at: now,
         updated_at: now,
     }
+}
+
+/// A lamp stored with its `ProductCreated` event, as the create endpoint stores one.
+async fn insert_lamp(store: &ProductStore) -> (ProductDocument, OutboxMessage) {
+    let lamp = product(40);
+    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+    store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+    (lamp, created)
 }
 
 #[tokio::test]
@@ -82,12 +97,9 @@ async fn a_created_product_carries_its_event_until_it_is_marked_published() {
 #[tokio::test]
 async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() {
     let database = TestDatabase::new().await;
-    let store = ProductStore::new(&database.database);
-    store.create_indexes().await.unwrap();
+    let store = database.product_store().await;
     let outbox = store.outbox();
-    let lamp = product(40);
-    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
-    store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+    let (lamp, created) = insert_lamp(&store).await;
 
     let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
     let now = bson::DateTime::now();
@@ -144,15 +156,12 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     let broken_event = doc! { "id": "broken-event", "correlation_id": broken_id.to_hex() };
     let other_broken_id = ObjectId::new();
     let other_broken_event = doc! { "id": "other-broken-event", "queue": 7 };
-    database
-        .database
-        .collection::<Document>(COLLECTION)
-        .insert_many([
-            doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] },
-            doc! { "_id": other_broken_id, "name": "Also broken", OUTBOX_FIELD: [other_broken_event.clone()] },
-        ])
-        .await
-        .unwrap();
+    let mut broken_documents = [
+        doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] },
+        doc! { "_id": other_broken_id, "name": "Also broken", OUTBOX_FIELD: [other_broken_event.clone()] },
+    ];
+    broken_documents.iter_mut().for_each(common::messaging::document_outbox::mark_events_due);
+    database.database.collection::<Document>(COLLECTION).insert_many(broken_documents).await.unwrap();
     let lamp = product(40);
     let event = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
     store.insert(&lamp, std::slice::from_ref(&event)).await.unwrap();
@@ -198,15 +207,12 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
 /// until the claim is released (its last event marked published) or expires (its relay died).
 #[tokio::test]
 async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expires() {
-    use common::messaging::document_outbox::OUTBOX_LEASE_FIELD;
+    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
     use std::time::Duration;
 
     let database = TestDatabase::new().await;
-    let store = ProductStore::new(&database.database);
-    store.create_indexes().await.unwrap();
-    let lamp = product(40);
-    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
-    store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+    let store = database.product_store().await;
+    let (lamp, created) = insert_lamp(&store).await;
     // The first replica's claims last a moment, as if it died right after taking one.
     let first = store.outbox().with_lease(Duration::from_millis(500));
     let second = store.outbox();
@@ -223,10 +229,83 @@ async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expir
     // whichever replica looks first, at once rather than when the claim would expire.
     second.mark_published(&created).await.unwrap();
     let drained = database.raw_document(lamp.id).await.expect("the product stays");
-    assert!(drained.get(OUTBOX_LEASE_FIELD).is_none(), "claim released: {drained}");
+    assert!(drained.get(OUTBOX_DUE_FIELD).is_none() && drained.get(OUTBOX_OWNER_FIELD).is_none(), "claim released: {drained}");
     let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
     assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
     assert_eq!(first.pending(100).await.unwrap(), vec![deleted.clone()]);
+    database.drop_database().await;
+}
+
+/// An event stored about an entity whose events a relay holds goes to that relay, after the
+/// earlier ones: no other relay may publish it ahead of them.
+#[tokio::test]
+async fn an_event_stored_while_a_relay_holds_the_entity_is_that_relays() {
+    let database = TestDatabase::new().await;
+    let store = database.product_store().await;
+    let (lamp, created) = insert_lamp(&store).await;
+    let first = store.outbox();
+    let second = store.outbox();
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
+
+    let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
+    assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
+    assert_eq!(second.pending(100).await.unwrap(), vec![], "still the first relay's");
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone(), deleted.clone()]);
+    database.drop_database().await;
+}
+
+/// A relay that lives keeps its claims beyond one lease (it renews them as it reads), and lets go
+/// of a claimed document whose outbox turns out empty (emptied by a relay whose claim had
+/// expired, or by hand), so that nobody reads it again.
+#[tokio::test]
+async fn a_live_relay_keeps_its_claims_and_lets_go_of_an_empty_outbox() {
+    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use std::time::Duration;
+
+    let database = TestDatabase::new().await;
+    let store = database.product_store().await;
+    let (lamp, created) = insert_lamp(&store).await;
+    let first = store.outbox().with_lease(Duration::from_millis(600));
+    let second = store.outbox();
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()], "a read within the lease renews it");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(second.pending(100).await.unwrap(), vec![], "after the first lease, still the first relay's");
+    assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
+
+    database
+        .database
+        .collection::<Document>(COLLECTION)
+        .update_one(doc! { "_id": lamp.id }, doc! { "$set": { OUTBOX_FIELD: [] } })
+        .await
+        .unwrap();
+    assert_eq!(first.pending(100).await.unwrap(), vec![]);
+    let released = database.raw_document(lamp.id).await.unwrap();
+    assert!(released.get(OUTBOX_DUE_FIELD).is_none() && released.get(OUTBOX_OWNER_FIELD).is_none(), "let go: {released}");
+    database.drop_database().await;
+}
+
+/// Documents holding events but no claim field (written before it existed, when a claim lived in
+/// `outbox_lease`) are found: the start-up sweep makes them due.
+#[tokio::test]
+async fn events_stored_by_an_older_version_are_made_due_at_start() {
+    use common::messaging::document_outbox::outbox_array;
+    let database = TestDatabase::new().await;
+    let lamp = product(40);
+    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+    let mut old = bson::to_document(&lamp).unwrap();
+    old.insert(OUTBOX_FIELD, outbox_array(std::slice::from_ref(&created)).unwrap());
+    old.insert("outbox_lease", doc! { "owner": "a relay of the old version", "until": bson::DateTime::from_millis(0) });
+    database.database.collection::<Document>(COLLECTION).insert_one(old).await.unwrap();
+    let store = ProductStore::new(&database.database);
+    let outbox = store.outbox();
+    assert_eq!(outbox.pending(100).await.unwrap(), vec![], "invisible before the sweep");
+
+    store.create_indexes().await.unwrap();
+    assert_eq!(outbox.pending(100).await.unwrap(), vec![created.clone()]);
+    let claimed = database.raw_document(lamp.id).await.unwrap();
+    assert!(claimed.get("outbox_lease").is_none(), "the old claim field is gone: {claimed}");
     database.drop_database().await;
 }
 
@@ -337,10 +416,11 @@ async fn two_replicas_relays_publish_every_event_once_and_each_products_events_i
     database.drop_database().await;
 }
 
-/// The relay finds a published event by its id to remove it, and a collection grows: the lookup
-/// must use an index, which the store creates at every start.
+/// The relay finds a published event by its id to remove it, and pending events by their claim
+/// fields, and a collection grows: the lookups must use indexes, which the store creates at every
+/// start.
 #[tokio::test]
-async fn the_outbox_index_on_event_ids_is_created() {
+async fn the_outbox_indexes_are_created() {
     use futures::TryStreamExt as _;
     let database = TestDatabase::new().await;
     let store = ProductStore::new(&database.database);
@@ -356,5 +436,9 @@ async fn the_outbox_index_on_event_ids_is_created() {
         .await
         .unwrap();
     assert!(keys.contains(&doc! { format!("{OUTBOX_FIELD}.id"): 1 }), "indexes: {keys:?}");
+    // And on the claim fields, which every look for pending events reads.
+    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    assert!(keys.contains(&doc! { OUTBOX_DUE_FIELD: 1, "_id": 1 }), "indexes: {keys:?}");
+    assert!(keys.contains(&doc! { OUTBOX_OWNER_FIELD: 1 }), "indexes: {keys:?}");
     database.drop_database().await;
 }

@@ -14,14 +14,23 @@
 //!
 //! Several replicas of a service drain one collection, each with a relay of its own. So that an
 //! event is not published once per replica, and so that one entity's events leave in the order
-//! they were stored, a relay first *claims* a document: it writes a lease into the document's
-//! [`OUTBOX_LEASE_FIELD`] (its own name and an expiry), in an update whose filter requires the
-//! document to be unclaimed, its lease expired, or already its own. The server applies that
-//! update to one document atomically, so of two relays racing for a document one wins; the other
-//! skips it. The lease is renewed at each read and released when the document's last event is
-//! marked published; a relay that dies holding one delays that entity's events by the lease's
-//! length ([`DEFAULT_LEASE`]), after which any relay takes them over. Expiry is judged by each
-//! relay's own clock, so replicas on different hosts need clocks agreeing within seconds.
+//! they were stored, a relay first *claims* a document. Two top-level fields carry the claim:
+//! [`OUTBOX_DUE_FIELD`], present exactly while the document may hold pending events, is the time
+//! from which any relay may take them (the epoch when nobody holds them, a claim's expiry while a
+//! relay does), and [`OUTBOX_OWNER_FIELD`] names the relay holding the claim. A relay claims with
+//! an update whose filter requires the document to be due; the server applies it to one document
+//! atomically, so of two relays racing for a document one wins and the other skips it. A relay
+//! renews its claims while it lives; the last event's removal ([`OutboxStore::mark_published`])
+//! removes both fields; a relay that dies holding a claim delays that entity's events by the
+//! lease's length ([`DEFAULT_LEASE`]), after which any relay takes them over. Expiry is judged by
+//! each relay's own clock, so replicas on different hosts need clocks agreeing within seconds.
+//!
+//! Why top-level scalar fields and no `$or`: the relay looks for work on every wake-up, and the
+//! query must cost the same with a hundred documents as with a million. An indexed range on one
+//! field (`outbox_due <= now`) and an indexed equality (`outbox_owner = me`) do; a filter on
+//! "the outbox array is not empty" or an `$or` over the claim's states does not on every server
+//! (the MongoDB-wire stand-in scans the whole collection for them: 18 ms at 20,000 orders,
+//! against 0.5 ms for these).
 //!
 //! Usage, for a service keeping `Thing`s in a collection:
 //!
@@ -29,11 +38,12 @@
 //! // Writing: the entity and its event, in one single-document write.
 //! let event = OutboxMessage::new(&ThingCreated { .. });
 //! let mut document = bson::to_document(&thing)?;
-//! document.insert(OUTBOX_FIELD, outbox_array(&[event])?);
+//! add_events_to_new_document(&mut document, &[event])?;
 //! collection.insert_one(document).await?;
+//! // Or, changing one: `push_events(&mut update, &events)?` adds the operators to an update.
 //! wake.notify_one(); // the relay publishes at once instead of at its next poll
 //!
-//! // At start-up: the index `mark_published` needs, then the relay.
+//! // At start-up: the indexes the claims and `mark_published` need, then the relay.
 //! let store = DocumentOutboxStore::new(collection.clone_with_type());
 //! store.create_indexes().await?;
 //! tokio::spawn(OutboxRelay::new(store, publisher, wake).run(cancel));
@@ -52,7 +62,7 @@
 //! with [`DocumentOutboxStore::deleting_drained_documents_matching`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,22 +79,48 @@ pub const OUTBOX_FIELD: &str = "outbox";
 /// kept for inspection but no longer read as pending.
 pub const UNDECODABLE_OUTBOX_FIELD: &str = "outbox_undecodable";
 
-/// The field in which a relay claims a document's events: `{ owner, until }`.
-pub const OUTBOX_LEASE_FIELD: &str = "outbox_lease";
+/// Present on a document exactly while its outbox may hold events: the time from which any relay
+/// may take them. The epoch when no relay holds them; a claim's expiry while one does.
+pub const OUTBOX_DUE_FIELD: &str = "outbox_due";
+
+/// The relay holding the claim on a document's events (see [`OUTBOX_DUE_FIELD`]).
+pub const OUTBOX_OWNER_FIELD: &str = "outbox_owner";
 
 /// How long a claim lasts unless renewed: how long a dead replica's claimed events wait before
 /// another replica publishes them. Longer than a publish can take (its confirm times out sooner),
 /// so a live relay never loses a claim in the middle of its work.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// Events as the BSON array to store under [`OUTBOX_FIELD`] (or to `$push` with `$each`).
+/// [`OUTBOX_DUE_FIELD`] of a document whose events no relay holds: due at once.
+fn due_at_once() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
+}
+
+/// Events as the BSON array to store under [`OUTBOX_FIELD`].
 pub fn outbox_array(messages: &[OutboxMessage]) -> anyhow::Result<Bson> {
     bson::to_bson(messages).context("failed to encode outbox events as BSON")
 }
 
-/// One event as the BSON value to `$push` onto [`OUTBOX_FIELD`].
-pub fn outbox_entry(message: &OutboxMessage) -> anyhow::Result<Bson> {
-    bson::to_bson(message).context("failed to encode an outbox event as BSON")
+/// Makes the events in a new document's [`OUTBOX_FIELD`] due, so that a relay finds them. Every
+/// insert of a document with events calls it (a document without [`OUTBOX_DUE_FIELD`] is found
+/// only by the start-up sweep of [`DocumentOutboxStore::create_indexes`]).
+pub fn mark_events_due(document: &mut Document) {
+    if document.get_array(OUTBOX_FIELD).is_ok_and(|events| !events.is_empty()) {
+        document.insert(OUTBOX_DUE_FIELD, due_at_once());
+    }
+}
+
+/// Adds to `update` (which must have no `$push` or `$max` of its own) the operators that append
+/// `events` to a document's outbox and make them due: at once, or, while a relay holds the
+/// document, when its claim ends (the holder itself publishes them, after the earlier ones).
+pub fn push_events(update: &mut Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    update.insert("$push", doc! { OUTBOX_FIELD: { "$each": outbox_array(events)? } });
+    // `$max` sets the field when it is absent and leaves a claim's later expiry as it is.
+    update.insert("$max", doc! { OUTBOX_DUE_FIELD: due_at_once() });
+    Ok(())
 }
 
 /// Reads and drains the events embedded in the documents of one collection.
@@ -98,10 +134,12 @@ pub struct DocumentOutboxStore {
     /// How many undecodable events this store has set aside, shared by its clones: for tests
     /// and for anyone who wants to expose it as a metric.
     undecodable_set_aside: Arc<AtomicU64>,
-    /// This store's name in the leases it takes: unique per store made with [`Self::new`] (one
-    /// per relay, so one per replica).
+    /// This store's name in the claims it takes: unique per store made with [`Self::new`] (one
+    /// per relay, so one per replica); its clones share it.
     owner: String,
     lease: Duration,
+    /// When this store last renewed its claims (milliseconds since the epoch), shared by clones.
+    last_renewal: Arc<AtomicI64>,
 }
 
 impl DocumentOutboxStore {
@@ -112,6 +150,7 @@ impl DocumentOutboxStore {
             undecodable_set_aside: Arc::new(AtomicU64::new(0)),
             owner: uuid::Uuid::new_v4().to_string(),
             lease: DEFAULT_LEASE,
+            last_renewal: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -121,36 +160,42 @@ impl DocumentOutboxStore {
         self
     }
 
-    /// A filter for the documents this store may claim at `now`: unclaimed, claimed by a lease
-    /// that has expired, or claimed by this store already.
-    fn claimable(&self, now: bson::DateTime) -> Document {
-        let owner_field = format!("{OUTBOX_LEASE_FIELD}.owner");
-        let until_field = format!("{OUTBOX_LEASE_FIELD}.until");
-        doc! {
-            "$or": [
-                { OUTBOX_LEASE_FIELD: { "$exists": false } },
-                { until_field: { "$lte": now } },
-                { owner_field: &self.owner },
-            ]
-        }
+    fn lease_millis(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Claims (or renews the claim on) up to `limit` documents with pending events, oldest first,
-    /// and returns their ids: the documents this store alone may publish from until the lease
-    /// ends.
-    async fn claim(&self, limit: i64) -> anyhow::Result<Vec<Bson>> {
+    /// Keeps this store's claims from expiring while it lives: at most every quarter of a lease,
+    /// every claim it holds is extended to a whole lease from `now`. A claim that expired and was
+    /// taken by another relay names that relay now, so it is not taken back.
+    async fn renew(&self, now: bson::DateTime, until: bson::DateTime) -> anyhow::Result<()> {
+        let now_millis = now.timestamp_millis();
+        if now_millis.saturating_sub(self.last_renewal.load(Ordering::Relaxed)) < self.lease_millis() / 4 {
+            return Ok(());
+        }
+        self.collection
+            .update_many(doc! { OUTBOX_OWNER_FIELD: &self.owner }, doc! { "$set": { OUTBOX_DUE_FIELD: until } })
+            .await
+            .with_context(|| format!("failed to renew outbox claims in {}", self.collection.name()))?;
+        self.last_renewal.store(now_millis, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Claims up to `limit` documents whose events are due (nobody's, or their claim expired),
+    /// oldest first, after renewing the claims this store already holds. Returns the time the
+    /// claims were judged at.
+    async fn claim(&self, limit: i64) -> anyhow::Result<bson::DateTime> {
         let now = bson::DateTime::now();
-        let mut candidates = self.claimable(now);
-        // "Has at least one event whose id exists": a document with an empty outbox does not
-        // match, and the multikey index on `outbox.id` serves the query.
-        candidates.insert(format!("{OUTBOX_FIELD}.id"), doc! { "$exists": true });
+        let until = bson::DateTime::from_millis(now.timestamp_millis().saturating_add(self.lease_millis()));
+        self.renew(now, until).await?;
+        let due = doc! { OUTBOX_DUE_FIELD: { "$lte": now } };
         let ids: Vec<Bson> = self
             .collection
-            .find(candidates)
+            .find(due.clone())
             .projection(doc! { "_id": 1 })
-            // Oldest document first (ObjectIds grow with time), so events leave roughly in the
-            // order they were stored.
-            .sort(doc! { "_id": 1 })
+            // Unclaimed documents first (due at the epoch), oldest first among them (ObjectIds
+            // grow with time), so events leave roughly in the order they were stored; the index
+            // on these two fields gives that order without a sort.
+            .sort(doc! { OUTBOX_DUE_FIELD: 1, "_id": 1 })
             .limit(limit)
             .await
             .with_context(|| format!("failed to look for pending events in {}", self.collection.name()))?
@@ -161,19 +206,30 @@ impl DocumentOutboxStore {
             .filter_map(|document| document.get("_id").cloned())
             .collect();
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(now);
         }
-        let lease_millis = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
-        let until = bson::DateTime::from_millis(now.timestamp_millis().saturating_add(lease_millis));
         // Another relay may have claimed some of them since the read: the filter is checked
         // again, atomically, for each document, and those are left alone.
-        let mut claim = self.claimable(now);
+        let mut claim = due;
         claim.insert("_id", doc! { "$in": &ids });
         self.collection
-            .update_many(claim, doc! { "$set": { OUTBOX_LEASE_FIELD: { "owner": &self.owner, "until": until } } })
+            .update_many(claim, doc! { "$set": { OUTBOX_DUE_FIELD: until, OUTBOX_OWNER_FIELD: &self.owner } })
             .await
             .with_context(|| format!("failed to claim pending events in {}", self.collection.name()))?;
-        Ok(ids)
+        Ok(now)
+    }
+
+    /// Lets go of claimed documents whose outbox turned out empty (their last event was removed
+    /// by a relay whose claim had expired, or by hand), so that no relay reads them again.
+    async fn release_empty(&self, ids: Vec<Bson>) -> anyhow::Result<()> {
+        self.collection
+            .update_many(
+                doc! { "_id": { "$in": ids }, format!("{OUTBOX_FIELD}.0"): { "$exists": false } },
+                doc! { "$unset": { OUTBOX_DUE_FIELD: "", OUTBOX_OWNER_FIELD: "" } },
+            )
+            .await
+            .with_context(|| format!("failed to release empty outboxes in {}", self.collection.name()))?;
+        Ok(())
     }
 
     /// How many undecodable events `pending` has moved aside since this store was made (each once,
@@ -224,31 +280,42 @@ impl DocumentOutboxStore {
         self
     }
 
-    /// Creates the index on the event ids, which both finding pending events and removing a
-    /// published one use. Idempotent: call it at every start.
+    /// Creates the indexes the relay's queries use: on the claim fields, which finding pending
+    /// events uses, and on the event ids, which removing a published one uses. Then makes due any
+    /// document holding events without [`OUTBOX_DUE_FIELD`] (written before the field existed,
+    /// when claims lived in `outbox_lease`, or by a write that forgot [`mark_events_due`]): a
+    /// whole-collection scan, once per start. Idempotent: call it at every start.
     pub async fn create_indexes(&self) -> anyhow::Result<()> {
-        let index = IndexModel::builder().keys(doc! { format!("{OUTBOX_FIELD}.id"): 1 }).build();
+        let indexes =
+            [doc! { OUTBOX_DUE_FIELD: 1, "_id": 1 }, doc! { OUTBOX_OWNER_FIELD: 1 }, doc! { format!("{OUTBOX_FIELD}.id"): 1 }]
+                .into_iter()
+                .map(|keys| IndexModel::builder().keys(keys).build());
         self.collection
-            .create_index(index)
+            .create_indexes(indexes)
             .await
-            .with_context(|| format!("failed to create the outbox index on {}", self.collection.name()))?;
+            .with_context(|| format!("failed to create the outbox indexes on {}", self.collection.name()))?;
+        self.collection
+            .update_many(
+                doc! { format!("{OUTBOX_FIELD}.0"): { "$exists": true }, OUTBOX_DUE_FIELD: { "$exists": false } },
+                doc! { "$set": { OUTBOX_DUE_FIELD: due_at_once() }, "$unset": { "outbox_lease": "" } },
+            )
+            .await
+            .with_context(|| format!("failed to make the pending events in {} due", self.collection.name()))?;
         Ok(())
     }
 }
 
 impl OutboxStore for DocumentOutboxStore {
     async fn pending(&self, limit: usize) -> anyhow::Result<Vec<OutboxMessage>> {
-        let ids = self.claim(i64::try_from(limit).unwrap_or(i64::MAX)).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let owner_field = format!("{OUTBOX_LEASE_FIELD}.owner");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = self.claim(limit).await?;
         let documents: Vec<Document> = self
             .collection
-            // Only what this store holds the claim on.
-            .find(doc! { "_id": { "$in": ids }, owner_field: &self.owner })
+            // Only what this store holds an unexpired claim on.
+            .find(doc! { OUTBOX_OWNER_FIELD: &self.owner, OUTBOX_DUE_FIELD: { "$gt": now } })
             .projection(doc! { OUTBOX_FIELD: 1 })
             .sort(doc! { "_id": 1 })
+            .limit(limit)
             .await
             .with_context(|| format!("failed to read claimed events in {}", self.collection.name()))?
             .try_collect()
@@ -256,9 +323,14 @@ impl OutboxStore for DocumentOutboxStore {
             .with_context(|| format!("failed to read claimed events from {}", self.collection.name()))?;
 
         let mut messages = Vec::new();
+        let mut empty = Vec::new();
         for document in documents {
-            let Ok(events) = document.get_array(OUTBOX_FIELD) else { continue };
             let document_id = document.get("_id").cloned().unwrap_or(Bson::Null);
+            let events = document.get_array(OUTBOX_FIELD).map(Vec::as_slice).unwrap_or_default();
+            if events.is_empty() {
+                empty.push(document_id);
+                continue;
+            }
             for event in events {
                 match bson::from_bson::<OutboxMessage>(event.clone()) {
                     Ok(message) => messages.push(message),
@@ -266,7 +338,10 @@ impl OutboxStore for DocumentOutboxStore {
                 }
             }
         }
-        messages.truncate(limit);
+        if !empty.is_empty() {
+            self.release_empty(empty).await?;
+        }
+        messages.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(messages)
     }
 
@@ -289,7 +364,7 @@ impl OutboxStore for DocumentOutboxStore {
         }
         let id = document.get("_id").cloned().unwrap_or(Bson::Null);
         // Only once nothing else is waiting in it: an event may have been pushed since.
-        let mut drained_filter = doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } };
+        let drained_filter = doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } };
         if let Some(filter) = &self.delete_when_drained {
             let mut delete_filter = filter.clone();
             delete_filter.extend(drained_filter.clone());
@@ -302,14 +377,51 @@ impl OutboxStore for DocumentOutboxStore {
                 return Ok(());
             }
         }
-        // Release the claim, so that another replica's relay (woken by the next event about this
-        // entity) need not wait for it to expire. If an event arrived meanwhile, the claim stays
-        // and this relay's next read publishes it.
-        drained_filter.insert(format!("{OUTBOX_LEASE_FIELD}.owner"), &self.owner);
+        // Nothing pending: the document leaves the relays' view, and the next event about this
+        // entity is due at once to whichever relay looks first. If an event arrived meanwhile,
+        // the claim stays and its holder's next read publishes it.
         self.collection
-            .update_one(drained_filter, doc! { "$unset": { OUTBOX_LEASE_FIELD: "" } })
+            .update_one(drained_filter, doc! { "$unset": { OUTBOX_DUE_FIELD: "", OUTBOX_OWNER_FIELD: "" } })
             .await
             .with_context(|| format!("failed to release an outbox claim in {}", self.collection.name()))?;
         Ok(())
+    }
+}
+
+/// Against the real MongoDB-wire server of the test run (`E2E_MONGODB_URL`), in a database of
+/// their own, dropped at the end.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn test_collection() -> (mongodb::Database, Collection<Document>) {
+        let url = crate::config::TestServers::from_environment().mongodb;
+        let client = mongodb::Client::with_uri_str(&url).await.expect("MongoDB client");
+        let database = client.database(&format!("document_outbox_test_{}", uuid::Uuid::new_v4().simple()));
+        let collection = database.collection("things");
+        (database, collection)
+    }
+
+    /// Two reads of one store (the relay's wake and its poll) can both see an undecodable event
+    /// before either moves it: the one that moves it counts it, the other neither moves nor
+    /// counts anything.
+    #[tokio::test]
+    async fn an_undecodable_event_seen_by_two_reads_is_moved_aside_and_counted_once() {
+        let (database, collection) = test_collection().await;
+        let id = Bson::ObjectId(bson::oid::ObjectId::new());
+        let event = Bson::Document(doc! { "id": "broken", "queue": 7 });
+        collection.insert_one(doc! { "_id": id.clone(), OUTBOX_FIELD: [event.clone()] }).await.unwrap();
+        let error = bson::from_bson::<OutboxMessage>(event.clone()).expect_err("the event does not decode");
+        let store = DocumentOutboxStore::new(collection.clone());
+
+        store.set_aside(&id, &event, &error).await;
+        assert_eq!(store.undecodable_events_set_aside(), 1, "the read that moved it counted it");
+        store.set_aside(&id, &event, &error).await;
+        assert_eq!(store.undecodable_events_set_aside(), 1, "the read that found it gone counted nothing");
+
+        let document = collection.find_one(doc! { "_id": id }).await.unwrap().expect("the document stays");
+        assert_eq!(document.get_array(OUTBOX_FIELD).unwrap(), &Vec::<Bson>::new());
+        assert_eq!(document.get_array(UNDECODABLE_OUTBOX_FIELD).unwrap(), &vec![event], "moved once");
+        database.drop().await.unwrap();
     }
 }

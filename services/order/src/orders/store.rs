@@ -14,7 +14,7 @@ use mongodb::{Collection, Database, IndexModel};
 
 use common::messaging::OutboxMessage;
 use common::messaging::document_outbox::DocumentOutboxStore;
-use common::messaging::document_outbox::{OUTBOX_FIELD, outbox_array};
+use common::messaging::document_outbox::{mark_events_due, push_events};
 use common::messaging::events::{InventoryRelease, OrderProcessed};
 
 use super::model::{OrderDocument, OrderStatus, storable_now};
@@ -63,7 +63,13 @@ impl OrderStore {
 
     /// Stores a new order together with the events in its outbox, in one insert.
     pub async fn insert(&self, order: &OrderDocument) -> anyhow::Result<()> {
-        self.orders.insert_one(order).await.with_context(|| format!("failed to insert order {}", order.id))?;
+        let mut document = bson::to_document(order).context("failed to encode an order as BSON")?;
+        mark_events_due(&mut document);
+        self.orders
+            .clone_with_type::<Document>()
+            .insert_one(document)
+            .await
+            .with_context(|| format!("failed to insert order {}", order.id))?;
         Ok(())
     }
 
@@ -131,9 +137,7 @@ impl OrderStore {
             // write, so the announcement can be delayed by a broker outage but never lost.
             events.push(OutboxMessage::new(&OrderProcessed { order_id: order_id.to_hex() }));
         }
-        if !events.is_empty() {
-            update.insert("$push", doc! { OUTBOX_FIELD: { "$each": outbox_array(&events)? } });
-        }
+        push_events(&mut update, &events)?;
         let changed = self
             .orders
             .find_one_and_update(filter, update)

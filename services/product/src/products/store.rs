@@ -6,7 +6,7 @@ use anyhow::Context;
 use bson::oid::ObjectId;
 use bson::{Bson, Document, doc};
 use common::messaging::OutboxMessage;
-use common::messaging::document_outbox::{DocumentOutboxStore, OUTBOX_FIELD, outbox_array, outbox_entry};
+use common::messaging::document_outbox::{DocumentOutboxStore, OUTBOX_FIELD, mark_events_due, outbox_array, push_events};
 use futures::TryStreamExt;
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
@@ -61,6 +61,7 @@ impl ProductStore {
     pub async fn insert(&self, product: &ProductDocument, events: &[OutboxMessage]) -> anyhow::Result<()> {
         let mut document = bson::to_document(product).context("failed to encode a product as BSON")?;
         document.insert(OUTBOX_FIELD, outbox_array(events)?);
+        mark_events_due(&mut document);
         self.products
             .clone_with_type::<Document>()
             .insert_one(document)
@@ -138,10 +139,8 @@ impl ProductStore {
     pub async fn mark_deleted(&self, id: ObjectId, event: &OutboxMessage, at: bson::DateTime) -> anyhow::Result<bool> {
         let mut filter = visible();
         filter.insert("_id", id);
-        let update = doc! {
-            "$set": { "deleted": true, "updated_at": at },
-            "$push": { OUTBOX_FIELD: outbox_entry(event)? },
-        };
+        let mut update = doc! { "$set": { "deleted": true, "updated_at": at } };
+        push_events(&mut update, std::slice::from_ref(event))?;
         let result = self.products.update_one(filter, update).await.with_context(|| format!("failed to delete product {id}"))?;
         Ok(result.matched_count == 1)
     }
