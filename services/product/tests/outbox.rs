@@ -85,12 +85,14 @@ async fn a_created_product_carries_its_event_until_it_is_marked_published() {
     .unwrap();
     assert!(shown.get(OUTBOX_FIELD).is_none());
 
-    outbox.mark_published(&event).await.unwrap();
-    outbox.mark_published(&event).await.expect("marking twice is not an error");
+    outbox.mark_published(std::slice::from_ref(&event)).await.unwrap();
+    outbox.mark_published(std::slice::from_ref(&event)).await.expect("marking twice is not an error");
 
     assert!(outbox.pending(100).await.unwrap().is_empty());
     let stored = database.raw_document(lamp.id).await.expect("the product stays");
     assert!(stored.get_array(OUTBOX_FIELD).unwrap().is_empty());
+    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    assert!(stored.get(OUTBOX_DUE_FIELD).is_none() && stored.get(OUTBOX_OWNER_FIELD).is_none(), "claim released: {stored}");
     database.drop_database().await;
 }
 
@@ -114,10 +116,40 @@ async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() 
     );
 
     // The tombstone stays while any event is pending, and goes with the last one.
-    outbox.mark_published(&created).await.unwrap();
+    outbox.mark_published(std::slice::from_ref(&created)).await.unwrap();
     assert!(database.raw_document(lamp.id).await.is_some());
-    outbox.mark_published(&deleted).await.unwrap();
+    outbox.mark_published(std::slice::from_ref(&deleted)).await.unwrap();
     assert!(database.raw_document(lamp.id).await.is_none());
+    database.drop_database().await;
+}
+
+/// The relay marks everything one read published in one call: every event is removed, every
+/// drained document released (a tombstone deleted), and a document that received an event since
+/// the read keeps that event and its claim.
+#[tokio::test]
+async fn the_events_of_one_read_are_marked_published_together() {
+    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    let database = TestDatabase::new().await;
+    let store = database.product_store().await;
+    let outbox = store.outbox();
+    let (lamp, lamp_created) = insert_lamp(&store).await;
+    let (chair, chair_created) = insert_lamp(&store).await;
+    let (desk, desk_created) = insert_lamp(&store).await;
+    let desk_deleted = OutboxMessage::new(&ProductDeleted { product_id: desk.id.to_hex() });
+    assert!(store.mark_deleted(desk.id, &desk_deleted, bson::DateTime::now()).await.unwrap());
+    let read = outbox.pending(100).await.unwrap();
+    assert_eq!(read, vec![lamp_created, chair_created, desk_created, desk_deleted]);
+    let chair_deleted = OutboxMessage::new(&ProductDeleted { product_id: chair.id.to_hex() });
+    assert!(store.mark_deleted(chair.id, &chair_deleted, bson::DateTime::now()).await.unwrap());
+
+    outbox.mark_published(&read).await.unwrap();
+    let lamp = database.raw_document(lamp.id).await.expect("the lamp stays");
+    assert!(lamp.get_array(OUTBOX_FIELD).unwrap().is_empty());
+    assert!(lamp.get(OUTBOX_DUE_FIELD).is_none() && lamp.get(OUTBOX_OWNER_FIELD).is_none(), "released: {lamp}");
+    assert!(database.raw_document(desk.id).await.is_none(), "the drained tombstone is gone");
+    let chair = database.raw_document(chair.id).await.expect("a tombstone with a pending event stays");
+    assert!(chair.get(OUTBOX_OWNER_FIELD).is_some(), "still claimed: {chair}");
+    assert_eq!(outbox.pending(100).await.unwrap(), vec![chair_deleted], "and still this relay's to publish");
     database.drop_database().await;
 }
 
@@ -227,7 +259,7 @@ async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expir
 
     // Draining the document releases the claim: the next event about the product is free for
     // whichever replica looks first, at once rather than when the claim would expire.
-    second.mark_published(&created).await.unwrap();
+    second.mark_published(std::slice::from_ref(&created)).await.unwrap();
     let drained = database.raw_document(lamp.id).await.expect("the product stays");
     assert!(drained.get(OUTBOX_DUE_FIELD).is_none() && drained.get(OUTBOX_OWNER_FIELD).is_none(), "claim released: {drained}");
     let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
@@ -323,9 +355,9 @@ impl OutboxStore for RecordingOutbox {
         self.inner.pending(limit).await
     }
 
-    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
-        self.inner.mark_published(message).await?;
-        self.marked.lock().unwrap().push(message.clone());
+    async fn mark_published(&self, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+        self.inner.mark_published(messages).await?;
+        self.marked.lock().unwrap().extend_from_slice(messages);
         Ok(())
     }
 }

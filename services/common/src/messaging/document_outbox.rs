@@ -8,8 +8,8 @@
 //!
 //! How it is drained: [`DocumentOutboxStore`] implements [`OutboxStore`] for the
 //! [`super::OutboxRelay`]. `pending` claims the documents that still hold events (oldest document
-//! first, events in the order they were pushed); `mark_published` removes one event with `$pull`
-//! after the broker confirmed it. A crash between the publish and the `$pull` publishes the event
+//! first, events in the order they were pushed); `mark_published` removes the events the broker
+//! confirmed with one `$pull`. A crash between the publish and the `$pull` publishes the event
 //! again, which the idempotent consumers ignore.
 //!
 //! Several replicas of a service drain one collection, each with a relay of its own. So that an
@@ -345,45 +345,33 @@ impl OutboxStore for DocumentOutboxStore {
         Ok(messages)
     }
 
-    async fn mark_published(&self, message: &OutboxMessage) -> anyhow::Result<()> {
-        let event_id_field = format!("{OUTBOX_FIELD}.id");
-        // The document as it was before the `$pull`: whether this was its last event.
-        let before = self
-            .collection
-            .find_one_and_update(
-                doc! { event_id_field.as_str(): &message.id },
-                doc! { "$pull": { OUTBOX_FIELD: { "id": &message.id } } },
-            )
-            .projection(doc! { "_id": 1, OUTBOX_FIELD: 1 })
-            .await
-            .with_context(|| format!("failed to remove published event {} from {}", message.id, self.collection.name()))?;
-        let Some(document) = before else { return Ok(()) };
-        let drained = document.get_array(OUTBOX_FIELD).is_ok_and(|events| events.len() <= 1);
-        if !drained {
-            return Ok(());
-        }
-        let id = document.get("_id").cloned().unwrap_or(Bson::Null);
-        // Only once nothing else is waiting in it: an event may have been pushed since.
-        let drained_filter = doc! { "_id": id, OUTBOX_FIELD: { "$size": 0 } };
-        if let Some(filter) = &self.delete_when_drained {
-            let mut delete_filter = filter.clone();
-            delete_filter.extend(drained_filter.clone());
-            let deleted = self
-                .collection
-                .delete_one(delete_filter)
-                .await
-                .with_context(|| format!("failed to delete a drained tombstone from {}", self.collection.name()))?;
-            if deleted.deleted_count > 0 {
-                return Ok(());
-            }
-        }
-        // Nothing pending: the document leaves the relays' view, and the next event about this
-        // entity is due at once to whichever relay looks first. If an event arrived meanwhile,
-        // the claim stays and its holder's next read publishes it.
+    async fn mark_published(&self, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+        let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
         self.collection
-            .update_one(drained_filter, doc! { "$unset": { OUTBOX_DUE_FIELD: "", OUTBOX_OWNER_FIELD: "" } })
+            .update_many(
+                doc! { format!("{OUTBOX_FIELD}.id"): { "$in": &ids } },
+                doc! { "$pull": { OUTBOX_FIELD: { "id": { "$in": &ids } } } },
+            )
             .await
-            .with_context(|| format!("failed to release an outbox claim in {}", self.collection.name()))?;
+            .with_context(|| format!("failed to remove {} published event(s) from {}", ids.len(), self.collection.name()))?;
+        // The documents this store holds whose outbox is now empty. An event may have been pushed
+        // into one since its last was published: that one is not empty, and keeps its claim for
+        // this store's next read.
+        let drained = doc! { OUTBOX_OWNER_FIELD: &self.owner, OUTBOX_FIELD: { "$size": 0 } };
+        if let Some(filter) = &self.delete_when_drained {
+            let mut tombstones = filter.clone();
+            tombstones.extend(drained.clone());
+            self.collection
+                .delete_many(tombstones)
+                .await
+                .with_context(|| format!("failed to delete drained tombstones from {}", self.collection.name()))?;
+        }
+        // The rest leave the relays' view; the next event about one of them is due at once to
+        // whichever relay looks first.
+        self.collection
+            .update_many(drained, doc! { "$unset": { OUTBOX_DUE_FIELD: "", OUTBOX_OWNER_FIELD: "" } })
+            .await
+            .with_context(|| format!("failed to release outbox claims in {}", self.collection.name()))?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -63,8 +63,9 @@ fn oldest_age(batch: &[OutboxMessage], now: i64) -> Option<Duration> {
 pub trait OutboxStore: Send + Sync + 'static {
     /// Up to `limit` events not yet marked published, oldest first.
     fn pending(&self, limit: usize) -> impl Future<Output = anyhow::Result<Vec<OutboxMessage>>> + Send;
-    /// Marks one event published; marking one that is already gone is not an error.
-    fn mark_published(&self, message: &OutboxMessage) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Marks events published, all of one read at once (one write, not one per event); marking
+    /// one that is already gone is not an error.
+    fn mark_published(&self, messages: &[OutboxMessage]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Publishes what an [`OutboxStore`] holds.
@@ -125,17 +126,42 @@ impl<S: OutboxStore> OutboxRelay<S> {
             }
             // Events about different entities go out concurrently (each publish waits for its own
             // confirm, so one at a time would make the relay the pipeline's bottleneck); events
-            // about the same entity keep the order in which they were stored.
-            futures::stream::iter(by_entity(batch))
+            // about the same entity keep the order in which they were stored, and an entity whose
+            // publish fails sends nothing after it.
+            let sent: Vec<(Vec<OutboxMessage>, anyhow::Result<()>)> = futures::stream::iter(by_entity(batch))
                 .map(|events| async move {
-                    for message in &events {
-                        self.publish_one(message).await?;
+                    let mut sent = Vec::with_capacity(events.len());
+                    for message in events {
+                        if let Err(error) = self.publish_one(&message).await {
+                            return (sent, Err(error));
+                        }
+                        sent.push(message);
                     }
-                    Ok::<(), anyhow::Error>(())
+                    (sent, Ok(()))
                 })
                 .buffer_unordered(CONCURRENT_ENTITIES)
-                .try_collect::<Vec<()>>()
-                .await?;
+                .collect()
+                .await;
+            let mut published = Vec::new();
+            let mut failure = None;
+            for (events, outcome) in sent {
+                published.extend(events);
+                if let Err(error) = outcome {
+                    failure.get_or_insert(error);
+                }
+            }
+            // What the broker confirmed is marked even when something else failed, so that it is
+            // not published again; a crash before this mark publishes it again, which the
+            // idempotent consumers ignore.
+            if !published.is_empty() {
+                self.store.mark_published(&published).await.context("failed to mark outbox events published")?;
+                for message in &published {
+                    tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
         }
     }
 
@@ -148,10 +174,7 @@ impl<S: OutboxStore> OutboxRelay<S> {
                 message.payload.as_bytes(),
                 super::publisher::request_id_headers(message.request_id.as_deref()),
             )
-            .await?;
-        self.store.mark_published(message).await.context("failed to mark an outbox event published")?;
-        tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
-        Ok(())
+            .await
     }
 }
 
