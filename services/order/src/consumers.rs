@@ -10,12 +10,9 @@
 //! The consumer's span carries the order id as `correlation_id`, so every line logged while
 //! handling an event names its order.
 
-use std::sync::Arc;
-
 use bson::oid::ObjectId;
 use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcessed};
 use common::messaging::{ConsumerSettings, HandlerError, consume};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -26,9 +23,6 @@ use crate::orders::store::{OrderStore, StatusChange};
 #[derive(Clone)]
 pub struct ConsumerContext {
     pub store: OrderStore,
-    /// Wakes the outbox relay after a status change stored an event (the payment announcement),
-    /// so it is published at once instead of at the relay's next poll.
-    pub relay_wake: Arc<Notify>,
     /// `order_accepted_to_paid_seconds`: from the order's `created_at` to its payment.
     pub accepted_to_paid: prometheus_client::metrics::histogram::Histogram,
 }
@@ -91,8 +85,7 @@ pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryRe
     let change = context.store.change_status(order_id, None, OrderStatus::Pending, OrderStatus::Processing, None).await?;
     match change {
         StatusChange::Changed(_) => {
-            // The payment announcement went into the outbox with the status; publish it now.
-            context.relay_wake.notify_one();
+            // The payment announcement went into the outbox with the status, and to the relay.
             tracing::info!(order_id = %order_id, "stock reserved; order is processing");
         }
         StatusChange::StatusMovedOn => {

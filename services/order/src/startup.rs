@@ -17,7 +17,6 @@ use common::auth::TokenVerifier;
 use common::messaging::{ConsumerSettings, OutboxRelay, Publisher};
 use mongodb::options::ClientOptions;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -51,7 +50,6 @@ pub struct Application {
     /// the outbox, so this is its only publisher. Closed on shutdown.
     publisher: Arc<Publisher>,
     /// Handed to the HTTP handlers and the consumers: they notify it after storing an event.
-    relay_wake: Arc<Notify>,
     /// Where the consumers report whether they consume (`/ready`).
     readiness: common::health::Readiness,
     /// `/metrics`: the relay, the consumers and the HTTP routes record into it.
@@ -69,13 +67,11 @@ impl Application {
         store.create_indexes().await?;
 
         let publisher = Arc::new(Publisher::new(&config.rabbitmq_url, format!("{SERVICE_NAME} publisher")));
-        let relay_wake = Arc::new(Notify::new());
         let state = OrdersState {
             store: store.clone(),
             catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
             verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
             staff_policy: config.staff_policy,
-            relay_wake: Arc::clone(&relay_wake),
         };
         let readiness = common::health::Readiness::default();
         readiness.mongodb(mongodb.clone());
@@ -85,7 +81,7 @@ impl Application {
 
         let listener = common::http::bind(&config.http).await?;
         let port = listener.local_addr()?.port();
-        Ok(Self { port, listener, router, config, mongodb, store, publisher, relay_wake, readiness, metrics })
+        Ok(Self { port, listener, router, config, mongodb, store, publisher, readiness, metrics })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,8 +91,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let mut background = JoinSet::new();
-        let relay = OutboxRelay::new(self.store.outbox(), Arc::clone(&self.publisher), Arc::clone(&self.relay_wake))
-            .with_metrics(self.metrics.clone());
+        let outbox = self.store.outbox();
+        let relay =
+            OutboxRelay::new(outbox.clone(), Arc::clone(&self.publisher), outbox.wake()).with_metrics(self.metrics.clone());
         // Background tasks run in the span the service was started in, so their logs keep its context.
         background.spawn(relay.run(cancel.clone()).in_current_span());
         let mut settings = ConsumerSettings::new(SERVICE_NAME);
@@ -108,7 +105,7 @@ impl Application {
             "Time from an order's acceptance to its payment",
             &consumers::ACCEPTED_TO_PAID_BUCKETS,
         );
-        let context = ConsumerContext { store: self.store.clone(), relay_wake: Arc::clone(&self.relay_wake), accepted_to_paid };
+        let context = ConsumerContext { store: self.store.clone(), accepted_to_paid };
         consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
 
         let served = common::http::serve(self.listener, self.router, shutdown).await;

@@ -17,7 +17,6 @@ use common::messaging::document_outbox::DocumentOutboxStore;
 use common::messaging::{OutboxRelay, Publisher};
 use mongodb::options::ClientOptions;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use utoipa::OpenApi;
@@ -62,16 +61,14 @@ impl Application {
         products.create_indexes().await?;
 
         let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
-        let outbox_wake = Arc::new(Notify::new());
         let metrics = common::metrics::Metrics::new();
         let outbox_relay =
-            OutboxRelay::new(products.outbox(), Arc::clone(&publisher), Arc::clone(&outbox_wake)).with_metrics(metrics.clone());
+            OutboxRelay::new(products.outbox(), Arc::clone(&publisher), products.outbox().wake()).with_metrics(metrics.clone());
 
         let state = AppState {
             products,
             token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
             staff_policy: config.staff_policy,
-            outbox_wake,
         };
         let readiness = common::health::Readiness::default();
         readiness.mongodb(mongodb_client.clone());

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use common::auth::{StaffPolicy, TokenVerifier};
-use tokio::sync::Notify;
 
 use crate::products::store::ProductStore;
 
@@ -15,9 +14,6 @@ pub struct AppState {
     pub token_verifier: Arc<TokenVerifier>,
     /// Who may write (see `common::auth::StaffPolicy`).
     pub staff_policy: StaffPolicy,
-    /// Wakes the outbox relay right after a handler stored an event, so the event is published
-    /// at once rather than at the relay's next poll.
-    pub outbox_wake: Arc<Notify>,
 }
 
 impl FromRef<AppState> for Arc<TokenVerifier> {

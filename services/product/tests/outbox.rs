@@ -57,11 +57,25 @@ fn product(quantity: i64) -> ProductDocument {
     }
 }
 
-/// A lamp stored with its `ProductCreated` event, as the create endpoint stores one.
+/// A lamp stored with its `ProductCreated` event, as the create endpoint stores one: claimed by
+/// the store's own relay from the write on.
 async fn insert_lamp(store: &ProductStore) -> (ProductDocument, OutboxMessage) {
     let lamp = product(40);
     let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
     store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
+    (lamp, created)
+}
+
+/// A lamp stored with its `ProductCreated` event due to any relay (as a writer without a relay of
+/// its own would store it), so that the tests below see relays claim it by reading.
+async fn insert_unclaimed_lamp(database: &TestDatabase) -> (ProductDocument, OutboxMessage) {
+    use common::messaging::document_outbox::{mark_events_due, outbox_array};
+    let lamp = product(40);
+    let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+    let mut document = bson::to_document(&lamp).unwrap();
+    document.insert(OUTBOX_FIELD, outbox_array(std::slice::from_ref(&created)).unwrap());
+    mark_events_due(&mut document);
+    database.database.collection::<Document>(COLLECTION).insert_one(document).await.unwrap();
     (lamp, created)
 }
 
@@ -201,9 +215,7 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     let outbox = store.outbox();
     let publisher = Arc::new(Publisher::new(&vhost.amqp_url, "product outbox test"));
     let cancel = tokio_util::sync::CancellationToken::new();
-    let relay = tokio::spawn(
-        OutboxRelay::new(outbox.clone(), Arc::clone(&publisher), Arc::new(tokio::sync::Notify::new())).run(cancel.clone()),
-    );
+    let relay = tokio::spawn(OutboxRelay::new(outbox.clone(), Arc::clone(&publisher), outbox.wake()).run(cancel.clone()));
 
     // The lamp's event is published and drained although the broken one comes first.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -244,10 +256,10 @@ async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expir
 
     let database = TestDatabase::new().await;
     let store = database.product_store().await;
-    let (lamp, created) = insert_lamp(&store).await;
+    let (lamp, created) = insert_unclaimed_lamp(&database).await;
     // The first replica's claims last a moment, as if it died right after taking one.
     let first = store.outbox().with_lease(Duration::from_millis(500));
-    let second = store.outbox();
+    let second = database.product_store().await.outbox();
 
     assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
     assert_eq!(second.pending(100).await.unwrap(), vec![], "claimed by the first replica");
@@ -276,7 +288,7 @@ async fn an_event_stored_while_a_relay_holds_the_entity_is_that_relays() {
     let store = database.product_store().await;
     let (lamp, created) = insert_lamp(&store).await;
     let first = store.outbox();
-    let second = store.outbox();
+    let second = database.product_store().await.outbox();
     assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
 
     let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
@@ -296,9 +308,9 @@ async fn a_live_relay_keeps_its_claims_and_lets_go_of_an_empty_outbox() {
 
     let database = TestDatabase::new().await;
     let store = database.product_store().await;
-    let (lamp, created) = insert_lamp(&store).await;
+    let (lamp, created) = insert_unclaimed_lamp(&database).await;
     let first = store.outbox().with_lease(Duration::from_millis(600));
-    let second = store.outbox();
+    let second = database.product_store().await.outbox();
     assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()]);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(first.pending(100).await.unwrap(), vec![created.clone()], "a read within the lease renews it");
@@ -371,35 +383,32 @@ async fn two_replicas_relays_publish_every_event_once_and_each_products_events_i
 
     let database = TestDatabase::new().await;
     let vhost = TestVirtualHost::create("product-outbox-replicas-test").await;
-    let store = ProductStore::new(&database.database);
-    store.create_indexes().await.unwrap();
     let marked = Arc::new(Mutex::new(Vec::new()));
     let cancel = tokio_util::sync::CancellationToken::new();
     let mut relays = Vec::new();
-    let mut wakes = Vec::new();
+    let mut replicas = Vec::new();
     let mut publishers = Vec::new();
     for replica in 0..2 {
+        // Each replica has its store, whose writes claim for (and wake) that replica's relay.
+        let store = database.product_store().await;
         let publisher = Arc::new(Publisher::new(&vhost.amqp_url, format!("product outbox replica {replica}")));
-        let wake = Arc::new(tokio::sync::Notify::new());
         let outbox = RecordingOutbox { inner: store.outbox(), marked: Arc::clone(&marked) };
-        relays.push(tokio::spawn(OutboxRelay::new(outbox, Arc::clone(&publisher), Arc::clone(&wake)).run(cancel.clone())));
-        wakes.push(wake);
+        relays.push(tokio::spawn(OutboxRelay::new(outbox, Arc::clone(&publisher), store.outbox().wake()).run(cancel.clone())));
+        replicas.push(store);
         publishers.push(publisher);
     }
 
-    // Products created and deleted while both relays run, each write waking both (as requests
-    // served by either replica would wake that replica's relay, and the other polls).
+    // Products created by one replica and deleted by the other while both relays run: a delete
+    // often lands on a product whose creation the other replica's relay still holds.
     let mut expected = BTreeMap::new();
     for number in 0..40 {
         let lamp = product(number);
         let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: number });
-        store.insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
-        wakes.iter().for_each(|wake| wake.notify_one());
+        replicas[number as usize % 2].insert(&lamp, std::slice::from_ref(&created)).await.unwrap();
         let mut events = vec![created.id];
         if number % 2 == 0 {
             let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
-            assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
-            wakes.iter().for_each(|wake| wake.notify_one());
+            assert!(replicas[(number as usize + 1) % 2].mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
             events.push(deleted.id);
         }
         expected.insert(lamp.id.to_hex(), events);

@@ -68,9 +68,10 @@ use std::time::Duration;
 use anyhow::Context;
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
+use mongodb::options::ReturnDocument;
 use mongodb::{Collection, IndexModel};
 
-use super::{OutboxMessage, OutboxStore};
+use super::{OutboxMessage, OutboxStore, RelayWake};
 
 /// The array field that holds a document's pending events.
 pub const OUTBOX_FIELD: &str = "outbox";
@@ -140,6 +141,9 @@ pub struct DocumentOutboxStore {
     lease: Duration,
     /// When this store last renewed its claims (milliseconds since the epoch), shared by clones.
     last_renewal: Arc<AtomicI64>,
+    /// The wake of the relay draining this store, which its writes ([`Self::insert`],
+    /// [`Self::update`]) notify or hand their events to.
+    wake: RelayWake,
 }
 
 impl DocumentOutboxStore {
@@ -151,7 +155,78 @@ impl DocumentOutboxStore {
             owner: uuid::Uuid::new_v4().to_string(),
             lease: DEFAULT_LEASE,
             last_renewal: Arc::new(AtomicI64::new(0)),
+            wake: RelayWake::default(),
         }
+    }
+
+    /// The wake of the relay that drains this store: give it to [`super::OutboxRelay::new`].
+    pub fn wake(&self) -> RelayWake {
+        self.wake.clone()
+    }
+
+    /// The claim fields that make a document this store's from the write that stores it.
+    fn claimed_from_now(&self) -> Document {
+        let until = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis().saturating_add(self.lease_millis()));
+        doc! { OUTBOX_DUE_FIELD: until, OUTBOX_OWNER_FIELD: &self.owner }
+    }
+
+    /// Inserts a new document with `events` in its outbox, claimed for this store's relay in the
+    /// same write, and hands the events to that relay: they are published without a read.
+    pub async fn insert(&self, mut document: Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
+        document.insert(OUTBOX_FIELD, outbox_array(events)?);
+        if events.is_empty() {
+            self.collection.insert_one(document).await?;
+            return Ok(());
+        }
+        document.extend(self.claimed_from_now());
+        self.wake.expect(events);
+        match self.collection.insert_one(document).await {
+            Ok(_) => {
+                self.wake.hand_over(events.to_vec());
+                Ok(())
+            }
+            Err(error) => {
+                self.wake.withdraw(events);
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Applies `update` (which must have no `$push` or `$max` of its own) to the document matching
+    /// `filter` and appends `events` to its outbox, in one write; the document as it is after, or
+    /// `None` when nothing matched. A document holding no pending events is claimed for this
+    /// store's relay by the same write and the events are handed to it; otherwise they queue
+    /// behind the pending ones, for whichever relay holds them, and this store's relay is told to
+    /// look.
+    pub async fn update(&self, filter: Document, update: Document, events: &[OutboxMessage]) -> anyhow::Result<Option<Document>> {
+        if events.is_empty() {
+            return Ok(self.collection.find_one_and_update(filter, update).return_document(ReturnDocument::After).await?);
+        }
+        let mut unclaimed = filter.clone();
+        unclaimed.insert(OUTBOX_DUE_FIELD, doc! { "$exists": false });
+        let mut claiming = update.clone();
+        claiming.insert("$push", doc! { OUTBOX_FIELD: { "$each": outbox_array(events)? } });
+        match claiming.get_document_mut("$set") {
+            Ok(set) => set.extend(self.claimed_from_now()),
+            Err(_) => {
+                claiming.insert("$set", self.claimed_from_now());
+            }
+        }
+        self.wake.expect(events);
+        let claimed = self.collection.find_one_and_update(unclaimed, claiming).return_document(ReturnDocument::After).await;
+        if let Ok(Some(document)) = claimed {
+            self.wake.hand_over(events.to_vec());
+            return Ok(Some(document));
+        }
+        self.wake.withdraw(events);
+        claimed?;
+        let mut queued = update;
+        push_events(&mut queued, events)?;
+        let document = self.collection.find_one_and_update(filter, queued).return_document(ReturnDocument::After).await?;
+        if document.is_some() {
+            self.wake.events_stored();
+        }
+        Ok(document)
     }
 
     /// The same store with claims lasting `lease` (tests shorten it to see a claim expire).

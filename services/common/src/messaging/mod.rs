@@ -19,7 +19,7 @@ pub mod topology;
 pub use consumer::{Attempt, ConsumerSettings, consume, consume_with_attempts};
 pub use events::Message;
 pub use handler_error::{DependencyUnavailable, HandlerError, is_infrastructure_failure};
-pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore};
+pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore, RelayWake};
 pub use publisher::{PublishFailure, Publisher};
 
 use lapin::{Connection, ConnectionProperties};

@@ -7,8 +7,10 @@
 //! broker is down the events wait and the relay keeps retrying; if the process dies between the
 //! publish and the mark, the event is published again and the idempotent consumer ignores it.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -68,13 +70,97 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn mark_published(&self, messages: &[OutboxMessage]) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// How a service tells its relay about the events it stored, so that publishing starts at once
+/// instead of at the relay's next poll. Clones share one relay's wake.
+///
+/// Two ways: [`Self::events_stored`] (the relay reads the store), or a hand-over, for events whose
+/// document the same write claimed for this relay: [`Self::expect`] before the write, then
+/// [`Self::hand_over`] after it (or [`Self::withdraw`] if it failed), and the relay publishes them
+/// without a read. From `expect` until the relay has marked them published, a read of the store
+/// leaves them, and every later event about the same entity, to the hand-over: so none is
+/// published twice, and an entity's events keep their order.
+#[derive(Clone, Default)]
+pub struct RelayWake(Arc<WakeState>);
+
+#[derive(Default)]
+struct WakeState {
+    notify: Notify,
+    /// Events were stored that the relay must look for in the store.
+    look: AtomicBool,
+    handed: Mutex<Handed>,
+}
+
+#[derive(Default)]
+struct Handed {
+    /// Handed over, waiting for the relay.
+    queue: Vec<OutboxMessage>,
+    /// The ids of events from [`RelayWake::expect`] until the relay settled them.
+    in_flight: HashSet<String>,
+}
+
+impl RelayWake {
+    /// Events were stored that the relay finds by reading the store.
+    pub fn events_stored(&self) {
+        self.0.look.store(true, Ordering::SeqCst);
+        self.0.notify.notify_one();
+    }
+
+    /// Announces a write that stores `events` in a document it claims for this relay.
+    pub fn expect(&self, events: &[OutboxMessage]) {
+        self.handed().in_flight.extend(events.iter().map(|event| event.id.clone()));
+    }
+
+    /// The announced write did not store `events`.
+    pub fn withdraw(&self, events: &[OutboxMessage]) {
+        let mut handed = self.handed();
+        for event in events {
+            handed.in_flight.remove(&event.id);
+        }
+    }
+
+    /// The announced write stored `events`: the relay publishes them without reading the store.
+    /// Should that fail, they are in the store, claimed by this relay, and its next read finds
+    /// them.
+    pub fn hand_over(&self, events: Vec<OutboxMessage>) {
+        self.handed().queue.extend(events);
+        self.0.notify.notify_one();
+    }
+
+    fn handed(&self) -> std::sync::MutexGuard<'_, Handed> {
+        self.0.handed.lock().expect("the handed-over events")
+    }
+
+    fn take_handed(&self) -> Vec<OutboxMessage> {
+        std::mem::take(&mut self.handed().queue)
+    }
+
+    /// The relay is done with handed-over `events`: published and marked, or left to its reads.
+    fn settled(&self, events: &[OutboxMessage]) {
+        self.withdraw(events);
+    }
+
+    /// `batch` (a read of the store) without the entities that have an event in a hand-over;
+    /// `true` when it left any out.
+    fn without_handed(&self, batch: Vec<OutboxMessage>) -> (Vec<OutboxMessage>, bool) {
+        let handed = self.handed();
+        let held: HashSet<String> =
+            batch.iter().filter(|event| handed.in_flight.contains(&event.id)).map(|event| event.correlation_id.clone()).collect();
+        if held.is_empty() {
+            return (batch, false);
+        }
+        (batch.into_iter().filter(|event| !held.contains(&event.correlation_id)).collect(), true)
+    }
+
+    fn take_look(&self) -> bool {
+        self.0.look.swap(false, Ordering::SeqCst)
+    }
+}
+
 /// Publishes what an [`OutboxStore`] holds.
 pub struct OutboxRelay<S> {
     store: S,
     publisher: Arc<Publisher>,
-    /// Notified by the service right after it stores an event, so publishing starts at once
-    /// instead of at the next poll.
-    wake: Arc<Notify>,
+    wake: RelayWake,
     /// How often to look for events without being woken: catches events stored by another
     /// instance, or left over from before a restart.
     poll_interval: Duration,
@@ -83,7 +169,7 @@ pub struct OutboxRelay<S> {
 }
 
 impl<S: OutboxStore> OutboxRelay<S> {
-    pub fn new(store: S, publisher: Arc<Publisher>, wake: Arc<Notify>) -> Self {
+    pub fn new(store: S, publisher: Arc<Publisher>, wake: RelayWake) -> Self {
         Self { store, publisher, wake, poll_interval: Duration::from_secs(1), metrics: None }
     }
 
@@ -96,11 +182,30 @@ impl<S: OutboxStore> OutboxRelay<S> {
     /// Runs until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
         let mut streak = FailureStreak::default();
+        // The first pass reads the store: events left from before a restart.
+        let mut look = true;
         loop {
-            match self.publish_pending().await {
-                Ok(()) => streak.record_success(),
+            let handed = self.wake.take_handed();
+            look |= self.wake.take_look();
+            let outcome = async {
+                if !handed.is_empty() {
+                    let published = self.publish(handed.clone()).await;
+                    self.wake.settled(&handed);
+                    published?;
+                }
+                // A read that left events to a hand-over reads again after it.
+                if look { self.publish_pending().await } else { Ok(false) }
+            }
+            .await;
+            match outcome {
+                Ok(left_to_hand_over) => {
+                    streak.record_success();
+                    look = left_to_hand_over;
+                }
                 Err(error) => {
                     streak.record_failure();
+                    // What was not published is in the store: the next pass reads it.
+                    look = true;
                     if streak.worth_logging() {
                         tracing::warn!(error = format!("{error:#}"), "outbox relay cannot publish yet; will retry");
                     }
@@ -109,60 +214,75 @@ impl<S: OutboxStore> OutboxRelay<S> {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 // While publishing fails, a wake-up would only make it fail again sooner.
-                () = self.wake.notified(), if !streak.is_failing() => {}
-                () = tokio::time::sleep(relay_wait(&streak, self.poll_interval)) => {}
+                () = self.wake.0.notify.notified(), if !streak.is_failing() => {}
+                () = tokio::time::sleep(relay_wait(&streak, self.poll_interval)) => look = true,
             }
         }
     }
 
-    async fn publish_pending(&self) -> anyhow::Result<()> {
+    /// Publishes what reads of the store find, until one finds nothing; `true` when a read left
+    /// events to a hand-over in progress.
+    async fn publish_pending(&self) -> anyhow::Result<bool> {
         loop {
             let batch = self.store.pending(PENDING_BATCH).await.context("failed to read the outbox")?;
             if let Some(metrics) = &self.metrics {
                 metrics.outbox(batch.len(), oldest_age(&batch, chrono::Utc::now().timestamp_millis()));
             }
             if batch.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
-            // Events about different entities go out concurrently (each publish waits for its own
-            // confirm, so one at a time would make the relay the pipeline's bottleneck); events
-            // about the same entity keep the order in which they were stored, and an entity whose
-            // publish fails sends nothing after it.
-            let sent: Vec<(Vec<OutboxMessage>, anyhow::Result<()>)> = futures::stream::iter(by_entity(batch))
-                .map(|events| async move {
-                    let mut sent = Vec::with_capacity(events.len());
-                    for message in events {
-                        if let Err(error) = self.publish_one(&message).await {
-                            return (sent, Err(error));
-                        }
-                        sent.push(message);
-                    }
-                    (sent, Ok(()))
-                })
-                .buffer_unordered(CONCURRENT_ENTITIES)
-                .collect()
-                .await;
-            let mut published = Vec::new();
-            let mut failure = None;
-            for (events, outcome) in sent {
-                published.extend(events);
-                if let Err(error) = outcome {
-                    failure.get_or_insert(error);
-                }
+            let (batch, left_to_hand_over) = self.wake.without_handed(batch);
+            if !batch.is_empty() {
+                self.publish(batch).await?;
             }
-            // What the broker confirmed is marked even when something else failed, so that it is
-            // not published again; a crash before this mark publishes it again, which the
-            // idempotent consumers ignore.
-            if !published.is_empty() {
-                self.store.mark_published(&published).await.context("failed to mark outbox events published")?;
-                for message in &published {
-                    tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
-                }
-            }
-            if let Some(error) = failure {
-                return Err(error);
+            // Reading again now would find the same events left to the hand-over.
+            if left_to_hand_over {
+                return Ok(true);
             }
         }
+    }
+
+    /// Publishes `batch`, then marks what the broker confirmed published, in one call.
+    async fn publish(&self, batch: Vec<OutboxMessage>) -> anyhow::Result<()> {
+        // Events about different entities go out concurrently (each publish waits for its own
+        // confirm, so one at a time would make the relay the pipeline's bottleneck); events
+        // about the same entity keep the order in which they were stored, and an entity whose
+        // publish fails sends nothing after it.
+        let sent: Vec<(Vec<OutboxMessage>, anyhow::Result<()>)> = futures::stream::iter(by_entity(batch))
+            .map(|events| async move {
+                let mut sent = Vec::with_capacity(events.len());
+                for message in events {
+                    if let Err(error) = self.publish_one(&message).await {
+                        return (sent, Err(error));
+                    }
+                    sent.push(message);
+                }
+                (sent, Ok(()))
+            })
+            .buffer_unordered(CONCURRENT_ENTITIES)
+            .collect()
+            .await;
+        let mut published = Vec::new();
+        let mut failure = None;
+        for (events, outcome) in sent {
+            published.extend(events);
+            if let Err(error) = outcome {
+                failure.get_or_insert(error);
+            }
+        }
+        // What the broker confirmed is marked even when something else failed, so that it is
+        // not published again; a crash before this mark publishes it again, which the
+        // idempotent consumers ignore.
+        if !published.is_empty() {
+            self.store.mark_published(&published).await.context("failed to mark outbox events published")?;
+            for message in &published {
+                tracing::info!(queue = %message.queue, correlation_id = %message.correlation_id, "published event");
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        Ok(())
     }
 
     async fn publish_one(&self, message: &OutboxMessage) -> anyhow::Result<()> {
@@ -227,6 +347,32 @@ mod tests {
             request_id: None,
             created_at_ms: None,
         }
+    }
+
+    /// A read that finds an event of a hand-over in progress leaves it, and every event about the
+    /// same entity, to the hand-over, from the announcement until the relay settled it.
+    #[test]
+    fn a_read_leaves_the_entities_of_a_hand_over_in_progress_to_it() {
+        let wake = RelayWake::default();
+        let created = event("created", "order-1");
+        let cancelled = event("cancelled", "order-1");
+        let other = event("other", "order-2");
+        let read = || vec![created.clone(), cancelled.clone(), other.clone()];
+        assert_eq!(wake.without_handed(read()), (read(), false), "nothing handed over");
+
+        wake.expect(std::slice::from_ref(&created));
+        assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "announced, before the write");
+        wake.hand_over(vec![created.clone()]);
+        assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "handed over");
+        assert_eq!(wake.take_handed(), vec![created.clone()]);
+        assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "being published");
+        wake.settled(std::slice::from_ref(&created));
+        assert_eq!(wake.without_handed(read()), (read(), false), "settled: reads publish what is left");
+
+        wake.expect(std::slice::from_ref(&other));
+        wake.withdraw(std::slice::from_ref(&other));
+        assert_eq!(wake.without_handed(read()), (read(), false), "a write that failed hands nothing over");
+        assert!(wake.take_handed().is_empty());
     }
 
     #[test]

@@ -19,7 +19,6 @@ use common::ApiResult;
 use common::auth::{CurrentUser, StaffPolicy, TokenVerifier};
 use common::error::FieldError;
 use common::extract::{Json, Path, Query};
-use tokio::sync::Notify;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -46,8 +45,6 @@ pub struct OrdersState {
     pub verifier: Arc<TokenVerifier>,
     /// Who may ship, deliver and refund (see `common::auth::StaffPolicy`).
     pub staff_policy: StaffPolicy,
-    /// Wakes the outbox relay after a write that stored an event, so it publishes at once.
-    pub relay_wake: Arc<Notify>,
 }
 
 impl FromRef<OrdersState> for Arc<TokenVerifier> {
@@ -97,7 +94,6 @@ async fn create_order(
     let items = priced_items(&request, &catalog)?;
     let order = OrderDocument::new_pending(request.user_id, items, request.shipping_address);
     state.store.insert(&order).await?;
-    state.relay_wake.notify_one();
     tracing::info!(order_id = %order.id, correlation_id = %order.id, user_id = %order.user_id, total_cents = order.total_price_cents, "order placed");
     Ok((StatusCode::CREATED, Json(order.into())))
 }
@@ -246,9 +242,6 @@ async fn change_status(
         }
         match state.store.change_status(order_id, user_id, order.status, next, None).await? {
             StatusChange::Changed(changed) => {
-                if order.status.releases_stock_when_becoming(next) {
-                    state.relay_wake.notify_one();
-                }
                 tracing::info!(order_id = %order_id, correlation_id = %order_id, by = caller.id, staff = caller.claims.is_staff(), from = %order.status, to = %next, "order status changed on request");
                 return Ok(*changed);
             }

@@ -9,12 +9,11 @@ use anyhow::Context;
 use bson::oid::ObjectId;
 use bson::{Document, doc};
 use futures::TryStreamExt;
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 
 use common::messaging::OutboxMessage;
 use common::messaging::document_outbox::DocumentOutboxStore;
-use common::messaging::document_outbox::{mark_events_due, push_events};
 use common::messaging::events::{InventoryRelease, OrderProcessed};
 
 use super::model::{OrderDocument, OrderStatus, storable_now};
@@ -25,6 +24,9 @@ pub const COLLECTION: &str = "orders";
 #[derive(Clone)]
 pub struct OrderStore {
     orders: Collection<OrderDocument>,
+    /// The same collection as the outbox relay sees it; every write with events goes through it,
+    /// so that it claims the order for this instance's relay and wakes it.
+    outbox: DocumentOutboxStore,
 }
 
 /// What a conditional status change found.
@@ -40,7 +42,9 @@ pub enum StatusChange {
 
 impl OrderStore {
     pub fn new(database: &Database) -> Self {
-        Self { orders: database.collection(COLLECTION) }
+        let orders: Collection<OrderDocument> = database.collection(COLLECTION);
+        let outbox = DocumentOutboxStore::new(orders.clone_with_type::<Document>());
+        Self { orders, outbox }
     }
 
     /// Creates the indexes the queries below rely on. Idempotent; run at start-up.
@@ -56,20 +60,16 @@ impl OrderStore {
         self.outbox().create_indexes().await
     }
 
-    /// The pending events kept in the orders' `outbox` field, for the outbox relay.
+    /// The pending events kept in the orders' `outbox` field, for this instance's outbox relay
+    /// (with its wake: [`DocumentOutboxStore::wake`]).
     pub fn outbox(&self) -> DocumentOutboxStore {
-        DocumentOutboxStore::new(self.orders.clone_with_type::<Document>())
+        self.outbox.clone()
     }
 
     /// Stores a new order together with the events in its outbox, in one insert.
     pub async fn insert(&self, order: &OrderDocument) -> anyhow::Result<()> {
-        let mut document = bson::to_document(order).context("failed to encode an order as BSON")?;
-        mark_events_due(&mut document);
-        self.orders
-            .clone_with_type::<Document>()
-            .insert_one(document)
-            .await
-            .with_context(|| format!("failed to insert order {}", order.id))?;
+        let document = bson::to_document(order).context("failed to encode an order as BSON")?;
+        self.outbox.insert(document, &order.outbox).await.with_context(|| format!("failed to insert order {}", order.id))?;
         Ok(())
     }
 
@@ -127,7 +127,7 @@ impl OrderStore {
         if let Some(reason) = cancellation_reason {
             set.insert("cancellation_reason", reason);
         }
-        let mut update = doc! { "$set": set };
+        let update = doc! { "$set": set };
         let mut events = Vec::new();
         if expected.releases_stock_when_becoming(next) {
             events.push(OutboxMessage::new(&InventoryRelease { order_id: order_id.to_hex() }));
@@ -137,14 +137,13 @@ impl OrderStore {
             // write, so the announcement can be delayed by a broker outage but never lost.
             events.push(OutboxMessage::new(&OrderProcessed { order_id: order_id.to_hex() }));
         }
-        push_events(&mut update, &events)?;
         let changed = self
-            .orders
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
+            .outbox
+            .update(filter, update, &events)
             .await
             .with_context(|| format!("failed to change order {order_id} from {expected} to {next}"))?;
         if let Some(order) = changed {
+            let order: OrderDocument = bson::from_document(order).with_context(|| format!("order {order_id} does not decode"))?;
             return Ok(StatusChange::Changed(Box::new(order)));
         }
         // Nothing matched: tell a vanished order from one whose status moved on.

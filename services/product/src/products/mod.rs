@@ -103,7 +103,6 @@ async fn create_product(
     };
     let event = OutboxMessage::new(&ProductCreated { product_id: product.id.to_hex(), quantity: product.quantity });
     state.products.insert(&product, &[event]).await?;
-    state.outbox_wake.notify_one();
     tracing::info!(product_id = %product.id, quantity = product.quantity, "created product");
     Ok((StatusCode::CREATED, Json(product.into())))
 }
@@ -202,7 +201,6 @@ async fn delete_product(State(state): State<AppState>, _caller: StaffCaller, Pat
     if !state.products.mark_deleted(id, &event, deleted_at).await? {
         return Err(product_not_found(id));
     }
-    state.outbox_wake.notify_one();
     tracing::info!(product_id = %id, "deleted product");
     Ok(StatusCode::NO_CONTENT)
 }

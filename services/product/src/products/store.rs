@@ -6,7 +6,7 @@ use anyhow::Context;
 use bson::oid::ObjectId;
 use bson::{Bson, Document, doc};
 use common::messaging::OutboxMessage;
-use common::messaging::document_outbox::{DocumentOutboxStore, OUTBOX_FIELD, mark_events_due, outbox_array, push_events};
+use common::messaging::document_outbox::{DocumentOutboxStore, OUTBOX_FIELD};
 use futures::TryStreamExt;
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
@@ -19,6 +19,9 @@ pub const COLLECTION: &str = "products";
 #[derive(Clone)]
 pub struct ProductStore {
     products: Collection<ProductDocument>,
+    /// The same collection as the outbox relay sees it; every write with events goes through it,
+    /// so that it claims the product for this instance's relay and wakes it.
+    outbox: DocumentOutboxStore,
 }
 
 /// Only products that are not deleted are ever shown.
@@ -33,13 +36,18 @@ fn without_outbox() -> Document {
 
 impl ProductStore {
     pub fn new(database: &Database) -> Self {
-        Self { products: database.collection(COLLECTION) }
+        let products: Collection<ProductDocument> = database.collection(COLLECTION);
+        // Tombstones of deleted products are removed once their `ProductDeleted` event has been
+        // published.
+        let outbox =
+            DocumentOutboxStore::new(products.clone_with_type()).deleting_drained_documents_matching(doc! { "deleted": true });
+        Self { products, outbox }
     }
 
-    /// The outbox view of the same collection, for the relay. Tombstones of deleted products
-    /// are removed once their `ProductDeleted` event has been published.
+    /// The outbox view of the same collection, for this instance's relay (with its wake:
+    /// [`DocumentOutboxStore::wake`]).
     pub fn outbox(&self) -> DocumentOutboxStore {
-        DocumentOutboxStore::new(self.products.clone_with_type()).deleting_drained_documents_matching(doc! { "deleted": true })
+        self.outbox.clone()
     }
 
     /// Indexes for the filters the list endpoint serves; idempotent, run at every start. The
@@ -59,15 +67,8 @@ impl ProductStore {
 
     /// Stores a new product together with its pending events, in one insert.
     pub async fn insert(&self, product: &ProductDocument, events: &[OutboxMessage]) -> anyhow::Result<()> {
-        let mut document = bson::to_document(product).context("failed to encode a product as BSON")?;
-        document.insert(OUTBOX_FIELD, outbox_array(events)?);
-        mark_events_due(&mut document);
-        self.products
-            .clone_with_type::<Document>()
-            .insert_one(document)
-            .await
-            .with_context(|| format!("failed to insert product {}", product.id))?;
-        Ok(())
+        let document = bson::to_document(product).context("failed to encode a product as BSON")?;
+        self.outbox.insert(document, events).await.with_context(|| format!("failed to insert product {}", product.id))
     }
 
     /// Visible products matching the query, in creation order (ObjectIds grow with time).
@@ -139,9 +140,12 @@ impl ProductStore {
     pub async fn mark_deleted(&self, id: ObjectId, event: &OutboxMessage, at: bson::DateTime) -> anyhow::Result<bool> {
         let mut filter = visible();
         filter.insert("_id", id);
-        let mut update = doc! { "$set": { "deleted": true, "updated_at": at } };
-        push_events(&mut update, std::slice::from_ref(event))?;
-        let result = self.products.update_one(filter, update).await.with_context(|| format!("failed to delete product {id}"))?;
-        Ok(result.matched_count == 1)
+        let update = doc! { "$set": { "deleted": true, "updated_at": at } };
+        let deleted = self
+            .outbox
+            .update(filter, update, std::slice::from_ref(event))
+            .await
+            .with_context(|| format!("failed to delete product {id}"))?;
+        Ok(deleted.is_some())
     }
 }
