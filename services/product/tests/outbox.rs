@@ -170,14 +170,21 @@ async fn the_events_of_one_read_are_marked_published_together() {
 /// A RabbitMQ vhost that exists for one test, created and deleted through the management API.
 
 impl TestVirtualHost {
-    /// Takes every message now in `queue` (acknowledging them).
+    /// Takes every message now in `queue` (acknowledging them); none while the queue does not
+    /// exist yet (the publisher declares it on its first publish).
     async fn take_all(&self, queue: &str) -> Vec<Vec<u8>> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
         let connection =
             lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("connect");
         let channel = connection.create_channel().await.expect("channel");
         let mut bodies = Vec::new();
-        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get") {
+        loop {
+            let message = match channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(error) if format!("{error:?}").contains("NOTFOUND") => break,
+                Err(error) => panic!("basic.get from {queue}: {error}"),
+            };
             message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
             bodies.push(message.delivery.data.clone());
         }
@@ -239,6 +246,55 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
     let other = database.raw_document(other_broken_id).await.expect("the other broken document stays");
     assert_eq!(other.get_array(UNDECODABLE_OUTBOX_FIELD).unwrap(), &vec![bson::Bson::Document(other_broken_event)]);
     assert!(!relay.is_finished(), "the relay is still running");
+
+    cancel.cancel();
+    relay.await.unwrap();
+    publisher.close().await;
+    vhost.delete().await;
+    database.drop_database().await;
+}
+
+/// A relay publishes at once what its store's writes stored, woken by them: here it never polls.
+/// A product created is handed over; a product deleted while its creation still waits for any
+/// relay (stored by a writer without one) wakes the relay to read the store.
+#[tokio::test]
+async fn the_relay_is_woken_by_its_stores_writes() {
+    use common::messaging::{OutboxRelay, Publisher};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new().await;
+    let vhost = TestVirtualHost::create("product-outbox-wake-test").await;
+    let store = database.product_store().await;
+    let publisher = Arc::new(Publisher::new(&vhost.amqp_url, "product outbox wake test"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(store.outbox(), Arc::clone(&publisher), store.outbox().wake())
+            .with_poll_interval(Duration::from_secs(3600))
+            .run(cancel.clone()),
+    );
+    let published = |queue: &'static str, count: usize| {
+        let vhost = &vhost;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut bodies = Vec::new();
+            while bodies.len() < count {
+                assert!(Instant::now() < deadline, "{} of {count} {queue} published", bodies.len());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                bodies.extend(vhost.take_all(queue).await);
+            }
+            bodies.len()
+        }
+    };
+
+    insert_lamp(&store).await;
+    assert_eq!(published(ProductCreated::QUEUE, 1).await, 1, "the handed-over creation");
+
+    let (lamp, _) = insert_unclaimed_lamp(&database).await;
+    let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
+    assert!(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()).await.unwrap());
+    assert_eq!(published(ProductCreated::QUEUE, 1).await, 1, "the waiting creation, read on the delete's wake");
+    assert_eq!(published(ProductDeleted::QUEUE, 1).await, 1, "and the deletion after it");
 
     cancel.cancel();
     relay.await.unwrap();

@@ -173,6 +173,13 @@ impl<S: OutboxStore> OutboxRelay<S> {
         Self { store, publisher, wake, poll_interval: Duration::from_secs(1), metrics: None }
     }
 
+    /// The same relay, looking at the store unwoken every `poll_interval` instead of every second
+    /// (tests make it long to see that the relay is woken).
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
     /// The same relay, reporting what it reads to `metrics`.
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
         self.metrics = Some(metrics);
