@@ -386,6 +386,24 @@ async fn a_live_relay_keeps_its_claims_and_lets_go_of_an_empty_outbox() {
     database.drop_database().await;
 }
 
+/// Renewing is not a write per read: within a quarter of a lease (30 s here) of its last renewal,
+/// a relay's read leaves its claims as they are.
+#[tokio::test]
+async fn a_relay_renews_its_claims_at_most_every_quarter_lease() {
+    use common::messaging::document_outbox::OUTBOX_DUE_FIELD;
+    let database = TestDatabase::new().await;
+    let outbox = database.product_store().await.outbox();
+    let (lamp, created) = insert_unclaimed_lamp(&database).await;
+    let claimed_until =
+        || async { database.raw_document(lamp.id).await.unwrap().get_datetime(OUTBOX_DUE_FIELD).copied().unwrap() };
+    assert_eq!(outbox.pending(100).await.unwrap(), vec![created.clone()]);
+    let first = claimed_until().await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(outbox.pending(100).await.unwrap(), vec![created.clone()]);
+    assert_eq!(claimed_until().await, first, "renewed at the next read");
+    database.drop_database().await;
+}
+
 /// Documents holding events but no claim field (written before it existed, when a claim lived in
 /// `outbox_lease`) are found: the start-up sweep makes them due.
 #[tokio::test]
