@@ -10,10 +10,17 @@
 //! seed gives the same plan, whose digest is printed. What the system answers may differ from run
 //! to run (a request may race a fault), and every answer is judged by the invariants.
 //!
+//! Customers behave as careful clients do: every order is sent with an `Idempotency-Key` and, after
+//! a 5xx or no answer, sent again with it (at most [`ORDER_TRIES`] times); one order in four hangs
+//! up on its first try a few milliseconds in (a client that timed out) and retries.
+//!
 //! Invariants:
 //! - every order the shop accepted (201) exists, and every order is in a state the flow allows it
 //!   to end in: paid, cancelled (by the customer, or by the shop with a reason) or refunded, and
 //!   cancelled or refunded exactly when the customer's request for it was accepted;
+//! - one order per order request: no two requests answered with one order, and no more orders
+//!   stored without a 201 than requests that never got one (a retry that placed a second order
+//!   would break it);
 //! - per product, the initial stock = available + reserved, and reserved = what the paid orders
 //!   hold (no order in this run ships);
 //! - no message is left in any queue or delay queue, and nothing is dead-lettered except the
@@ -51,6 +58,11 @@ const PRODUCTS: usize = 6;
 const FIRST_CUSTOMERS: usize = 4;
 /// Most faults in effect at once.
 const CONCURRENT_FAULTS: usize = 2;
+/// How many times a customer sends an order (the same request, with the same `Idempotency-Key`)
+/// before giving up, as a client retrying after a hang-up, a 5xx or no answer does.
+const ORDER_TRIES: u32 = 3;
+/// The wait before a retry, doubled for each further one.
+const RETRY_WAIT: Duration = Duration::from_millis(300);
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -111,10 +123,14 @@ enum FaultKind {
 #[derive(Debug, Clone, PartialEq)]
 enum Operation {
     Register,
-    /// Lines of (product, quantity), for the customer drawn by `customer` (modulo how many exist).
+    /// Lines of (product, quantity), for the customer drawn by `customer` (modulo how many exist),
+    /// sent with an `Idempotency-Key` and retried with it (see [`ORDER_TRIES`]). With
+    /// `hang_up_after_ms`, the first try's client hangs up that many milliseconds in, as a client
+    /// that timed out, and then retries.
     Order {
         customer: u64,
         lines: Vec<(usize, i64)>,
+        hang_up_after_ms: Option<u64>,
     },
     /// Cancels one of the customer's orders (drawn by `pick`, modulo how many it has).
     Cancel {
@@ -180,7 +196,9 @@ impl Plan {
                             lines.push((product, random.between(1, 3) as i64));
                         }
                     }
-                    Operation::Order { customer: random.next(), lines }
+                    // One order in four hangs up on its first try, 0 to 25 ms in.
+                    let hang_up_after_ms = (random.next() % 4 == 0).then(|| random.between(0, 25));
+                    Operation::Order { customer: random.next(), lines, hang_up_after_ms }
                 }
                 60..=71 => Operation::Cancel { customer: random.next(), pick: random.next() },
                 72..=79 => Operation::Refund { customer: random.next(), pick: random.next() },
@@ -260,8 +278,15 @@ impl OutageWindows {
 struct Tally {
     operations: BTreeMap<&'static str, usize>,
     faults: BTreeMap<FaultKind, usize>,
+    /// Order requests made (each with its own idempotency key, however often it was sent).
+    order_requests: usize,
     accepted_orders: usize,
+    /// Order requests that got no 201 in any of their tries.
     refused_in_outage: usize,
+    /// First tries whose client hung up.
+    hung_up: usize,
+    /// 201s that answered a retry with the order an earlier try placed.
+    replayed: usize,
     poison: usize,
     cancels_accepted: usize,
     refunds_accepted: usize,
@@ -286,13 +311,28 @@ struct Chaos {
 
 struct Answer {
     status: u16,
+    headers: reqwest::header::HeaderMap,
     json: Value,
     text: String,
 }
 
 impl Chaos {
     async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<Answer, String> {
+        self.send_with_headers(method, path, token, body, &[]).await
+    }
+
+    async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.system.gateway_url()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -301,8 +341,9 @@ impl Chaos {
         }
         let response = request.send().await.map_err(|error| format!("{method} {path} got no answer: {error}"))?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        Ok(Answer { status, json: serde_json::from_str(&text).unwrap_or(Value::Null), text })
+        Ok(Answer { status, headers, json: serde_json::from_str(&text).unwrap_or(Value::Null), text })
     }
 
     /// Judges an answer that is neither the expected success nor an expected refusal: a 5xx is
@@ -410,7 +451,7 @@ impl Chaos {
                     self.tally.violations.push(error);
                 }
             }
-            Operation::Order { customer, lines } => self.order(*customer, lines).await,
+            Operation::Order { customer, lines, hang_up_after_ms } => self.order(*customer, lines, *hang_up_after_ms).await,
             Operation::Cancel { customer, pick } => self.cancel_or_refund(*customer, *pick, false).await,
             Operation::Refund { customer, pick } => self.cancel_or_refund(*customer, *pick, true).await,
             Operation::Fault { kind, instance } => self.inject(*kind, *instance).await,
@@ -425,7 +466,7 @@ impl Chaos {
         }
     }
 
-    async fn order(&mut self, customer: u64, lines: &[(usize, i64)]) {
+    async fn order(&mut self, customer: u64, lines: &[(usize, i64)], hang_up_after_ms: Option<u64>) {
         let index = (customer % self.customers.len() as u64) as usize;
         let items: Vec<Value> = lines
             .iter()
@@ -436,23 +477,57 @@ impl Chaos {
         let buyer = &self.customers[index];
         let body = json!({"user_id": buyer.user_id, "items": items, "shipping_address": buyer.address});
         let token = buyer.token.clone();
-        let sent_at = Instant::now();
-        let answer = self.send(Method::POST, "/api/v1/orders/", Some(&token), Some(body)).await;
-        match &answer {
-            Ok(placed) if placed.status == 201 && placed.json["status"] == "pending" => {
-                let id = placed.json["_id"].as_str().unwrap_or_default().to_owned();
-                self.customers[index].orders.push(self.orders.len());
-                self.orders.push(PlacedOrder { id, cancelled_by_customer: false, refunded: false });
-                self.tally.accepted_orders += 1;
-            }
-            _ => {
-                let before = self.tally.unavailable_in_window;
-                self.judge_unexpected("POST /orders/", sent_at, &answer);
-                if self.tally.unavailable_in_window > before {
-                    self.tally.refused_in_outage += 1;
+        self.tally.order_requests += 1;
+        let key = format!("chaos-order-{}", self.tally.order_requests);
+        let key_header = [("idempotency-key", key.as_str())];
+        for try_number in 1..=ORDER_TRIES {
+            let sent_at = Instant::now();
+            let sending = self.send_with_headers(Method::POST, "/api/v1/orders/", Some(&token), Some(body.clone()), &key_header);
+            let answer = match hang_up_after_ms.filter(|_| try_number == 1) {
+                Some(delay) => match tokio::time::timeout(Duration::from_millis(delay), sending).await {
+                    Ok(answer) => answer,
+                    Err(_) => {
+                        self.tally.hung_up += 1;
+                        continue;
+                    }
+                },
+                None => sending.await,
+            };
+            match &answer {
+                Ok(placed) if placed.status == 201 => {
+                    let id = placed.json["_id"].as_str().unwrap_or_default().to_owned();
+                    let replayed = placed.headers.get("idempotent-replayed").is_some();
+                    if !replayed && placed.json["status"] != "pending" {
+                        self.tally.violations.push(format!("a new order is not pending: {}", placed.text));
+                    }
+                    if replayed {
+                        self.tally.replayed += 1;
+                    }
+                    if let Some(earlier) = self.orders.iter().position(|order| order.id == id) {
+                        // Another request's key answered with this order: two requests, one order.
+                        self.tally.violations.push(format!("order request {key} was answered with the order of request {earlier}: {id}"));
+                        return;
+                    }
+                    self.customers[index].orders.push(self.orders.len());
+                    self.orders.push(PlacedOrder { id, cancelled_by_customer: false, refunded: false });
+                    self.tally.accepted_orders += 1;
+                    return;
+                }
+                Ok(refused) if refused.status < 500 => {
+                    self.tally.violations.push(format!("POST /orders/ (try {try_number}): {} {}", refused.status, refused.text));
+                    return;
+                }
+                _ => {
+                    let before = self.tally.unavailable_in_window;
+                    self.judge_unexpected("POST /orders/", sent_at, &answer);
+                    if self.tally.unavailable_in_window == before {
+                        return;
+                    }
                 }
             }
+            tokio::time::sleep(RETRY_WAIT * 2u32.pow(try_number - 1)).await;
         }
+        self.tally.refused_in_outage += 1;
     }
 
     async fn cancel_or_refund(&mut self, customer: u64, pick: u64, refund: bool) {
@@ -734,6 +809,17 @@ async fn check(chaos: &Chaos, plan: &Plan, routed: Result<(), String>, settled: 
             }
         }
     }
+    // Each request placed at most one order, however often it was sent: the orders stored
+    // without a 201 are at most the requests that never got one. Without idempotent retries, a
+    // retry after a lost answer would place a second order and break this.
+    let stored_without_answer = listed.keys().filter(|id| !chaos.orders.iter().any(|order| &order.id == *id)).count();
+    let mut one_order_per_request = Vec::new();
+    if stored_without_answer > chaos.tally.refused_in_outage {
+        one_order_per_request.push(format!(
+            "{stored_without_answer} orders were stored without a 201, but only {} requests went unanswered: a retry placed a second order",
+            chaos.tally.refused_in_outage
+        ));
+    }
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for stored in listed.values() {
         let mut status = stored["status"].as_str().unwrap_or("(none)").to_owned();
@@ -751,6 +837,10 @@ async fn check(chaos: &Chaos, plan: &Plan, routed: Result<(), String>, settled: 
     }
     invariants
         .push(Invariant { name: "every order ended paid, cancelled or refunded, as its customer asked", failures: final_states });
+    invariants.push(Invariant {
+        name: "one order per order request, whether its client hung up or retried",
+        failures: one_order_per_request,
+    });
 
     let mut stock = Vec::new();
     let token = &chaos.customers[0].token;
@@ -815,6 +905,10 @@ fn print_report(chaos: &Chaos, invariants: &[Invariant], operations_done: Durati
     for (kind, count) in &tally.faults {
         println!("  {count:>6}  {kind:?}");
     }
+    println!(
+        "chaos: {} order requests: {} first tries hung up, {} retries answered with the order an earlier try placed",
+        tally.order_requests, tally.hung_up, tally.replayed
+    );
     println!(
         "chaos: {} orders accepted, {} refused during outages, {} 5xx inside outage windows, {} cancels and {} refunds accepted, {} poison messages",
         tally.accepted_orders,

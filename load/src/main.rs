@@ -119,17 +119,34 @@ async fn place_order(user: &mut GooseUser) -> TransactionResult {
             "line1": "123 Test St", "city": "Test City", "state": "TS", "postal_code": "12345", "country": "Test Country"
         }
     });
-    let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/orders/")?.bearer_auth(&token).json(&body);
-    let response = user
-        .request(GooseRequest::builder().set_request_builder(builder).name("/orders/").expect_status_code(201).build())
-        .await?;
-    if let Ok(response) = response.response {
-        if let Ok(order) = response.json::<Value>().await {
-            user.get_session_data_unchecked_mut::<Shopper>().last_order_id = order["_id"].as_str().map(str::to_owned);
+    // Sent with an Idempotency-Key and retried with it after a 5xx or no answer, as a careful
+    // client does: a retry of an order that was placed answers with that order, never a second.
+    let key = uuid::Uuid::new_v4().to_string();
+    for try_number in 1..=ORDER_TRIES {
+        let builder = user
+            .get_request_builder(&GooseMethod::Post, "/api/v1/orders/")?
+            .bearer_auth(&token)
+            .header("idempotency-key", &key)
+            .json(&body);
+        let name = if try_number == 1 { "/orders/" } else { "/orders/ (retry)" };
+        let response =
+            user.request(GooseRequest::builder().set_request_builder(builder).name(name).expect_status_code(201).build()).await?;
+        match response.response {
+            Ok(response) if response.status().is_server_error() => continue,
+            Ok(response) => {
+                if let Ok(order) = response.json::<Value>().await {
+                    user.get_session_data_unchecked_mut::<Shopper>().last_order_id = order["_id"].as_str().map(str::to_owned);
+                }
+                return Ok(());
+            }
+            Err(_no_answer) => continue,
         }
     }
     Ok(())
 }
+
+/// How many times the load test sends one order (the same request and key) before giving up.
+const ORDER_TRIES: u32 = 3;
 
 async fn read_order(user: &mut GooseUser) -> TransactionResult {
     let shopper = user.get_session_data_unchecked::<Shopper>();

@@ -80,7 +80,7 @@ async fn create_product(world: &ShopWorld, product: &Value) -> String {
 }
 
 /// Polls a product's stock record until it reads `available` and `reserved`; returns it.
-async fn wait_for_stock(world: &ShopWorld, what: &str, product_id: &str, available: i64, reserved: i64) -> Response {
+pub(super) async fn wait_for_stock(world: &ShopWorld, what: &str, product_id: &str, available: i64, reserved: i64) -> Response {
     let path = format!("/api/v1/inventory/{product_id}");
     eventually(STOCK_DEADLINE, &format!("{what} having {available} available and {reserved} reserved"), || {
         let path = path.clone();

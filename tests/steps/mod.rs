@@ -4,6 +4,7 @@
 mod auth;
 mod catalog;
 mod faults;
+mod hang_ups;
 mod http;
 mod metrics;
 mod orders;

@@ -45,13 +45,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// instant each was sent until a later step waits for them to settle.
 #[when(expr = "{int} order(s) for {int} {string} are placed at once")]
 async fn orders_are_placed_at_once(world: &mut ShopWorld, count: usize, quantity: i64, name: String) {
-    let product = product_named(world, &name).await;
-    let body = json!({
-        "user_id": world.variable("USER_ID"),
-        "items": [{ "product_id": product.id, "quantity": quantity, "price": product.price }],
-        "shipping_address": default_shipping_address(world).await
-    })
-    .to_string();
+    let body = one_line_order_body(world, quantity, &name).await;
     let world_ref = &*world;
     let placed: Vec<(String, Instant)> = futures::stream::iter(0..count)
         .map(|_| {
@@ -71,8 +65,20 @@ async fn orders_are_placed_at_once(world: &mut ShopWorld, count: usize, quantity
     world.placed_orders = placed;
 }
 
+/// The body of an order by the current customer for `quantity` of the named product at its
+/// catalog price, to the customer's default address.
+pub(super) async fn one_line_order_body(world: &ShopWorld, quantity: i64, name: &str) -> String {
+    let product = product_named(world, name).await;
+    json!({
+        "user_id": world.variable("USER_ID"),
+        "items": [{ "product_id": product.id, "quantity": quantity, "price": product.price }],
+        "shipping_address": default_shipping_address(world).await
+    })
+    .to_string()
+}
+
 /// Every order of the current customer, by id, read page by page through the list endpoint.
-async fn orders_by_id(world: &ShopWorld) -> Result<HashMap<String, Value>, String> {
+pub(super) async fn orders_by_id(world: &ShopWorld) -> Result<HashMap<String, Value>, String> {
     let mut orders = HashMap::new();
     let page_size = 100;
     loop {
@@ -185,11 +191,25 @@ struct OrderRequest {
     address_line_length: Option<usize>,
     /// Sent as `X-Request-Id` with the POST.
     request_id: Option<String>,
+    /// Sent as `Idempotency-Key` with the POST.
+    idempotency_key: Option<String>,
 }
 
 impl OrderRequest {
     fn of(lines: Vec<(i64, String)>) -> Self {
-        Self { lines, price: None, for_customer: None, upper_case_ids: false, address_line_length: None, request_id: None }
+        Self {
+            lines,
+            price: None,
+            for_customer: None,
+            upper_case_ids: false,
+            address_line_length: None,
+            request_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    fn with_idempotency_key(lines: Vec<(i64, String)>, key: String) -> Self {
+        Self { idempotency_key: Some(key), ..Self::of(lines) }
     }
 }
 
@@ -230,7 +250,8 @@ async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
         shipping_address["line1"] = Value::String("x".repeat(length));
     }
     let body = json!({"user_id": user_id, "items": items, "shipping_address": shipping_address});
-    let headers: Vec<(&str, &str)> = request.request_id.iter().map(|id| ("x-request-id", id.as_str())).collect();
+    let mut headers: Vec<(&str, &str)> = request.request_id.iter().map(|id| ("x-request-id", id.as_str())).collect();
+    headers.extend(request.idempotency_key.iter().map(|key| ("idempotency-key", key.as_str())));
     world.send_with_headers(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current, &headers).await
 }
 
@@ -290,6 +311,52 @@ async fn the_customer_tries_to_order_for_someone_else(world: &mut ShopWorld, qua
 #[when(expr = "the customer orders {int} {string} with the request id {string}")]
 async fn the_customer_orders_with_a_request_id(world: &mut ShopWorld, quantity: i64, product: String, request_id: String) {
     place_order(world, OrderRequest { request_id: Some(request_id), ..OrderRequest::of(vec![(quantity, product)]) }).await;
+}
+
+#[when(expr = "the customer orders {int} {string} with the idempotency key {string}")]
+async fn the_customer_orders_with_an_idempotency_key(world: &mut ShopWorld, quantity: i64, product: String, key: String) {
+    place_order(world, OrderRequest::with_idempotency_key(vec![(quantity, product)], key)).await;
+}
+
+/// The same request sent again, as a client that timed out or got a 503 retries it: the answer
+/// is the last response.
+#[when(expr = "the customer sends that order of {int} {string} again with the idempotency key {string}")]
+async fn the_customer_sends_the_order_again(world: &mut ShopWorld, quantity: i64, product: String, key: String) {
+    world.last = Some(send_order(world, &OrderRequest::with_idempotency_key(vec![(quantity, product)], key)).await);
+}
+
+/// A request the shop should refuse; the answer is the last response.
+#[when(expr = "the customer tries to order {int} {string} with the idempotency key {string}")]
+async fn the_customer_tries_to_order_with_an_idempotency_key(world: &mut ShopWorld, quantity: i64, product: String, key: String) {
+    world.last = Some(send_order(world, &OrderRequest::with_idempotency_key(vec![(quantity, product)], key)).await);
+}
+
+/// The last answer is the current order again (201, same id), marked as a replay.
+#[then("the answer is that same order, replayed")]
+async fn the_answer_is_the_same_order_replayed(world: &mut ShopWorld) {
+    let response = world.last_response();
+    assert_eq!(response.status, 201, "a retry is answered like its first try: {}", response.text);
+    assert_eq!(response.field("_id"), current_order(world).as_str(), "a retry answered another order: {}", response.text);
+    let replayed = response.headers.get("idempotent-replayed").and_then(|value| value.to_str().ok());
+    assert_eq!(replayed, Some("true"), "a replayed answer says so");
+}
+
+/// `count` copies of one order request with one idempotency key, all in flight together (as a
+/// client retrying too eagerly sends them): every one answers 201 with the same order, which
+/// becomes the current order.
+#[when(expr = "{int} copies of an order for {int} {string} with the idempotency key {string} are sent at once")]
+async fn copies_with_one_key_are_sent_at_once(world: &mut ShopWorld, count: usize, quantity: i64, product: String, key: String) {
+    let request = OrderRequest::with_idempotency_key(vec![(quantity, product)], key);
+    let world_ref = &*world;
+    let answers: Vec<Response> = futures::future::join_all((0..count).map(|_| send_order(world_ref, &request))).await;
+    let mut order_ids = std::collections::BTreeSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "a copy was refused: {}", answer.text);
+        order_ids.insert(answer.field("_id").as_str().expect("_id is a string").to_owned());
+    }
+    assert_eq!(order_ids.len(), 1, "{count} copies with one key placed {} orders: {order_ids:?}", order_ids.len());
+    let order_id = order_ids.pop_first().expect("one order");
+    world.remember(CURRENT_ORDER, order_id);
 }
 
 /// Every HTTP request and message the system handled under this request id, as `service` and

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod detached;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -557,3 +557,99 @@ async fn the_outbox_indexes_are_created() {
     assert!(keys.contains(&doc! { OUTBOX_OWNER_FIELD: 1 }), "indexes: {keys:?}");
     database.drop_database().await;
 }
+
+/// Polls `future` until it has answered `Pending` `pendings` times, then drops it, as hyper drops
+/// the handler of a client that hung up: its output when it finished first.
+async fn dropped_after<F: std::future::Future>(future: F, pendings: usize) -> Option<F::Output> {
+    use std::task::Poll;
+    let mut future = std::pin::pin!(future);
+    let mut seen = 0;
+    std::future::poll_fn(|context| match future.as_mut().poll(context) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending if seen == pendings => Poll::Ready(None),
+        Poll::Pending => {
+            seen += 1;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A write that stores events can be dropped at any of its awaits (a client hangs up, a consumer
+/// loses its broker connection): every product it stored has its events published all the same,
+/// by the relay it was meant for, which here never polls, so a hand-over left hanging would strand
+/// them for good. Inserts (`ProductCreated`) and updates (`ProductDeleted`) are dropped after 0 to
+/// 24 of their awaits each.
+#[tokio::test]
+async fn a_write_dropped_at_any_await_still_has_its_events_published() {
+    use common::messaging::document_outbox::OUTBOX_DUE_FIELD;
+    use common::messaging::{OutboxRelay, Publisher};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new().await;
+    let vhost = TestVirtualHost::create("product-outbox-drop-test").await;
+    let store = database.product_store().await;
+    let publisher = Arc::new(Publisher::new(&vhost.amqp_url, "product outbox drop test"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(
+        OutboxRelay::new(store.outbox(), Arc::clone(&publisher), store.outbox().wake())
+            .with_poll_interval(Duration::from_secs(3600))
+            .run(cancel.clone()),
+    );
+    let raw = database.database.collection::<Document>(COLLECTION);
+    // Waits until no document holds a pending event, then takes what `queue` received.
+    let drained_then_published = |queue: &'static str| {
+        let (raw, vhost) = (&raw, &vhost);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let pending = raw.count_documents(doc! { OUTBOX_DUE_FIELD: { "$exists": true } }).await.unwrap();
+                if pending == 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{pending} document(s) still hold events nobody publishes");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let bodies = vhost.take_all(queue).await;
+            bodies.iter().map(|body| serde_json::from_slice::<serde_json::Value>(body).unwrap()["product_id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>()
+        }
+    };
+
+    let mut lamps = Vec::new();
+    let mut dropped_inserts = 0;
+    for pendings in 0..25 {
+        let lamp = product(40);
+        let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
+        if dropped_after(store.insert(&lamp, std::slice::from_ref(&created)), pendings).await.is_none() {
+            dropped_inserts += 1;
+        }
+        lamps.push(lamp);
+    }
+    let created = drained_then_published(ProductCreated::QUEUE).await;
+    let stored: BTreeSet<String> = raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
+    assert_eq!(created, stored, "every stored product, and only those, announced");
+    assert!(dropped_inserts >= 1, "no insert was dropped before it finished: the test proved nothing");
+    assert!(stored.len() > 25 - dropped_inserts, "some dropped inserts stored their product");
+
+    let mut dropped_updates = 0;
+    for (pendings, lamp) in lamps.iter().filter(|lamp| stored.contains(&lamp.id.to_hex())).enumerate() {
+        let deleted = OutboxMessage::new(&ProductDeleted { product_id: lamp.id.to_hex() });
+        if dropped_after(store.mark_deleted(lamp.id, &deleted, bson::DateTime::now()), pendings).await.is_none() {
+            dropped_updates += 1;
+        }
+    }
+    let deleted = drained_then_published(ProductDeleted::QUEUE).await;
+    let remaining: BTreeSet<String> = raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
+    let gone: BTreeSet<String> = stored.difference(&remaining).cloned().collect();
+    assert_eq!(deleted, gone, "every deleted product, and only those, announced (a tombstone goes once announced)");
+    assert!(dropped_updates >= 1, "no update was dropped before it finished: the test proved nothing");
+    assert!(gone.len() > stored.len() - dropped_updates, "some dropped updates deleted their product");
+
+    cancel.cancel();
+    relay.await.unwrap();
+    publisher.close().await;
+    vhost.delete().await;
+    database.drop_database().await;
+}

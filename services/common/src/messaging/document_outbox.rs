@@ -176,24 +176,30 @@ impl DocumentOutboxStore {
 
     /// Inserts a new document with `events` in its outbox, claimed for this store's relay in the
     /// same write, and hands the events to that relay: they are published without a read.
-    pub async fn insert(&self, mut document: Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
+    ///
+    /// Safe to drop at any await: the write and its hand-over run to their end in a task of
+    /// their own ([`crate::detached::run_to_completion`]), so a caller that stops waiting (a
+    /// client hung up) leaves neither a stored document without its published events nor a relay
+    /// waiting for a hand-over that never comes.
+    pub async fn insert(&self, document: Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
+        let store = self.clone();
+        let events = events.to_vec();
+        crate::detached::run_to_completion(async move { store.insert_and_hand_over(document, &events).await }).await
+    }
+
+    async fn insert_and_hand_over(&self, mut document: Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
         document.insert(OUTBOX_FIELD, outbox_array(events)?);
         if events.is_empty() {
             self.collection.insert_one(document).await?;
             return Ok(());
         }
         document.extend(self.claimed_from_now());
-        self.wake.expect(events);
-        match self.collection.insert_one(document).await {
-            Ok(_) => {
-                self.wake.hand_over(events.to_vec());
-                Ok(())
-            }
-            Err(error) => {
-                self.wake.withdraw(events);
-                Err(error.into())
-            }
-        }
+        let hand_over = self.wake.announce(events);
+        // An error may still have stored it (a connection lost after the server applied the
+        // insert): dropping the hand-over unanswered makes the relay read the store.
+        self.collection.insert_one(document).await?;
+        hand_over.complete();
+        Ok(())
     }
 
     /// Applies `update` (which must have no `$push` or `$max` of its own) to the document matching
@@ -201,11 +207,22 @@ impl DocumentOutboxStore {
     /// `None` when nothing matched. A document holding no pending events is claimed for this
     /// store's relay by the same write and the events are handed to it; otherwise they queue
     /// behind the pending ones, for whichever relay holds them, and this store's relay is told to
-    /// look.
+    /// look. Safe to drop at any await, like [`Self::insert`].
     pub async fn update(&self, filter: Document, update: Document, events: &[OutboxMessage]) -> anyhow::Result<Option<Document>> {
         if events.is_empty() {
             return Ok(self.collection.find_one_and_update(filter, update).return_document(ReturnDocument::After).await?);
         }
+        let store = self.clone();
+        let events = events.to_vec();
+        crate::detached::run_to_completion(async move { store.update_and_hand_over(filter, update, &events).await }).await
+    }
+
+    async fn update_and_hand_over(
+        &self,
+        filter: Document,
+        update: Document,
+        events: &[OutboxMessage],
+    ) -> anyhow::Result<Option<Document>> {
         let mut unclaimed = filter.clone();
         unclaimed.insert(OUTBOX_DUE_FIELD, doc! { "$exists": false });
         let mut claiming = update.clone();
@@ -216,14 +233,13 @@ impl DocumentOutboxStore {
                 claiming.insert("$set", self.claimed_from_now());
             }
         }
-        self.wake.expect(events);
-        let claimed = self.collection.find_one_and_update(unclaimed, claiming).return_document(ReturnDocument::After).await;
-        if let Ok(Some(document)) = claimed {
-            self.wake.hand_over(events.to_vec());
+        let hand_over = self.wake.announce(events);
+        // On an error the hand-over is dropped unanswered, as in `insert`.
+        if let Some(document) = self.collection.find_one_and_update(unclaimed, claiming).return_document(ReturnDocument::After).await? {
+            hand_over.complete();
             return Ok(Some(document));
         }
-        self.wake.withdraw(events);
-        claimed?;
+        hand_over.withdraw();
         let mut queued = update;
         push_events(&mut queued, events)?;
         let document = self.collection.find_one_and_update(filter, queued).return_document(ReturnDocument::After).await?;

@@ -7,7 +7,7 @@
 //! broker is down the events wait and the relay keeps retrying; if the process dies between the
 //! publish and the mark, the event is published again and the idempotent consumer ignores it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -74,13 +75,24 @@ pub trait OutboxStore: Send + Sync + 'static {
 /// instead of at the relay's next poll. Clones share one relay's wake.
 ///
 /// Two ways: [`Self::events_stored`] (the relay reads the store), or a hand-over, for events whose
-/// document the same write claimed for this relay: [`Self::expect`] before the write, then
-/// [`Self::hand_over`] after it (or [`Self::withdraw`] if it failed), and the relay publishes them
-/// without a read. From `expect` until the relay has marked them published, a read of the store
-/// leaves them, and every later event about the same entity, to the hand-over: so none is
-/// published twice, and an entity's events keep their order.
+/// document the same write claimed for this relay: [`Self::announce`] before the write, then
+/// [`HandOver::complete`] after it (or [`HandOver::withdraw`] if it stored nothing), and the relay
+/// publishes them without a read. From the announcement until the relay has marked them
+/// published, a read of the store leaves them, and every later event about the same entity, to the
+/// hand-over: so none is published twice, and an entity's events keep their order.
+///
+/// Nothing can strand an announced event. A [`HandOver`] dropped without an answer (its write
+/// failed in a way that may still have stored it, or the future awaiting the write was dropped)
+/// withdraws the announcement and wakes the relay to read the store; and an announcement older
+/// than [`HAND_OVER_LIMIT`] no longer holds anything back from reads, whatever path forgot it.
 #[derive(Clone, Default)]
 pub struct RelayWake(Arc<WakeState>);
+
+/// How long an announced hand-over may hold its entities back from the relay's reads. Past it, a
+/// read publishes them: a hand-over that arrives later publishes them a second time, which the
+/// idempotent consumers ignore. As long as the document outbox's claims last (its
+/// `DEFAULT_LEASE`), after which another replica's relay would take the document anyway.
+pub const HAND_OVER_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct WakeState {
@@ -94,8 +106,9 @@ struct WakeState {
 struct Handed {
     /// Handed over, waiting for the relay.
     queue: Vec<OutboxMessage>,
-    /// The ids of events from [`RelayWake::expect`] until the relay settled them.
-    in_flight: HashSet<String>,
+    /// The ids of events from [`RelayWake::announce`] until the relay settled them, with when
+    /// they were announced.
+    in_flight: HashMap<String, Instant>,
 }
 
 impl RelayWake {
@@ -105,29 +118,25 @@ impl RelayWake {
         self.0.notify.notify_one();
     }
 
-    /// Announces a write that stores `events` in a document it claims for this relay.
-    pub fn expect(&self, events: &[OutboxMessage]) {
-        self.handed().in_flight.extend(events.iter().map(|event| event.id.clone()));
+    /// Announces a write that stores `events` in a document it claims for this relay; answer it
+    /// with the returned [`HandOver`].
+    #[must_use = "a hand-over is answered by complete or withdraw; dropping it makes the relay read the store"]
+    pub fn announce(&self, events: &[OutboxMessage]) -> HandOver {
+        let now = Instant::now();
+        self.handed().in_flight.extend(events.iter().map(|event| (event.id.clone(), now)));
+        HandOver { wake: self.clone(), events: events.to_vec() }
     }
 
-    /// The announced write did not store `events`.
-    pub fn withdraw(&self, events: &[OutboxMessage]) {
+    fn withdraw(&self, events: &[OutboxMessage]) {
         let mut handed = self.handed();
         for event in events {
             handed.in_flight.remove(&event.id);
         }
     }
 
-    /// The announced write stored `events`: the relay publishes them without reading the store.
-    /// Should that fail, they are in the store, claimed by this relay, and its next read finds
-    /// them.
-    pub fn hand_over(&self, events: Vec<OutboxMessage>) {
-        self.handed().queue.extend(events);
-        self.0.notify.notify_one();
-    }
-
     fn handed(&self) -> std::sync::MutexGuard<'_, Handed> {
-        self.0.handed.lock().expect("the handed-over events")
+        // The lock is never held across an await or a call that can panic.
+        self.0.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn take_handed(&self) -> Vec<OutboxMessage> {
@@ -139,12 +148,28 @@ impl RelayWake {
         self.withdraw(events);
     }
 
-    /// `batch` (a read of the store) without the entities that have an event in a hand-over;
-    /// `true` when it left any out.
+    /// `batch` (a read of the store) without the entities that have an event in a hand-over
+    /// announced less than [`HAND_OVER_LIMIT`] ago; `true` when it left any out. Announcements
+    /// older than that are forgotten here, with a warning.
     fn without_handed(&self, batch: Vec<OutboxMessage>) -> (Vec<OutboxMessage>, bool) {
-        let handed = self.handed();
+        self.without_handed_at(batch, Instant::now())
+    }
+
+    /// [`Self::without_handed`] as judged at `now`.
+    fn without_handed_at(&self, batch: Vec<OutboxMessage>, now: Instant) -> (Vec<OutboxMessage>, bool) {
+        let mut handed = self.handed();
+        let before = handed.in_flight.len();
+        handed.in_flight.retain(|_, announced| now.saturating_duration_since(*announced) < HAND_OVER_LIMIT);
+        let forgotten = before - handed.in_flight.len();
+        if forgotten > 0 {
+            tracing::warn!(
+                events = forgotten,
+                "outbox hand-overs announced {} s ago never came; their events are left to the relay's reads",
+                HAND_OVER_LIMIT.as_secs()
+            );
+        }
         let held: HashSet<String> =
-            batch.iter().filter(|event| handed.in_flight.contains(&event.id)).map(|event| event.correlation_id.clone()).collect();
+            batch.iter().filter(|event| handed.in_flight.contains_key(&event.id)).map(|event| event.correlation_id.clone()).collect();
         if held.is_empty() {
             return (batch, false);
         }
@@ -153,6 +178,40 @@ impl RelayWake {
 
     fn take_look(&self) -> bool {
         self.0.look.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// An announced hand-over (see [`RelayWake`]), answered once its write is done. Dropped without
+/// an answer, it withdraws the announcement and wakes the relay to read the store, which finds
+/// the events if the write stored them after all.
+pub struct HandOver {
+    wake: RelayWake,
+    /// Empty once answered.
+    events: Vec<OutboxMessage>,
+}
+
+impl HandOver {
+    /// The write stored the events: the relay publishes them without reading the store. Should
+    /// that fail, they are in the store, claimed by this relay, and its next read finds them.
+    pub fn complete(mut self) {
+        let events = std::mem::take(&mut self.events);
+        self.wake.handed().queue.extend(events);
+        self.wake.0.notify.notify_one();
+    }
+
+    /// The write certainly stored nothing (it matched no document): nothing to publish.
+    pub fn withdraw(mut self) {
+        let events = std::mem::take(&mut self.events);
+        self.wake.withdraw(&events);
+    }
+}
+
+impl Drop for HandOver {
+    fn drop(&mut self) {
+        if !self.events.is_empty() {
+            self.wake.withdraw(&self.events);
+            self.wake.events_stored();
+        }
     }
 }
 
@@ -367,19 +426,50 @@ mod tests {
         let read = || vec![created.clone(), cancelled.clone(), other.clone()];
         assert_eq!(wake.without_handed(read()), (read(), false), "nothing handed over");
 
-        wake.expect(std::slice::from_ref(&created));
+        let hand_over = wake.announce(std::slice::from_ref(&created));
         assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "announced, before the write");
-        wake.hand_over(vec![created.clone()]);
+        hand_over.complete();
         assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "handed over");
+        assert!(!wake.take_look(), "a completed hand-over needs no read");
         assert_eq!(wake.take_handed(), vec![created.clone()]);
         assert_eq!(wake.without_handed(read()), (vec![other.clone()], true), "being published");
         wake.settled(std::slice::from_ref(&created));
         assert_eq!(wake.without_handed(read()), (read(), false), "settled: reads publish what is left");
 
-        wake.expect(std::slice::from_ref(&other));
-        wake.withdraw(std::slice::from_ref(&other));
-        assert_eq!(wake.without_handed(read()), (read(), false), "a write that failed hands nothing over");
+        wake.announce(std::slice::from_ref(&other)).withdraw();
+        assert_eq!(wake.without_handed(read()), (read(), false), "a write that stored nothing hands nothing over");
         assert!(wake.take_handed().is_empty());
+        assert!(!wake.take_look(), "and needs no read");
+    }
+
+    /// The future that awaited a write may be dropped before it could answer the hand-over (a
+    /// client hung up): the announcement is withdrawn and the relay told to read the store,
+    /// which holds the events if the write went through.
+    #[test]
+    fn a_hand_over_dropped_unanswered_leaves_its_events_to_a_read_at_once() {
+        let wake = RelayWake::default();
+        let created = event("created", "order-1");
+        let hand_over = wake.announce(std::slice::from_ref(&created));
+        drop(hand_over);
+        assert!(wake.take_look(), "the relay reads the store");
+        assert_eq!(wake.without_handed(vec![created.clone()]), (vec![created], false), "and publishes what it finds");
+        assert!(wake.take_handed().is_empty());
+    }
+
+    /// Whatever path forgets to answer an announcement, it holds its entity back from reads for
+    /// at most [`HAND_OVER_LIMIT`].
+    #[test]
+    fn an_announcement_holds_its_entity_back_from_reads_for_a_bounded_time() {
+        let wake = RelayWake::default();
+        let created = event("created", "order-1");
+        let before_announcing = Instant::now();
+        std::mem::forget(wake.announce(std::slice::from_ref(&created)));
+        let after_announcing = Instant::now();
+        let just_before = before_announcing + HAND_OVER_LIMIT - Duration::from_millis(1);
+        assert_eq!(wake.without_handed_at(vec![created.clone()], just_before), (vec![], true), "held within the limit");
+        let after = after_announcing + HAND_OVER_LIMIT;
+        assert_eq!(wake.without_handed_at(vec![created.clone()], after), (vec![created.clone()], false), "released after it");
+        assert!(wake.handed().in_flight.is_empty(), "and forgotten");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bson::oid::ObjectId;
 use common::ApiError;
 use common::ApiResult;
@@ -24,10 +25,10 @@ use utoipa_axum::routes;
 
 use crate::catalog::{CatalogClient, CatalogEntry};
 use model::{
-    CreateOrderRequest, ListOrdersQuery, MAXIMUM_ITEMS, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus,
+    CreateOrderRequest, IdempotencyKey, ListOrdersQuery, MAXIMUM_ITEMS, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus,
     StatusUpdateRequest, StoredOrderItem,
 };
-use store::{OrderStore, StatusChange};
+use store::{Insertion, OrderStore, StatusChange};
 
 /// The most units of one product a single order line may ask for; far above any real order,
 /// low enough that no total can overflow.
@@ -70,33 +71,76 @@ pub fn router(state: OrdersState) -> OpenApiRouter {
     path = "/api/v1/orders/",
     tag = "orders",
     request_body = CreateOrderRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, max_length = 255,
+         description = "Makes retries safe: the same key from the same customer with the same body places one order, and every retry answers 201 with it (as it is now, with `Idempotent-Replayed: true`); the same key with another body is a 422. Keys are kept as long as their order, so at least 24 hours. 1 to 255 visible ASCII characters, bare or as a quoted string."),
+    ),
     security(("bearer" = []), ("oauth2" = [])),
     responses(
-        (status = 201, description = "Order accepted, pending", body = OrderResponse),
-        (status = 400, description = "A product does not exist or its price differs from the catalog", body = common::error::ErrorBody),
+        (status = 201, description = "Order accepted, pending; or, for a retried `Idempotency-Key`, the order its first try placed", body = OrderResponse,
+         headers(("Idempotent-Replayed" = String, description = "`true` when the answer is the order an earlier request with the same key placed"))),
+        (status = 400, description = "A product does not exist or its price differs from the catalog; or a malformed `Idempotency-Key`", body = common::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
         (status = 403, description = "user_id is not the caller", body = common::error::ErrorBody),
-        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price; or an `Idempotency-Key` already used for another request", body = common::error::ErrorBody),
         (status = 503, description = "The product service is unavailable", body = common::error::ErrorBody),
     )
 )]
 async fn create_order(
     State(state): State<OrdersState>,
     caller: CurrentUser,
+    headers: HeaderMap,
     Json(mut request): Json<CreateOrderRequest>,
-) -> ApiResult<(StatusCode, Json<OrderResponse>)> {
+) -> ApiResult<Response> {
     if request.user_id != caller.id.to_string() {
         return Err(ApiError::Forbidden("You can only place orders for yourself".into()));
     }
+    let idempotency_key = match headers.get(IdempotencyKey::HEADER) {
+        None => None,
+        Some(value) => Some(IdempotencyKey::parse(value.as_bytes()).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {} visible ASCII characters, bare or in double quotes",
+                IdempotencyKey::MAXIMUM_LENGTH
+            ))
+        })?),
+    };
     validate_request(&mut request)?;
+    // A retry: the order its first try placed, whatever the catalog says now.
+    if let Some(key) = &idempotency_key
+        && let Some(placed) = state.store.find_by_idempotency_key(&key.scoped(&request.user_id)).await?
+    {
+        return replay(placed, &request);
+    }
     let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
     let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
     let items = priced_items(&request, &catalog)?;
-    let order = OrderDocument::new_pending(request.user_id, items, request.shipping_address);
-    state.store.insert(&order).await?;
+    let order = OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref());
+    if state.store.insert(&order).await? == Insertion::KeyTaken {
+        // A try with the same key got there first, concurrently: answer with its order.
+        let key = order.idempotency_key.as_deref().unwrap_or_default();
+        let placed = state.store.find_by_idempotency_key(key).await?.ok_or_else(|| {
+            ApiError::Conflict("Another request with this Idempotency-Key is being handled; please try again".into())
+        })?;
+        return replay(placed, &request);
+    }
     tracing::info!(order_id = %order.id, correlation_id = %order.id, user_id = %order.user_id, total_cents = order.total_price_cents, "order placed");
-    Ok((StatusCode::CREATED, Json(order.into())))
+    Ok((StatusCode::CREATED, Json(OrderResponse::from(order))).into_response())
 }
+
+/// The answer to a retried `Idempotency-Key`: the order its first try placed, as it is now, if
+/// the retry asks for the same order.
+fn replay(placed: OrderDocument, request: &CreateOrderRequest) -> ApiResult<Response> {
+    if !placed.is_placed_by(request) {
+        return Err(ApiError::Unprocessable(
+            "This Idempotency-Key was already used for a different order; send a new key for a new order".into(),
+        ));
+    }
+    tracing::info!(order_id = %placed.id, correlation_id = %placed.id, "order request retried with its idempotency key; answering with the order placed");
+    Ok((StatusCode::CREATED, [(REPLAYED_HEADER, "true")], Json(OrderResponse::from(placed))).into_response())
+}
+
+/// Says that a `POST /api/v1/orders/` answer is the order of an earlier try with the same key.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Lists the caller's orders, newest first.
 #[utoipa::path(

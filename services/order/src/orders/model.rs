@@ -123,6 +123,38 @@ pub struct OrderDocument {
     /// which is atomic on every MongoDB deployment (no transaction, no replica set needed).
     #[serde(default)]
     pub outbox: Vec<OutboxMessage>,
+    /// The `Idempotency-Key` the order was placed with, scoped to its customer
+    /// ([`IdempotencyKey::scoped`]); absent for an order placed without one. Unique among the
+    /// orders that have one, so that a retried request finds the order its first try placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The `Idempotency-Key` request header of `POST /api/v1/orders/` (the IETF httpapi draft's):
+/// 1 to [`IdempotencyKey::MAXIMUM_LENGTH`] visible ASCII characters, sent bare or as a quoted
+/// structured-field string (`"8e03978e-..."`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const HEADER: &'static str = "idempotency-key";
+    pub const MAXIMUM_LENGTH: usize = 255;
+
+    /// The key in a header value; `None` for a value that is not one.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let unquoted = match value {
+            [b'"', inner @ .., b'"'] => inner,
+            bare => bare,
+        };
+        let acceptable = (1..=Self::MAXIMUM_LENGTH).contains(&unquoted.len())
+            && unquoted.iter().all(|byte| byte.is_ascii_graphic() && *byte != b'"' && *byte != b'\\');
+        acceptable.then(|| Self(String::from_utf8_lossy(unquoted).into_owned()))
+    }
+
+    /// The key as stored: the same key from two customers is two keys.
+    pub fn scoped(&self, user_id: &str) -> String {
+        format!("{user_id}:{}", self.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +184,12 @@ pub struct ShippingAddress {
 
 impl OrderDocument {
     /// A new pending order whose `OrderCreated` event waits in its outbox.
-    pub fn new_pending(user_id: String, items: Vec<StoredOrderItem>, shipping_address: ShippingAddress) -> Self {
+    pub fn new_pending(
+        user_id: String,
+        items: Vec<StoredOrderItem>,
+        shipping_address: ShippingAddress,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Self {
         let id = ObjectId::new();
         let now = storable_now();
         let total_price_cents = items.iter().map(|item| item.price_cents * item.quantity).sum();
@@ -163,7 +200,6 @@ impl OrderDocument {
         };
         Self {
             id,
-            user_id,
             items,
             total_price_cents,
             status: OrderStatus::Pending,
@@ -172,7 +208,21 @@ impl OrderDocument {
             created_at: now,
             updated_at: now,
             outbox: vec![OutboxMessage::new(&event)],
+            idempotency_key: idempotency_key.map(|key| key.scoped(&user_id)),
+            user_id,
         }
+    }
+
+    /// Whether this order is what `request` (validated, its product ids normalised) asks for:
+    /// the same customer, lines (product, quantity and price, in order) and address. A retry
+    /// with an `Idempotency-Key` must be the same request as the try that placed the order.
+    pub fn is_placed_by(&self, request: &CreateOrderRequest) -> bool {
+        self.user_id == request.user_id
+            && self.shipping_address == request.shipping_address
+            && self.items.len() == request.items.len()
+            && self.items.iter().zip(&request.items).all(|(stored, asked)| {
+                stored.product_id == asked.product_id && stored.quantity == asked.quantity && stored.price_cents == asked.price.0
+            })
     }
 }
 
@@ -356,7 +406,7 @@ mod tests {
             StoredOrderItem { product_id: "a".into(), quantity: 1, price_cents: 24999 },
             StoredOrderItem { product_id: "b".into(), quantity: 2, price_cents: 17999 },
         ];
-        let order = OrderDocument::new_pending("1".into(), items, address());
+        let order = OrderDocument::new_pending("1".into(), items, address(), None);
         assert_eq!(order.total_price_cents, 60997);
         assert_eq!(order.status, OrderStatus::Pending);
         assert_eq!(order.outbox.len(), 1);
@@ -372,7 +422,7 @@ mod tests {
     #[test]
     fn the_response_has_the_guides_fields_in_order_and_hides_the_outbox() {
         let items = vec![StoredOrderItem { product_id: "p".into(), quantity: 1, price_cents: 89999 }];
-        let order = OrderDocument::new_pending("1".into(), items, address());
+        let order = OrderDocument::new_pending("1".into(), items, address(), None);
         let json = serde_json::to_string(&OrderResponse::from(order)).unwrap();
         let keys: Vec<&str> = [
             "\"_id\"",
@@ -392,5 +442,37 @@ mod tests {
         assert!(!json.contains("outbox") && !json.contains("cancellation_reason"), "{json}");
         assert!(json.contains("\"total_price\":899.99"), "{json}");
         assert!(json.contains("\"status\":\"pending\""), "{json}");
+    }
+
+    #[test]
+    fn an_idempotency_key_is_visible_ascii_bare_or_quoted_and_scoped_to_its_customer() {
+        let key = IdempotencyKey::parse(b"8e03978e-40d5-43e8").expect("a bare key");
+        assert_eq!(IdempotencyKey::parse(b"\"8e03978e-40d5-43e8\""), Some(key.clone()), "a quoted key is the same key");
+        assert_eq!(key.scoped("7"), "7:8e03978e-40d5-43e8");
+        assert_ne!(key.scoped("7"), key.scoped("8"), "two customers' keys never meet");
+        assert_eq!(IdempotencyKey::parse(&[b'k'; IdempotencyKey::MAXIMUM_LENGTH]).map(|key| key.scoped("1").len()), Some(257));
+        for refused in [&b""[..], b"\"\"", b"has space", b"tab\there", b"caf\xc3\xa9", b"quote\"inside", &[b'k'; 256]] {
+            assert_eq!(IdempotencyKey::parse(refused), None, "{:?}", String::from_utf8_lossy(refused));
+        }
+    }
+
+    #[test]
+    fn a_retry_places_the_same_order_only_with_the_same_lines_and_address() {
+        use super::OrderItemRequest;
+        let items = vec![StoredOrderItem { product_id: "a".repeat(24), quantity: 2, price_cents: 89_999 }];
+        let order = OrderDocument::new_pending("1".into(), items, address(), None);
+        let request = |quantity: i64, cents: i64, user_id: &str, city: &str| CreateOrderRequest {
+            user_id: user_id.into(),
+            items: vec![OrderItemRequest { product_id: "a".repeat(24), quantity, price: Cents(cents) }],
+            shipping_address: ShippingAddress { city: city.into(), ..address() },
+        };
+        assert!(order.is_placed_by(&request(2, 89_999, "1", "Example City")));
+        assert!(!order.is_placed_by(&request(3, 89_999, "1", "Example City")), "another quantity");
+        assert!(!order.is_placed_by(&request(2, 89_998, "1", "Example City")), "another price");
+        assert!(!order.is_placed_by(&request(2, 89_999, "2", "Example City")), "another customer");
+        assert!(!order.is_placed_by(&request(2, 89_999, "1", "Elsewhere")), "another address");
+        let mut two_lines = request(2, 89_999, "1", "Example City");
+        two_lines.items.push(OrderItemRequest { product_id: "b".repeat(24), quantity: 1, price: Cents(100) });
+        assert!(!order.is_placed_by(&two_lines), "another line");
     }
 }

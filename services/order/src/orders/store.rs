@@ -29,6 +29,22 @@ pub struct OrderStore {
     outbox: DocumentOutboxStore,
 }
 
+/// What storing a new order did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Insertion {
+    Inserted,
+    /// Another order of the same customer holds its idempotency key.
+    KeyTaken,
+}
+
+/// Whether `error` is MongoDB's duplicate key error (11000): a unique index refused the write.
+fn is_duplicate_key(error: &anyhow::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    error.chain().filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>()).any(|error| {
+        matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(write)) if write.code == 11000)
+    })
+}
+
 /// What a conditional status change found.
 #[derive(Debug)]
 pub enum StatusChange {
@@ -55,6 +71,12 @@ impl OrderStore {
                 .keys(doc! { "user_id": 1, "created_at": -1, "_id": -1 })
                 .options(IndexOptions::builder().name("user_newest_first".to_owned()).build())
                 .build(),
+            // One order per customer and `Idempotency-Key`, however many tries race: the second
+            // insert fails on this index. Sparse: orders placed without a key are not in it.
+            IndexModel::builder()
+                .keys(doc! { "idempotency_key": 1 })
+                .options(IndexOptions::builder().name("idempotency_key".to_owned()).unique(true).sparse(true).build())
+                .build(),
         ];
         self.orders.create_indexes(indexes).await.context("failed to create the orders indexes")?;
         self.outbox().create_indexes().await
@@ -66,11 +88,23 @@ impl OrderStore {
         self.outbox.clone()
     }
 
-    /// Stores a new order together with the events in its outbox, in one insert.
-    pub async fn insert(&self, order: &OrderDocument) -> anyhow::Result<()> {
+    /// Stores a new order together with the events in its outbox, in one insert; `KeyTaken` when
+    /// its customer already placed an order with its idempotency key (nothing is stored then).
+    pub async fn insert(&self, order: &OrderDocument) -> anyhow::Result<Insertion> {
         let document = bson::to_document(order).context("failed to encode an order as BSON")?;
-        self.outbox.insert(document, &order.outbox).await.with_context(|| format!("failed to insert order {}", order.id))?;
-        Ok(())
+        match self.outbox.insert(document, &order.outbox).await {
+            Ok(()) => Ok(Insertion::Inserted),
+            Err(error) if order.idempotency_key.is_some() && is_duplicate_key(&error) => Ok(Insertion::KeyTaken),
+            Err(error) => Err(error.context(format!("failed to insert order {}", order.id))),
+        }
+    }
+
+    /// The order placed with this scoped idempotency key (see `IdempotencyKey::scoped`), if any.
+    pub async fn find_by_idempotency_key(&self, scoped_key: &str) -> anyhow::Result<Option<OrderDocument>> {
+        self.orders
+            .find_one(doc! { "idempotency_key": scoped_key })
+            .await
+            .context("failed to look up an order by its idempotency key")
     }
 
     /// The order `order_id`, when `owner` is `None` or its owner: another user's order is as absent
