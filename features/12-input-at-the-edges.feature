@@ -71,3 +71,17 @@ Feature: Input at the edges
     Then the response status is 422
     And the response field "detail.0.msg" is "reason must not contain control characters"
     And "Premium Smartphone" has 50 available and 0 reserved
+
+  Scenario: A price with more than two decimals is refused at any magnitude, not rounded
+    When the customer tries to add 5 "Gold Lamp" at 5000.005 to the catalog
+    Then the response status is 422
+    And the response field "detail" contains "at most two decimal places"
+    And the shop has settled
+
+  Scenario: An order whose total cannot be answered to the cent is refused and stores nothing
+    When the customer adds 2000000 "Yacht" at 10000000000000.00 to the catalog
+    And the customer tries to order 1000000 "Yacht" at 10000000000000.00
+    Then the response status is 422
+    And the response field "detail" contains "the most an order may cost"
+    And the shop has settled
+    And the customer has 0 orders

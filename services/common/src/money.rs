@@ -19,9 +19,20 @@ pub enum PriceError {
     TooLarge,
 }
 
+/// The largest price accepted, in whole units (10,000,000,000,000.00).
+pub const MAXIMUM_PRICE: f64 = 1e13;
+
+/// The largest amount of cents a JSON number carries exactly (2^53 - 1, about 90 trillion in
+/// whole units): a total beyond it could not be answered to the cent, so it is refused.
+pub const MAXIMUM_EXACT_CENTS: i64 = (1 << 53) - 1;
+
 impl Cents {
     /// Reads a decimal amount such as `899.99`. More than two decimals is refused rather than
-    /// rounded, because silently changing a price is worse than asking again.
+    /// rounded, at any magnitude, because silently changing a price is worse than asking again.
+    ///
+    /// Exact: the amount is read from the shortest decimal that parses back to the same number
+    /// (what the client wrote, for any number written with up to 15 significant digits), never by
+    /// scaling the binary value, which would round `5000.005` to `5000.01`.
     pub fn from_decimal(amount: f64) -> Result<Self, PriceError> {
         if !amount.is_finite() {
             return Err(PriceError::NotFinite);
@@ -29,29 +40,37 @@ impl Cents {
         if amount < 0.0 {
             return Err(PriceError::Negative);
         }
-        if amount > 1e13 {
+        if amount > MAXIMUM_PRICE {
             return Err(PriceError::TooLarge);
         }
-        let scaled = amount * 100.0;
-        let rounded = scaled.round();
-        if (scaled - rounded).abs() > 1e-6 * scaled.abs().max(1.0) {
+        // `Display` for f64 prints the shortest round-trip decimal, never in exponent notation;
+        // `abs` makes -0 read as 0.
+        let text = amount.abs().to_string();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text.as_str(), ""));
+        if fraction.len() > 2 {
             return Err(PriceError::TooPrecise);
         }
-        Ok(Cents(rounded as i64))
+        let whole: i64 = whole.parse().map_err(|_| PriceError::TooLarge)?;
+        let fraction: i64 = format!("{fraction:0<2}").parse().map_err(|_| PriceError::TooPrecise)?;
+        whole.checked_mul(100).and_then(|cents| cents.checked_add(fraction)).map(Cents).ok_or(PriceError::TooLarge)
     }
 
     pub fn as_decimal(self) -> f64 {
         self.0 as f64 / 100.0
     }
 
-    pub fn times(self, quantity: i64) -> Cents {
-        Cents(self.0 * quantity)
+    /// `quantity` times this amount, or `None` beyond [`MAXIMUM_EXACT_CENTS`].
+    pub fn checked_times(self, quantity: i64) -> Option<Cents> {
+        self.0.checked_mul(quantity).filter(|cents| (0..=MAXIMUM_EXACT_CENTS).contains(cents)).map(Cents)
     }
-}
 
-impl std::iter::Sum for Cents {
-    fn sum<I: Iterator<Item = Cents>>(iter: I) -> Self {
-        Cents(iter.map(|cents| cents.0).sum())
+    /// The sum of `amounts`, or `None` beyond [`MAXIMUM_EXACT_CENTS`].
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Cents>) -> Option<Cents> {
+        amounts
+            .into_iter()
+            .try_fold(0i64, |total, amount| total.checked_add(amount.0))
+            .filter(|cents| (0..=MAXIMUM_EXACT_CENTS).contains(cents))
+            .map(Cents)
     }
 }
 
@@ -80,8 +99,8 @@ mod tests {
 
     #[test]
     fn the_guides_multi_item_total_is_exact() {
-        let total: Cents =
-            [Cents::from_decimal(249.99).unwrap().times(1), Cents::from_decimal(179.99).unwrap().times(2)].into_iter().sum();
+        let lines = [Cents::from_decimal(249.99).unwrap().checked_times(1), Cents::from_decimal(179.99).unwrap().checked_times(2)];
+        let total = Cents::checked_sum(lines.into_iter().map(Option::unwrap)).unwrap();
         assert_eq!(total, Cents(60997));
         assert_eq!(serde_json::to_string(&total).unwrap(), "609.97");
     }
@@ -93,8 +112,33 @@ mod tests {
     }
 
     #[test]
-    fn more_than_two_decimals_or_negative_amounts_are_refused() {
+    fn more_than_two_decimals_are_refused_at_any_magnitude() {
         assert_eq!(Cents::from_decimal(1.005), Err(PriceError::TooPrecise));
+        assert_eq!(Cents::from_decimal(5000.005), Err(PriceError::TooPrecise));
+        assert_eq!(Cents::from_decimal(123_456_789.125), Err(PriceError::TooPrecise));
+        assert_eq!(Cents::from_decimal(0.0000001), Err(PriceError::TooPrecise));
+        assert_eq!(Cents::from_decimal(5000.01), Ok(Cents(500_001)));
+        assert_eq!(Cents::from_decimal(0.1), Ok(Cents(10)));
+        assert_eq!(Cents::from_decimal(899.990), Ok(Cents(89_999)));
+        assert_eq!(Cents::from_decimal(-0.0), Ok(Cents(0)));
+        assert_eq!(Cents::from_decimal(1e13), Ok(Cents(1_000_000_000_000_000)));
+        assert_eq!(Cents::from_decimal(1e13 + 0.01), Err(PriceError::TooLarge));
+        assert_eq!(Cents::from_decimal(f64::NAN), Err(PriceError::NotFinite));
+    }
+
+    #[test]
+    fn totals_beyond_what_a_json_number_carries_exactly_are_refused() {
+        assert_eq!(Cents(MAXIMUM_EXACT_CENTS).checked_times(1), Some(Cents(MAXIMUM_EXACT_CENTS)));
+        assert_eq!(Cents(1_000_000_000_000_000).checked_times(1_000_000), None, "overflows i64");
+        assert_eq!(Cents(MAXIMUM_EXACT_CENTS).checked_times(2), None, "fits i64, not a JSON number");
+        assert_eq!(Cents(-1).checked_times(1), None);
+        assert_eq!(Cents::checked_sum([Cents(MAXIMUM_EXACT_CENTS), Cents(1)]), None);
+        assert_eq!(Cents::checked_sum([Cents(i64::MAX), Cents(1)]), None, "overflows i64");
+        assert_eq!(Cents::checked_sum([Cents(5), Cents(7)]), Some(Cents(12)));
+    }
+
+    #[test]
+    fn negative_amounts_are_refused() {
         assert_eq!(Cents::from_decimal(-1.0), Err(PriceError::Negative));
         assert!(serde_json::from_str::<Cents>("\"12\"").is_err());
     }

@@ -82,7 +82,7 @@ pub fn router(state: OrdersState) -> OpenApiRouter {
         (status = 400, description = "A product does not exist or its price differs from the catalog; or a malformed `Idempotency-Key`", body = common::error::ErrorBody),
         (status = 401, description = "Missing or invalid token", body = common::error::ErrorBody),
         (status = 403, description = "user_id is not the caller", body = common::error::ErrorBody),
-        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price; or an `Idempotency-Key` already used for another request", body = common::error::ErrorBody),
+        (status = 422, description = "Invalid body: no items, a quantity not above zero, a malformed price, a total beyond 90,071,992,547,409.91; or an `Idempotency-Key` already used for another request", body = common::error::ErrorBody),
         (status = 503, description = "The product service is unavailable", body = common::error::ErrorBody),
     )
 )]
@@ -114,7 +114,13 @@ async fn create_order(
     let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
     let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
     let items = priced_items(&request, &catalog)?;
-    let order = OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref());
+    let order = OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref())
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "The order's total would exceed {}, the most an order may cost",
+                common::money::Cents(common::money::MAXIMUM_EXACT_CENTS)
+            ))
+        })?;
     if state.store.insert(&order).await? == Insertion::KeyTaken {
         // A try with the same key got there first, concurrently: answer with its order.
         let key = order.idempotency_key.as_deref().unwrap_or_default();

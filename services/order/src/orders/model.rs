@@ -183,22 +183,24 @@ pub struct ShippingAddress {
 }
 
 impl OrderDocument {
-    /// A new pending order whose `OrderCreated` event waits in its outbox.
+    /// A new pending order whose `OrderCreated` event waits in its outbox; `None` when its total
+    /// would exceed what is answered to the cent (`common::money::MAXIMUM_EXACT_CENTS`).
     pub fn new_pending(
         user_id: String,
         items: Vec<StoredOrderItem>,
         shipping_address: ShippingAddress,
         idempotency_key: Option<&IdempotencyKey>,
-    ) -> Self {
+    ) -> Option<Self> {
         let id = ObjectId::new();
         let now = storable_now();
-        let total_price_cents = items.iter().map(|item| item.price_cents * item.quantity).sum();
+        let lines = items.iter().map(|item| Cents(item.price_cents).checked_times(item.quantity));
+        let total_price_cents = Cents::checked_sum(lines.collect::<Option<Vec<Cents>>>()?)?.0;
         let event = OrderCreated {
             order_id: id.to_hex(),
             user_id: user_id.clone(),
             items: items.iter().map(|item| OrderLine { product_id: item.product_id.clone(), quantity: item.quantity }).collect(),
         };
-        Self {
+        Some(Self {
             id,
             items,
             total_price_cents,
@@ -210,7 +212,7 @@ impl OrderDocument {
             outbox: vec![OutboxMessage::new(&event)],
             idempotency_key: idempotency_key.map(|key| key.scoped(&user_id)),
             user_id,
-        }
+        })
     }
 
     /// Whether this order is what `request` (validated, its product ids normalised) asks for:
@@ -406,7 +408,7 @@ mod tests {
             StoredOrderItem { product_id: "a".into(), quantity: 1, price_cents: 24999 },
             StoredOrderItem { product_id: "b".into(), quantity: 2, price_cents: 17999 },
         ];
-        let order = OrderDocument::new_pending("1".into(), items, address(), None);
+        let order = OrderDocument::new_pending("1".into(), items, address(), None).expect("a total within bounds");
         assert_eq!(order.total_price_cents, 60997);
         assert_eq!(order.status, OrderStatus::Pending);
         assert_eq!(order.outbox.len(), 1);
@@ -422,7 +424,7 @@ mod tests {
     #[test]
     fn the_response_has_the_guides_fields_in_order_and_hides_the_outbox() {
         let items = vec![StoredOrderItem { product_id: "p".into(), quantity: 1, price_cents: 89999 }];
-        let order = OrderDocument::new_pending("1".into(), items, address(), None);
+        let order = OrderDocument::new_pending("1".into(), items, address(), None).expect("a total within bounds");
         let json = serde_json::to_string(&OrderResponse::from(order)).unwrap();
         let keys: Vec<&str> = [
             "\"_id\"",
@@ -460,7 +462,7 @@ mod tests {
     fn a_retry_places_the_same_order_only_with_the_same_lines_and_address() {
         use super::OrderItemRequest;
         let items = vec![StoredOrderItem { product_id: "a".repeat(24), quantity: 2, price_cents: 89_999 }];
-        let order = OrderDocument::new_pending("1".into(), items, address(), None);
+        let order = OrderDocument::new_pending("1".into(), items, address(), None).expect("a total within bounds");
         let request = |quantity: i64, cents: i64, user_id: &str, city: &str| CreateOrderRequest {
             user_id: user_id.into(),
             items: vec![OrderItemRequest { product_id: "a".repeat(24), quantity, price: Cents(cents) }],
@@ -474,5 +476,17 @@ mod tests {
         let mut two_lines = request(2, 89_999, "1", "Example City");
         two_lines.items.push(OrderItemRequest { product_id: "b".repeat(24), quantity: 1, price: Cents(100) });
         assert!(!order.is_placed_by(&two_lines), "another line");
+    }
+
+    #[test]
+    fn an_order_whose_total_cannot_be_answered_to_the_cent_is_not_made() {
+        let line = |price_cents: i64, quantity: i64| StoredOrderItem { product_id: "a".repeat(24), quantity, price_cents };
+        let most_expensive = 1_000_000_000_000_000; // 10,000,000,000,000.00
+        assert!(OrderDocument::new_pending("1".into(), vec![line(most_expensive, 1_000_000)], address(), None).is_none(), "i64 overflow");
+        assert!(OrderDocument::new_pending("1".into(), vec![line(most_expensive, 10)], address(), None).is_none(), "beyond 2^53 cents");
+        let two_lines = vec![line(common::money::MAXIMUM_EXACT_CENTS, 1), StoredOrderItem { product_id: "b".repeat(24), ..line(1, 1) }];
+        assert!(OrderDocument::new_pending("1".into(), two_lines, address(), None).is_none(), "the sum beyond 2^53 cents");
+        let order = OrderDocument::new_pending("1".into(), vec![line(most_expensive, 9)], address(), None).expect("within bounds");
+        assert_eq!(order.total_price_cents, 9_000_000_000_000_000);
     }
 }
