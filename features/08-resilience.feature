@@ -86,6 +86,10 @@ Feature: Resilience of the order flow (guide section 9 and the decisions)
       }
       """
     Then the response status is 503
+    And the response body is:
+      """
+      {"detail": "The product catalog is unavailable; try again shortly"}
+      """
     When the product service is started again
     Then the customer has 0 orders
     And the shop has settled

@@ -85,3 +85,31 @@ Feature: Input at the edges
     And the response field "detail" contains "the most an order may cost"
     And the shop has settled
     And the customer has 0 orders
+
+  Scenario: The gateway's own refusals are JSON like every other error
+    When I send a POST request to "/api/v1/orders/" with a body of 2000000 bytes
+    Then the response status is 413
+    And the response field "detail" is "Request body too large: at most 1 MiB"
+    When I send a GET request to "/api/v1/products/" with a URL of 20000 characters
+    Then the response status is 414
+    And the response field "detail" is "Request URI too long"
+    When I send a GET request to "/api/v1/products/" with a header of 20000 characters
+    Then the response status is 431
+    And the response field "detail" is "Request headers too large"
+
+  Scenario: Control characters in a shipping address are refused and nothing is stored
+    When I send a POST request to "/api/v1/orders/" with body:
+      """
+      {
+        "user_id": "${USER_ID}",
+        "items": [{"product_id": "${PRODUCT_ID_1}", "quantity": 1, "price": 899.99}],
+        "shipping_address": {
+          "line1": "1 Street\u0000", "line2": "Flat 2\r\nX-Injected: yes", "city": "\u001b[31mCity",
+          "state": "EX", "postal_code": "12345", "country": "Example Country"
+        }
+      }
+      """
+    Then the response status is 422
+    And the response body matches the snapshot "12_control_characters_in_an_address"
+    And the shop has settled
+    And the customer has 0 orders

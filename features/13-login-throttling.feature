@@ -1,8 +1,9 @@
-Feature: Login throttling
+Feature: Login and sign-up throttling
   Guessing passwords is slow: after 5 wrong passwords for one account within 15 minutes, every
   login for that account is answered 429 with Retry-After until the oldest of them is 15 minutes
   old, and the gateway answers 429 to a client address that sends logins faster than 10 a second
-  beyond a burst of 50. A 429 carries a JSON detail like every other error.
+  beyond a burst of 50. Sign-ups, each an argon2 hash, are limited per address the same way. A
+  429 carries a JSON detail like every other error.
 
   Background:
     Given the shop is running
@@ -20,3 +21,8 @@ Feature: Login throttling
     When 120 logins are sent at once from one address
     Then at least 20 of them were throttled by the gateway
     And the login is throttled for between 1 and 1 seconds
+
+  Scenario: A client address sending sign-ups faster than the gateway allows is throttled at the gateway
+    When 120 sign-ups are sent at once from one address
+    Then at least 20 of them were throttled by the gateway
+    And the sign-up is throttled for between 1 and 1 seconds

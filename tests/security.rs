@@ -148,16 +148,7 @@ impl TestService {
 
     /// Claims exactly like the service's own for this user, valid for ten minutes.
     fn valid_claims(&self) -> Claims {
-        let now = chrono::Utc::now().timestamp();
-        Claims {
-            sub: self.user_id.to_string(),
-            kind: TokenKind::Access,
-            iss: ISSUER.to_owned(),
-            iat: now,
-            exp: now + 600,
-            jti: uuid::Uuid::new_v4().to_string(),
-            roles: Vec::new(),
-        }
+        access_claims(&self.user_id.to_string())
     }
 
     fn header(&self, algorithm: Algorithm) -> Header {
@@ -421,4 +412,185 @@ async fn a_token_of_a_user_that_does_not_exist_is_rejected_by_the_user_service()
         service.assert_rejected_by_the_service(&format!("Bearer {orphan}")).await;
     })
     .await;
+}
+
+/// What the scriptable key-set server below answers.
+#[derive(Clone)]
+enum KeySetAnswer {
+    /// This key set, as JSON.
+    Serve(jsonwebtoken::jwk::JwkSet),
+    /// 503, as a user service that is shutting down or unhealthy.
+    Fail,
+    /// Nothing: the connection is accepted and left hanging, as a user service that hangs.
+    Hang,
+}
+
+/// A JWKS endpoint on 127.0.0.1 whose answer a test changes, counting the requests it gets:
+/// how a verifier behaves while the user service is away, without stopping a user service.
+struct KeySetServer {
+    url: String,
+    answer: std::sync::Arc<std::sync::Mutex<KeySetAnswer>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl KeySetServer {
+    async fn start(answer: KeySetAnswer) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}/api/v1/auth/jwks", listener.local_addr().expect("its address"));
+        let answer = std::sync::Arc::new(std::sync::Mutex::new(answer));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (shared_answer, counter) = (answer.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let (answer, counter) = (shared_answer.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => request.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let answer = answer.lock().expect("the answer").clone();
+                    let (status, body) = match answer {
+                        KeySetAnswer::Serve(key_set) => ("200 OK", serde_json::to_string(&key_set).expect("a key set serialises")),
+                        KeySetAnswer::Fail => ("503 Service Unavailable", r#"{"detail":"unavailable"}"#.to_owned()),
+                        KeySetAnswer::Hang => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        Self { url, answer, requests, task }
+    }
+
+    fn answer(&self, answer: KeySetAnswer) {
+        *self.answer.lock().expect("the answer") = answer;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for KeySetServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The public half of `key` as a key set of one key named `key_id`.
+fn key_set_of(key: &EncodingKey, key_id: &str) -> jsonwebtoken::jwk::JwkSet {
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, Algorithm::RS256).expect("an RSA key has a JWK");
+    jwk.common.key_id = Some(key_id.to_owned());
+    jsonwebtoken::jwk::JwkSet { keys: vec![jwk] }
+}
+
+/// Access-token claims for the user `user_id`, as the user service makes them, valid for ten
+/// minutes.
+fn access_claims(user_id: &str) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: user_id.to_owned(),
+        kind: TokenKind::Access,
+        iss: ISSUER.to_owned(),
+        iat: now,
+        exp: now + 600,
+        jti: uuid::Uuid::new_v4().to_string(),
+        roles: Vec::new(),
+    }
+}
+
+/// An access token for user 7, signed by `key` under `key_id`, valid for ten minutes.
+fn token_signed_by(key: &EncodingKey, key_id: &str) -> String {
+    let claims = access_claims("7");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key_id.to_owned());
+    jsonwebtoken::encode(&header, &claims, key).expect("a token encodes")
+}
+
+/// Short timings, so that each test takes a moment; the defaults are seconds and minutes.
+fn quick_pacing() -> common::auth::KeyFetching {
+    common::auth::KeyFetching {
+        fetch_timeout: Duration::from_millis(300),
+        failure_memory: Duration::from_secs(30),
+        refresh_interval: Duration::from_millis(200),
+        minimum_refetch_interval: Duration::from_millis(50),
+    }
+}
+
+/// While the user service hangs, requests with a key id the verifier does not know do not queue
+/// behind each other's fetches: one fetch is made, the others wait for it (bounded), and the
+/// failure is remembered, so the next such request is refused (503) without a fetch.
+#[tokio::test]
+async fn requests_with_unknown_key_ids_while_the_key_set_hangs_cost_one_fetch() {
+    let server = KeySetServer::start(KeySetAnswer::Hang).await;
+    let verifier = TokenVerifier::from_jwks_url_with(&server.url, quick_pacing());
+    let token = token_signed_by(&KEYS.service_signing_key, "rotated-key");
+
+    let outcomes = futures::future::join_all((0..4).map(|_| verifier.verify(&token, TokenKind::Access))).await;
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Err(AuthError::KeysUnavailable(_))), "refused as an outage: {outcome:?}");
+    }
+    assert_eq!(server.requests(), 1, "four requests, one fetch");
+    let again = verifier.verify(&token, TokenKind::Access).await;
+    assert!(matches!(again, Err(AuthError::KeysUnavailable(_))), "{again:?}");
+    assert_eq!(server.requests(), 1, "a failed fetch is remembered: no second fetch");
+}
+
+/// Keys are fetched again every refresh interval: a key the user service stops publishing (a
+/// key removed after a compromise) stops being accepted, and the new key is accepted.
+#[tokio::test]
+async fn a_key_removed_from_the_key_set_stops_being_accepted_after_the_refresh_interval() {
+    let server = KeySetServer::start(KeySetAnswer::Serve(key_set_of(&KEYS.service_signing_key, "old-key"))).await;
+    let verifier = TokenVerifier::from_jwks_url_with(&server.url, quick_pacing());
+    let old_token = token_signed_by(&KEYS.service_signing_key, "old-key");
+    verifier.verify(&old_token, TokenKind::Access).await.expect("the published key is accepted");
+
+    server.answer(KeySetAnswer::Serve(key_set_of(&KEYS.attacker_signing_key, "new-key")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match verifier.verify(&old_token, TokenKind::Access).await {
+            Err(AuthError::Invalid(_)) => break,
+            outcome => {
+                assert!(std::time::Instant::now() < deadline, "the removed key is still trusted: {outcome:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let new_token = token_signed_by(&KEYS.attacker_signing_key, "new-key");
+    verifier.verify(&new_token, TokenKind::Access).await.expect("the newly published key is accepted");
+}
+
+/// Keys are kept while the user service cannot be reached: valid tokens keep working through
+/// its outage, although the verifier tried to refresh them.
+#[tokio::test]
+async fn valid_tokens_keep_working_while_the_key_set_cannot_be_fetched() {
+    let server = KeySetServer::start(KeySetAnswer::Serve(key_set_of(&KEYS.service_signing_key, "the-key"))).await;
+    let verifier = TokenVerifier::from_jwks_url_with(&server.url, quick_pacing());
+    let token = token_signed_by(&KEYS.service_signing_key, "the-key");
+    verifier.verify(&token, TokenKind::Access).await.expect("accepted");
+    assert_eq!(server.requests(), 1);
+
+    server.answer(KeySetAnswer::Fail);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.requests() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the verifier never tried to refresh its keys");
+        verifier.verify(&token, TokenKind::Access).await.expect("still accepted while the key set cannot be fetched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    verifier.verify(&token, TokenKind::Access).await.expect("still accepted after a failed refresh");
 }

@@ -164,10 +164,10 @@ async fn tries_to_log_in(world: &mut ShopWorld, email: String) {
 
 /// The last response is a 429 whose `Retry-After` is a number of seconds within the bounds, with
 /// a JSON detail.
-#[then(expr = "the login is throttled for between {int} and {int} seconds")]
-async fn the_login_is_throttled(world: &mut ShopWorld, at_least: u64, at_most: u64) {
+#[then(expr = "the {word} is throttled for between {int} and {int} seconds")]
+async fn the_request_is_throttled(world: &mut ShopWorld, what: String, at_least: u64, at_most: u64) {
     let response = world.last_response();
-    assert_eq!(response.status, 429, "expected a throttled login: {}", response.text);
+    assert_eq!(response.status, 429, "expected a throttled {what}: {}", response.text);
     let retry_after: u64 = response
         .headers
         .get("retry-after")
@@ -190,14 +190,38 @@ async fn logins_sent_at_once(world: &mut ShopWorld, count: usize) {
     let throttled: Vec<_> = responses.iter().filter(|response| response.status == 429).collect();
     let refused = responses.iter().filter(|response| response.status == 401).count();
     assert_eq!(throttled.len() + refused, count, "every login is either refused (401) or throttled (429)");
-    world.remember("THROTTLED_LOGINS", throttled.len().to_string());
+    world.remember(THROTTLED_REQUESTS, throttled.len().to_string());
     if let Some(first) = throttled.first() {
         world.last = Some((*first).clone());
     }
 }
 
+/// Sign-ups of new customers sent all at once from this one client address: the gateway's
+/// per-address limit answers part of them itself; the others register.
+#[when(expr = "{int} sign-ups are sent at once from one address")]
+async fn sign_ups_sent_at_once(world: &mut ShopWorld, count: usize) {
+    let sends = (0..count).map(|number| {
+        let body = json!({
+            "email": format!("signup-flood-{number}@example.com"), "password": PASSWORD,
+            "first_name": "Flood", "last_name": "Customer"
+        });
+        world.send(Method::POST, "/api/v1/auth/register", Body::Json(body.to_string()), Credentials::Anonymous)
+    });
+    let responses = futures::future::join_all(sends).await;
+    let throttled: Vec<_> = responses.iter().filter(|response| response.status == 429).collect();
+    let registered = responses.iter().filter(|response| response.status == 201).count();
+    assert_eq!(throttled.len() + registered, count, "every sign-up is either registered (201) or throttled (429)");
+    world.remember(THROTTLED_REQUESTS, throttled.len().to_string());
+    if let Some(first) = throttled.first() {
+        world.last = Some((*first).clone());
+    }
+}
+
+/// Where the flood steps above keep how many of their requests the gateway throttled.
+const THROTTLED_REQUESTS: &str = "THROTTLED_REQUESTS";
+
 #[then(expr = "at least {int} of them were throttled by the gateway")]
 async fn at_least_were_throttled(world: &mut ShopWorld, minimum: usize) {
-    let throttled: usize = world.variable("THROTTLED_LOGINS").parse().expect("a count");
-    assert!(throttled >= minimum, "only {throttled} logins were throttled");
+    let throttled: usize = world.variable(THROTTLED_REQUESTS).parse().expect("a count");
+    assert!(throttled >= minimum, "only {throttled} requests were throttled");
 }

@@ -48,6 +48,32 @@ async fn send_form(world: &mut ShopWorld, verb: String, path: String, form: Stri
     world.request(method(&verb), &path, Body::Form(form)).await;
 }
 
+/// A JSON body of `size` bytes (a string of that length): for the gateway's body limit.
+#[when(expr = "I send a {word} request to {string} with a body of {int} bytes")]
+async fn send_large_body(world: &mut ShopWorld, verb: String, path: String, size: usize) {
+    let body = format!("\"{}\"", "a".repeat(size.saturating_sub(2)));
+    world.request(method(&verb), &path, Body::Json(body)).await;
+}
+
+/// `path` followed by a query string that makes the URL `length` characters long.
+#[when(expr = "I send a {word} request to {string} with a URL of {int} characters")]
+async fn send_long_url(world: &mut ShopWorld, verb: String, path: String, length: usize) {
+    let query = format!("?name={}", "a".repeat(length.saturating_sub(path.len() + 6)));
+    world.request(method(&verb), &format!("{path}{query}"), Body::None).await;
+}
+
+/// A header `X-Padding` of `length` characters.
+#[when(expr = "I send a {word} request to {string} with a header of {int} characters")]
+async fn send_long_header(world: &mut ShopWorld, verb: String, path: String, length: usize) {
+    let padding = "a".repeat(length);
+    let gateway = world.system().gateway_url();
+    let response = world
+        .try_send_with_headers(&gateway, method(&verb), &path, Body::None, Credentials::Current, &[("x-padding", &padding)])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    world.last = Some(response);
+}
+
 #[when(expr = "I send a {word} request to {string} without a token")]
 async fn send_anonymously(world: &mut ShopWorld, verb: String, path: String) {
     world.request_with(method(&verb), &path, Body::None, Credentials::Anonymous).await;

@@ -194,7 +194,7 @@ impl ShopWorld {
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
-    async fn try_send_with_headers(
+    pub async fn try_send_with_headers(
         &self,
         base: &str,
         method: Method,

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::Mutex;
 
 use crate::error::ApiError;
 
@@ -30,9 +30,38 @@ pub const STAFF_ROLE: &str = "staff";
 /// Seconds of clock skew tolerated on `exp`.
 const EXPIRY_LEEWAY_SECONDS: u64 = 5;
 
-/// A key set is fetched again at most this often, so a flood of tokens with made-up `kid`s
-/// cannot turn into a flood of requests to the user service.
-const MINIMUM_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How a verifier that fetches its keys (see [`TokenVerifier::from_jwks_url`]) paces its fetches,
+/// so that the user service being away costs each request at most [`Self::fetch_timeout`] and
+/// one fetch at a time, and a key it stops publishing stops being trusted in a bounded time.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFetching {
+    /// How long one fetch of the key set may take, and how long a request waits for a fetch
+    /// another request started before it is answered 503. Default 2 s.
+    pub fetch_timeout: Duration,
+    /// How long a failed fetch is remembered: meanwhile a token with a key id the verifier does
+    /// not know is answered 503 at once, without another fetch. Default 5 s.
+    pub failure_memory: Duration,
+    /// How old the keys may get before a request fetches them again (without waiting for it:
+    /// the request uses the keys it has). A key the user service stopped publishing is refused
+    /// at most this long (plus one fetch) after. Keys are kept, and used, while fetches fail, so
+    /// valid tokens keep working while the user service is down. Default 5 minutes.
+    pub refresh_interval: Duration,
+    /// The shortest time between two fetches caused by unknown key ids, so that a flood of
+    /// tokens with made-up `kid`s cannot turn into a flood of requests to the user service; an
+    /// unknown key id within it is refused (401) at once. Default 5 s.
+    pub minimum_refetch_interval: Duration,
+}
+
+impl Default for KeyFetching {
+    fn default() -> Self {
+        Self {
+            fetch_timeout: Duration::from_secs(2),
+            failure_memory: Duration::from_secs(5),
+            refresh_interval: Duration::from_secs(5 * 60),
+            minimum_refetch_interval: Duration::from_secs(5),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,7 +128,9 @@ pub enum AuthError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::KeysUnavailable(_) => ApiError::Unavailable(error.to_string()),
+            AuthError::KeysUnavailable(_) => {
+                ApiError::unavailable("Token signing keys are unavailable; try again shortly", &error)
+            }
             other => ApiError::Unauthorized(other.to_string()),
         }
     }
@@ -110,36 +141,64 @@ enum KeySource {
     /// Keys handed over at construction: the user service verifying its own tokens.
     Fixed,
     /// A JWKS document fetched over HTTP and cached.
-    Jwks { url: String, http: reqwest::Client },
+    Jwks { url: String, http: reqwest::Client, pacing: KeyFetching },
+}
+
+/// The keys a verifier holds, and what its fetches did.
+#[derive(Default)]
+struct KeyCache {
+    /// Decoding keys by `kid`.
+    keys: HashMap<String, DecodingKey>,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
+    /// When a fetch last failed, and why (logged and kept for the 503's log line, never sent).
+    failed: Option<(Instant, String)>,
+}
+
+/// What a verifier knows about one key id, read from its cache at one instant.
+struct KeyLookup {
+    key: Option<DecodingKey>,
+    /// The keys are younger than the refresh interval.
+    fresh: bool,
+    /// Why the last fetch failed, if it failed within the failure memory.
+    recent_failure: Option<String>,
+    /// The keys were fetched within the minimum refetch interval.
+    fetched_recently: bool,
 }
 
 /// Verifies tokens. Cheap to share: keep one in an `Arc` in the service state.
 pub struct TokenVerifier {
     source: KeySource,
-    /// Decoding keys by `kid`, filled from the key source.
-    keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When the key set was last fetched; the lock also makes concurrent misses fetch once.
-    last_fetch: Mutex<Option<Instant>>,
+    /// The keys and the outcome of the fetches. Never held across an await.
+    cache: std::sync::RwLock<KeyCache>,
+    /// Held by the one request fetching the key set: one fetch at a time per verifier.
+    fetching: Mutex<()>,
 }
 
 impl TokenVerifier {
-    /// A verifier that fetches keys from `jwks_url` on first use and again when it meets an
-    /// unknown `kid` (key rotation), never more often than every few seconds.
+    /// A verifier that fetches keys from `jwks_url` on first use, again when it meets an
+    /// unknown `kid` (key rotation), and every few minutes, paced as [`KeyFetching::default`].
     pub fn from_jwks_url(jwks_url: impl Into<String>) -> Self {
+        Self::from_jwks_url_with(jwks_url, KeyFetching::default())
+    }
+
+    /// [`Self::from_jwks_url`] paced by `pacing`.
+    pub fn from_jwks_url_with(jwks_url: impl Into<String>, pacing: KeyFetching) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(pacing.fetch_timeout)
             .build()
             .expect("an HTTP client with a timeout always builds");
         Self {
-            source: KeySource::Jwks { url: jwks_url.into(), http },
-            keys: RwLock::new(HashMap::new()),
-            last_fetch: Mutex::new(None),
+            source: KeySource::Jwks { url: jwks_url.into(), http, pacing },
+            cache: std::sync::RwLock::new(KeyCache::default()),
+            fetching: Mutex::new(()),
         }
     }
 
     /// A verifier for a key set already in hand.
     pub fn from_jwk_set(key_set: &JwkSet) -> anyhow::Result<Self> {
-        Ok(Self { source: KeySource::Fixed, keys: RwLock::new(decoding_keys(key_set)?), last_fetch: Mutex::new(None) })
+        let cache = KeyCache { keys: decoding_keys(key_set)?, ..KeyCache::default() };
+        Ok(Self { source: KeySource::Fixed, cache: std::sync::RwLock::new(cache), fetching: Mutex::new(()) })
     }
 
     /// Checks signature, algorithm, issuer, expiry and kind, and returns the claims.
@@ -166,26 +225,86 @@ impl TokenVerifier {
         Ok(data.claims)
     }
 
+    fn look_up(&self, key_id: &str, pacing: &KeyFetching) -> KeyLookup {
+        let cache = self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let within = |at: Option<Instant>, span: Duration| at.is_some_and(|at| at.elapsed() < span);
+        KeyLookup {
+            key: cache.keys.get(key_id).cloned(),
+            fresh: within(cache.fetched_at, pacing.refresh_interval),
+            recent_failure: cache
+                .failed
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < pacing.failure_memory)
+                .map(|(_, reason)| reason.clone()),
+            fetched_recently: within(cache.fetched_at, pacing.minimum_refetch_interval),
+        }
+    }
+
     async fn key(&self, key_id: &str) -> Result<DecodingKey, AuthError> {
-        if let Some(key) = self.keys.read().await.get(key_id) {
-            return Ok(key.clone());
-        }
-        let KeySource::Jwks { url, http } = &self.source else {
-            return Err(AuthError::Invalid("unknown signing key".into()));
+        let unknown = || AuthError::Invalid("unknown signing key".into());
+        let KeySource::Jwks { url, http, pacing } = &self.source else {
+            return self.look_up(key_id, &KeyFetching::default()).key.ok_or_else(unknown);
         };
-        let mut last_fetch = self.last_fetch.lock().await;
-        // Another request may have fetched while we waited for the lock.
-        if let Some(key) = self.keys.read().await.get(key_id) {
-            return Ok(key.clone());
+        let found = self.look_up(key_id, pacing);
+        if let Some(key) = found.key {
+            if found.fresh || found.recent_failure.is_some() {
+                return Ok(key);
+            }
+            // Old keys: fetch them again if no other request is, without waiting for one that
+            // is. A failed fetch keeps the old keys; a successful one may have dropped this key.
+            if let Ok(_turn) = self.fetching.try_lock() {
+                let _ = self.fetch(http, url).await;
+            }
+            return match self.look_up(key_id, pacing).key {
+                Some(key) => Ok(key),
+                None => Err(unknown()),
+            };
         }
-        let recently = last_fetch.is_some_and(|at| at.elapsed() < MINIMUM_REFETCH_INTERVAL);
-        if !recently {
-            let key_set = fetch_key_set(http, url).await?;
-            let keys = decoding_keys(&key_set).map_err(|error| AuthError::KeysUnavailable(error.to_string()))?;
-            *self.keys.write().await = keys;
-            *last_fetch = Some(Instant::now());
+        if let Some(reason) = found.recent_failure {
+            return Err(AuthError::KeysUnavailable(reason));
         }
-        self.keys.read().await.get(key_id).cloned().ok_or_else(|| AuthError::Invalid("unknown signing key".into()))
+        if found.fetched_recently {
+            return Err(unknown());
+        }
+        // One fetch at a time: wait for the one in progress, at most one fetch's time.
+        let Ok(_turn) = tokio::time::timeout(pacing.fetch_timeout, self.fetching.lock()).await else {
+            return Err(AuthError::KeysUnavailable("timed out waiting for another request's fetch of the key set".into()));
+        };
+        // The fetch we waited for may have brought the key, or failed.
+        let found = self.look_up(key_id, pacing);
+        if let Some(key) = found.key {
+            return Ok(key);
+        }
+        if let Some(reason) = found.recent_failure {
+            return Err(AuthError::KeysUnavailable(reason));
+        }
+        if found.fetched_recently {
+            return Err(unknown());
+        }
+        self.fetch(http, url).await?;
+        self.look_up(key_id, pacing).key.ok_or_else(unknown)
+    }
+
+    /// Fetches the key set and records the outcome: the new keys, or the failure (the old keys
+    /// stay). The caller holds `fetching`.
+    async fn fetch(&self, http: &reqwest::Client, url: &str) -> Result<(), AuthError> {
+        let fetched = fetch_key_set(http, url)
+            .await
+            .and_then(|key_set| decoding_keys(&key_set).map_err(|error| AuthError::KeysUnavailable(error.to_string())));
+        let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match fetched {
+            Ok(keys) => {
+                cache.keys = keys;
+                cache.fetched_at = Some(Instant::now());
+                cache.failed = None;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "failed to fetch the token signing keys; known keys stay in use");
+                cache.failed = Some((Instant::now(), error.to_string()));
+                Err(error)
+            }
+        }
     }
 }
 

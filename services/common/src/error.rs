@@ -37,9 +37,11 @@ pub enum ApiError {
     /// 429 with `Retry-After` (whole seconds, rounded up): the caller asked too often.
     #[error("{detail}")]
     TooManyRequests { detail: String, retry_after: std::time::Duration },
-    /// 503: a dependency is down; the caller may retry.
-    #[error("{0}")]
-    Unavailable(String),
+    /// 503: a dependency is down; the caller may retry. The caller reads `detail`, which names no
+    /// host, port or URL; `cause` (which may) is logged with the request id, never sent. Made
+    /// with [`ApiError::unavailable`].
+    #[error("{detail}")]
+    Unavailable { detail: String, cause: String },
     /// 500: a bug or an infrastructure failure. The cause chain is logged, never sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -79,6 +81,11 @@ impl ApiError {
         ApiError::NotFound(format!("{what} not found"))
     }
 
+    /// A 503 whose caller reads `detail` and whose `cause` goes to the log only.
+    pub fn unavailable(detail: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable { detail: detail.into(), cause: format!("{cause:#}") }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -89,7 +96,7 @@ impl ApiError {
             ApiError::Unprocessable(_) | ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Rejected { status, .. } => *status,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,9 +122,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "request failed with an internal error");
                 json!({ "detail": "Internal server error" })
             }
-            ApiError::Unavailable(message) => {
-                tracing::warn!(%message, "request failed because a dependency is unavailable");
-                return unavailable_response(message.clone());
+            ApiError::Unavailable { detail, cause } => {
+                tracing::warn!(%detail, %cause, "request failed because a dependency is unavailable");
+                return unavailable_response(detail.clone());
             }
             ApiError::Validation(errors) => json!(ErrorBody { detail: ErrorDetail::Fields(errors.clone()) }),
             other => json!(ErrorBody { detail: ErrorDetail::Message(other.to_string()) }),
@@ -131,5 +138,23 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What failed inside (a URL, a host and port) is logged, never answered.
+    #[tokio::test]
+    async fn an_unavailable_dependency_is_answered_without_its_address() {
+        let error = ApiError::unavailable(
+            "Token signing keys are unavailable; try again shortly",
+            "http://127.0.0.1:8003/api/v1/auth/jwks: error sending request: connection refused",
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        assert_eq!(&body[..], br#"{"detail":"Token signing keys are unavailable; try again shortly"}"#);
     }
 }

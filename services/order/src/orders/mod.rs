@@ -112,7 +112,11 @@ async fn create_order(
         return replay(placed, &request);
     }
     let product_ids: Vec<String> = request.items.iter().map(|item| item.product_id.clone()).collect();
-    let catalog = state.catalog.look_up_all(&product_ids).await.map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    let catalog = state
+        .catalog
+        .look_up_all(&product_ids)
+        .await
+        .map_err(|error| ApiError::unavailable("The product catalog is unavailable; try again shortly", error))?;
     let items = priced_items(&request, &catalog)?;
     let order = OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref())
         .ok_or_else(|| {
@@ -333,6 +337,10 @@ fn validate_request(request: &mut CreateOrderRequest) -> ApiResult<()> {
             errors.push(address_error(field, format!("{field} must not be empty")));
         } else if value.chars().count() > maximum {
             errors.push(address_error(field, format!("{field} must have at most {maximum} characters")));
+        } else if value.chars().any(char::is_control) {
+            // NUL, line breaks, terminal escapes: a label printer, a log line or a terminal
+            // would take them for something else.
+            errors.push(address_error(field, format!("{field} must not contain control characters")));
         }
     }
     if request.items.is_empty() {
@@ -444,6 +452,23 @@ mod tests {
         let (status, detail) = status_and_detail(validate_request(&mut without_city).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("city must not be empty"), "{detail}");
+    }
+
+    #[test]
+    fn control_characters_in_a_shipping_address_are_a_422() {
+        for (field, text) in [("line1", "1 Street\u{0}"), ("line2", "Flat 2\r\nX-Injected: yes"), ("city", "\u{1b}[31mCity"), ("country", "Tab\there")] {
+            let mut order = request(vec![(A, 1, 100)]);
+            let address = &mut order.shipping_address;
+            match field {
+                "line1" => address.line1 = text.into(),
+                "line2" => address.line2 = Some(text.into()),
+                "city" => address.city = text.into(),
+                _ => address.country = text.into(),
+            }
+            let (status, detail) = status_and_detail(validate_request(&mut order).unwrap_err());
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            assert!(detail.contains(&format!("{field} must not contain control characters")), "{detail}");
+        }
     }
 
     #[test]

@@ -30,7 +30,12 @@ pub const TAG: &str = "auth";
 const INCORRECT_CREDENTIALS: &str = "Incorrect email or password";
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(register)).routes(routes!(login)).routes(routes!(refresh)).routes(routes!(key_set))
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(key_set))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -165,7 +170,11 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
 }
 
 /// Exchanges a refresh token for a new access and refresh token. Each refresh token works once;
-/// an access token here is a 401.
+/// an access token here is a 401. Presenting a refresh token that was already exchanged is
+/// taken as theft (two parties hold it): it is refused, and every refresh token descended from
+/// the same login is revoked, the one its exchange issued included. Access tokens already issued
+/// are not revocable (they are verified by every service on its own) and expire within 30
+/// minutes.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
@@ -173,7 +182,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new access and refresh token", body = TokenResponse),
-        (status = 401, description = "Not a valid, unused refresh token of an active user", body = common::error::ErrorBody),
+        (status = 401, description = "Not a valid, unused, unrevoked refresh token of an active user", body = common::error::ErrorBody),
     )
 )]
 async fn refresh(State(state): State<AppState>, Json(request): Json<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
@@ -185,8 +194,27 @@ async fn refresh(State(state): State<AppState>, Json(request): Json<RefreshReque
     Ok(Json(pair.into()))
 }
 
+/// Ends the caller's sessions: every refresh token of theirs is revoked, so none can be
+/// exchanged any more. Access tokens already issued expire within 30 minutes.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = TAG,
+    security(("bearer" = []), ("oauth2" = [])),
+    responses(
+        (status = 204, description = "Every refresh token of the caller is revoked"),
+        (status = 401, description = "Missing or invalid access token", body = common::error::ErrorBody),
+    )
+)]
+async fn logout(State(state): State<AppState>, caller: common::auth::CurrentUser) -> ApiResult<StatusCode> {
+    let revoked = store::revoke_all_of_user(&state.pool, caller.id).await?;
+    tracing::info!(user_id = caller.id, revoked, "user logged out; refresh tokens revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Signs a pair and records its refresh token; when `consumed` is given, that refresh token is
-/// spent in the same transaction, and a token spent already is a 401.
+/// spent in the same transaction, and the new one joins its family. A token spent already
+/// revokes its family (see `refresh`); either way, a token that cannot be spent is a 401.
 async fn issue_recorded_pair(
     state: &AppState,
     user_id: i64,
@@ -198,13 +226,24 @@ async fn issue_recorded_pair(
     let expires_at = chrono::DateTime::from_timestamp(pair.refresh.claims.exp, 0)
         .ok_or_else(|| anyhow::anyhow!("refresh token expiry out of range"))?;
     let mut transaction = store::begin(&state.pool).await?;
-    if let Some(consumed) = consumed
-        && !store::consume(&mut transaction, consumed, user_id).await?
-    {
-        tracing::warn!(user_id, "refresh refused: token already used or never issued");
-        return Err(ApiError::Unauthorized("Could not validate credentials: refresh token already used".into()));
-    }
-    store::record_issued(&mut transaction, jti, user_id, expires_at).await?;
+    // A login starts a family named after its first token.
+    let family_id = match consumed {
+        None => jti,
+        Some(consumed) => match store::consume(&mut transaction, consumed, user_id).await? {
+            store::Consumption::Consumed { family_id } => family_id,
+            store::Consumption::Reused { family_id } => {
+                drop(transaction);
+                let revoked = store::revoke_family(&state.pool, family_id).await?;
+                tracing::warn!(user_id, %family_id, revoked, "a refresh token was presented twice; its whole family is revoked");
+                return Err(ApiError::Unauthorized("Could not validate credentials: refresh token already used".into()));
+            }
+            store::Consumption::Refused => {
+                tracing::warn!(user_id, "refresh refused: token revoked or never issued");
+                return Err(ApiError::Unauthorized("Could not validate credentials: refresh token revoked".into()));
+            }
+        },
+    };
+    store::record_issued(&mut transaction, jti, family_id, user_id, expires_at).await?;
     transaction.commit().await.map_err(|error| anyhow::Error::new(error).context("failed to commit issued tokens"))?;
     Ok(pair)
 }
