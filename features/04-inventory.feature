@@ -81,7 +81,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     Then the response status is 409
     And the response body is:
       """
-      {"detail": "cannot change the available quantity of product ${PRODUCT_ID_1} by -61: 60 available"}
+      {"detail": "cannot change the available quantity of product ${PRODUCT_ID_1} by -61: 60 available and 0 reserved, and available must stay at least 0 and available plus reserved at most 2147483647"}
       """
     When I send a POST request to "/api/v1/inventory/${PRODUCT_ID_1}/adjust" with body:
       """

@@ -183,6 +183,7 @@ fn start_consumers(
     let handler_pool = pool.clone();
     let handler_publisher = Arc::clone(publisher);
     let reservation_metrics = crate::reservations::ReservationMetrics::register(metrics);
+    let order_metrics = reservation_metrics.clone();
     consumers.spawn(
         consume_with_attempts::<OrderCreated, _, _>(
             rabbitmq_url.to_owned(),
@@ -190,7 +191,7 @@ fn start_consumers(
             move |order, attempt| {
                 let pool = handler_pool.clone();
                 let publisher = Arc::clone(&handler_publisher);
-                let metrics = reservation_metrics.clone();
+                let metrics = order_metrics.clone();
                 async move { crate::reservations::on_order_created(&pool, &publisher, &metrics, order, attempt).await }
             },
             cancel.clone(),
@@ -199,13 +200,15 @@ fn start_consumers(
     );
 
     let handler_pool = pool.clone();
+    let release_metrics = reservation_metrics.clone();
     consumers.spawn(
         consume::<InventoryRelease, _, _>(
             rabbitmq_url.to_owned(),
             settings("inventory_release"),
             move |release| {
                 let pool = handler_pool.clone();
-                async move { crate::reservations::on_inventory_release(&pool, release).await }
+                let metrics = release_metrics.clone();
+                async move { crate::reservations::on_inventory_release(&pool, &metrics, release).await }
             },
             cancel.clone(),
         )

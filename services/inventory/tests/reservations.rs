@@ -315,3 +315,58 @@ async fn adjustments_never_take_stock_below_zero() {
     assert_eq!(history_length(&database.pool, PRODUCT_A).await, 3);
     database.drop_database().await;
 }
+
+/// Stock adjusted up to the limit while units are reserved: the order holding them can still be
+/// released (the whole stock, available + reserved, is what is bounded), so its units come back.
+#[tokio::test]
+async fn an_order_reserved_before_stock_is_adjusted_to_the_limit_can_still_be_released() {
+    let database = TestDatabase::new().await;
+    add_product(&database.pool, PRODUCT_A, 10).await;
+    let order = order("order-near-the-limit", &[(PRODUCT_A, 4)]);
+    assert_eq!(reserve_or_fail(&database.pool, &order).await.unwrap(), ReservationOutcome::Reserved);
+
+    let room = i32::MAX - 10;
+    assert!(stock::adjust(&database.pool, PRODUCT_A, room + 1, "delivery").await.unwrap().is_none(), "past the bound");
+    let record = stock::adjust(&database.pool, PRODUCT_A, room, "delivery").await.unwrap().expect("fits exactly");
+    assert_eq!((record.available_quantity, record.reserved_quantity), (i32::MAX - 4, 4));
+
+    let released = reservations::release(&database.pool, &order.order_id).await.expect("the release fits");
+    assert_eq!(released, ReleaseOutcome::Released { lines: 1 });
+    assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (i32::MAX, 0));
+    database.drop_database().await;
+}
+
+/// A release that fails for a reason retrying cannot cure (here stock written before the bound
+/// existed, so giving the units back overflows) is an ERROR naming the order and a counted
+/// failure an alert can watch, not only a dead letter; an outage is neither.
+#[tokio::test]
+async fn a_release_that_cannot_succeed_is_counted_for_alerting() {
+    use common::messaging::HandlerError;
+    use common::messaging::events::InventoryRelease;
+    use inventory_service::reservations::{ReservationMetrics, on_inventory_release};
+
+    let database = TestDatabase::new().await;
+    add_product(&database.pool, PRODUCT_A, 10).await;
+    let order = order("order-over-the-limit", &[(PRODUCT_A, 4)]);
+    assert_eq!(reserve_or_fail(&database.pool, &order).await.unwrap(), ReservationOutcome::Reserved);
+    // As a database written before the bound: available at the limit with units reserved.
+    sqlx::query("ALTER TABLE inventory DROP CONSTRAINT inventory_total_fits").execute(&database.pool).await.unwrap();
+    sqlx::query("UPDATE inventory SET available_quantity = 2147483647 WHERE product_id = $1")
+        .bind(PRODUCT_A)
+        .execute(&database.pool)
+        .await
+        .unwrap();
+
+    let metrics = common::metrics::Metrics::new();
+    let reservation_metrics = ReservationMetrics::register(&metrics);
+    let release = InventoryRelease { order_id: order.order_id.clone() };
+    let outcome = on_inventory_release(&database.pool, &reservation_metrics, release).await;
+    assert!(matches!(outcome, Err(HandlerError::Retry(_))), "retried, then dead-lettered: {outcome:?}");
+    let rendered = metrics.render();
+    assert!(
+        rendered.lines().any(|line| line == r#"stock_operation_failures_total{outcome="release"} 1"#),
+        "the failure is counted:\n{rendered}"
+    );
+    assert_eq!(stock_of(&database.pool, PRODUCT_A).await, (i32::MAX, 4), "nothing changed");
+    database.drop_database().await;
+}

@@ -133,8 +133,12 @@ async fn adjust_inventory(
     // Nothing changed: say whether the record is missing or the change does not fit.
     let current = store::find(&state.pool, product_id).await?.ok_or_else(|| inventory_not_found(product_id))?;
     Err(ApiError::Conflict(format!(
-        "cannot change the available quantity of product {product_id} by {}: {} available",
-        adjustment.quantity_change, current.available_quantity
+        "cannot change the available quantity of product {product_id} by {}: {} available and {} reserved, and \
+         available must stay at least 0 and available plus reserved at most {}",
+        adjustment.quantity_change,
+        current.available_quantity,
+        current.reserved_quantity,
+        i32::MAX
     )))
 }
 

@@ -62,8 +62,10 @@ pub async fn history(pool: &PgPool, product_id: &str, page: Page) -> anyhow::Res
 }
 
 /// Adds `quantity_change` to the available quantity and records why, in one statement, unless
-/// that would take it below zero (or past the column's range). `None` when nothing changed:
-/// there is no visible record, or the change does not fit.
+/// that would take it below zero, or the record's whole stock (available + reserved) past the
+/// columns' range: a later release moves reserved units back to available, and must always fit
+/// (see the `inventory_total_fits` constraint). `None` when nothing changed: there is no visible
+/// record, or the change does not fit.
 pub async fn adjust(
     pool: &PgPool,
     product_id: &str,
@@ -75,7 +77,8 @@ pub async fn adjust(
              UPDATE inventory
              SET available_quantity = available_quantity + $2::integer, updated_at = now()
              WHERE product_id = $1 AND discontinued_at IS NULL
-               AND available_quantity::bigint + $2::integer BETWEEN 0 AND 2147483647
+               AND available_quantity::bigint + $2::integer >= 0
+               AND available_quantity::bigint + reserved_quantity + $2::integer <= 2147483647
              RETURNING product_id, available_quantity, reserved_quantity, reorder_threshold, id, created_at, updated_at
          ), recorded AS (
              INSERT INTO inventory_history (product_id, available_delta, reserved_delta, change, reason)
