@@ -778,3 +778,93 @@ async fn a_message_is_handled_in_the_scope_of_the_request_id_it_was_published_wi
     publisher.close().await;
     vhost.delete().await;
 }
+
+/// Closes, through the management API, every connection to the vhost (the broker's side of a
+/// connection lost), once the API lists at least one (it lists a new connection within seconds);
+/// how many it closed.
+async fn close_every_connection(vhost: &TestVirtualHost) -> usize {
+    let (management_url, user, password) = common::config::TestServers::from_environment().rabbitmq_management_login();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let connections = loop {
+        let listed: Vec<serde_json::Value> = http
+            .get(format!("{management_url}/api/vhosts/{}/connections", vhost.name))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .expect("list the connections")
+            .json()
+            .await
+            .expect("a JSON list");
+        if !listed.is_empty() || Instant::now() >= deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for connection in &connections {
+        let name = connection["name"].as_str().expect("a connection name");
+        let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let path = format!("/api/connections/{}", encoded.replace('+', "%20"));
+        vhost.management(reqwest::Method::DELETE, &path, None).await;
+    }
+    connections.len()
+}
+
+/// A handler in the middle of its work when the consumer's connection is lost is dropped (its
+/// message cannot be acknowledged any more): the message is delivered again and handled to the
+/// end once, so its effect is done once.
+#[tokio::test]
+async fn a_handler_dropped_when_its_connection_is_lost_leaves_its_message_to_be_handled_again() {
+    struct DropWatch(Arc<AtomicU32>);
+    impl Drop for DropWatch {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let cancel = CancellationToken::new();
+    let (started, dropped, completed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let (started, dropped, completed) = (Arc::clone(&started), Arc::clone(&dropped), Arc::clone(&completed));
+            move |_release: InventoryRelease| {
+                let (started, dropped, completed) = (Arc::clone(&started), Arc::clone(&dropped), Arc::clone(&completed));
+                async move {
+                    let watch = DropWatch(dropped);
+                    // The first delivery works until the connection is gone; the next finishes.
+                    if started.fetch_add(1, Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    completed.fetch_add(1, Ordering::SeqCst);
+                    std::mem::forget(watch);
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "order-in-flight".into() }).await.expect("publish");
+    publisher.close().await;
+    eventually("the handler started", || started.load(Ordering::SeqCst) == 1, || "not started".into()).await;
+
+    assert!(close_every_connection(&vhost).await >= 1, "the consumer's connection was there to close");
+    eventually(
+        "the message handled to the end",
+        || completed.load(Ordering::SeqCst) == 1,
+        || format!("started {} times, dropped {}", started.load(Ordering::SeqCst), dropped.load(Ordering::SeqCst)),
+    )
+    .await;
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the first handler was dropped, not left running");
+    assert_eq!(started.load(Ordering::SeqCst), 2, "delivered again once");
+    // Acknowledged: nothing is left in the queue or its dead-letter queue.
+    assert!(vhost.take_exactly(INVENTORY_RELEASE, 0).await.is_empty());
+    assert!(vhost.take_exactly(&dead_letter_queue(INVENTORY_RELEASE), 0).await.is_empty());
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), consumer).await.expect("stops promptly").expect("without panicking");
+    vhost.delete().await;
+}
