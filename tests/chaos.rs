@@ -196,8 +196,8 @@ impl Plan {
                             lines.push((product, random.between(1, 3) as i64));
                         }
                     }
-                    // One order in four hangs up on its first try, 0 to 60 ms in.
-                    let hang_up_after_ms = (random.next() % 4 == 0).then(|| random.between(0, 60));
+                    // One order in four hangs up on its first try, 1 to 8 ms in (an order is answered in a few milliseconds).
+                    let hang_up_after_ms = (random.next() % 4 == 0).then(|| random.between(1, 8));
                     Operation::Order { customer: random.next(), lines, hang_up_after_ms }
                 }
                 60..=71 => Operation::Cancel { customer: random.next(), pick: random.next() },
