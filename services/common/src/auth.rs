@@ -166,6 +166,20 @@ struct KeyLookup {
     fetched_recently: bool,
 }
 
+impl KeyLookup {
+    /// The answer when no fetch is due: the key, a fetch that failed recently (503), or keys
+    /// fetched so recently that an unknown key id is refused (401) without another.
+    fn answer_without_fetching(self) -> Option<Result<DecodingKey, AuthError>> {
+        if let Some(key) = self.key {
+            return Some(Ok(key));
+        }
+        if let Some(reason) = self.recent_failure {
+            return Some(Err(AuthError::KeysUnavailable(reason)));
+        }
+        self.fetched_recently.then(|| Err(AuthError::Invalid("unknown signing key".into())))
+    }
+}
+
 /// Verifies tokens. Cheap to share: keep one in an `Arc` in the service state.
 pub struct TokenVerifier {
     source: KeySource,
@@ -260,26 +274,16 @@ impl TokenVerifier {
                 None => Err(unknown()),
             };
         }
-        if let Some(reason) = found.recent_failure {
-            return Err(AuthError::KeysUnavailable(reason));
-        }
-        if found.fetched_recently {
-            return Err(unknown());
+        if let Some(answer) = found.answer_without_fetching() {
+            return answer;
         }
         // One fetch at a time: wait for the one in progress, at most one fetch's time.
         let Ok(_turn) = tokio::time::timeout(pacing.fetch_timeout, self.fetching.lock()).await else {
             return Err(AuthError::KeysUnavailable("timed out waiting for another request's fetch of the key set".into()));
         };
         // The fetch we waited for may have brought the key, or failed.
-        let found = self.look_up(key_id, pacing);
-        if let Some(key) = found.key {
-            return Ok(key);
-        }
-        if let Some(reason) = found.recent_failure {
-            return Err(AuthError::KeysUnavailable(reason));
-        }
-        if found.fetched_recently {
-            return Err(unknown());
+        if let Some(answer) = self.look_up(key_id, pacing).answer_without_fetching() {
+            return answer;
         }
         self.fetch(http, url).await?;
         self.look_up(key_id, pacing).key.ok_or_else(unknown)
