@@ -6,7 +6,7 @@
 //!   `nginx:1.27`) wherever they are present or can be pulled; otherwise local ones built here from
 //!   Debian's packages (services/images/), with one line saying which. No registry is reachable
 //!   on our CI machines, so there it is always the local ones.
-//! - `cargo xtask images` builds every local image, the four services' included; a second run
+//! - `cargo xtask images` (commands/images.rs) builds every local image, the four services' included; a second run
 //!   takes seconds (the Debian base is made once, the rest is Docker's build cache).
 //!
 //! Builds use Debian's `/usr/bin/docker` with `DOCKER_BUILDKIT=1` (another client on the PATH may
@@ -14,7 +14,7 @@
 //! mirror with no NAT rule (the engine runs with `--iptables=false`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -22,14 +22,16 @@ use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
-use crate::infrastructure::{ServerUrls, apt_install, found, run, say};
+use shop_testkit_base::ServerUrls;
+
+use crate::services::SERVICES;
+use crate::shell::{apt_install, found, run, say};
 use crate::{cargo, target_directory, workspace_root};
 
 /// The local Debian 12 base every local image starts from.
 const BASE_IMAGE: &str = "shop-local/debian:bookworm";
 /// Where our own service images are named: `ecommerce/user-service:latest`, ...
 pub const SERVICE_IMAGE_PREFIX: &str = "ecommerce";
-pub const SERVICES: [&str; 4] = ["user-service", "product-service", "order-service", "inventory-service"];
 
 /// A server the project needs an image of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,14 +211,14 @@ fn build_image(tag: &str, dockerfile: &Path, context: &Path, arguments: &[(&str,
     run(&mut command).with_context(|| format!("building image {tag}"))
 }
 
-fn build_local_server_image(server: Server) -> anyhow::Result<()> {
+pub fn build_local_server_image(server: Server) -> anyhow::Result<()> {
     ensure_base_image()?;
     let (tag, recipe) = server.local();
     let directory = workspace_root().join("services/images").join(recipe);
     let started = Instant::now();
     if server == Server::MongoDb {
         // The context is the stand-in's binary alone.
-        let binary = crate::infrastructure::mongodb_stand_in()?;
+        let binary = crate::stand_in::mongodb_stand_in()?;
         let context = target_directory().join("docker-mongodb-standin");
         std::fs::create_dir_all(&context)?;
         copy_if_changed(&binary, &context.join("secantusd-rs"))?;
@@ -247,7 +249,7 @@ pub fn build_service_images() -> anyhow::Result<()> {
     }
     let binaries = target_directory().join("docker-binaries");
     std::fs::create_dir_all(&binaries)?;
-    for service in SERVICES {
+    for service in SERVICES.iter().map(|service| service.binary) {
         copy_if_changed(&target_directory().join("release").join(service), &binaries.join(service))?;
     }
     let context = workspace_root();
@@ -256,7 +258,7 @@ pub fn build_service_images() -> anyhow::Result<()> {
     }
     ensure_base_image()?;
     let runtime = if image_present("debian:bookworm-slim") { "debian:bookworm-slim" } else { BASE_IMAGE };
-    for service in SERVICES {
+    for service in SERVICES.iter().map(|service| service.binary) {
         let started = Instant::now();
         let tag = format!("{SERVICE_IMAGE_PREFIX}/{service}:latest");
         build_image(
@@ -268,21 +270,6 @@ pub fn build_service_images() -> anyhow::Result<()> {
         say(&format!("image {tag}: ready ({:.1} s)", started.elapsed().as_secs_f64()));
     }
     Ok(())
-}
-
-/// `cargo xtask images`: every local image, idempotently.
-pub fn images(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    if !arguments.is_empty() {
-        bail!("usage: cargo xtask images");
-    }
-    let started = Instant::now();
-    ensure_engine()?;
-    for server in Server::ALL {
-        build_local_server_image(server)?;
-    }
-    build_service_images()?;
-    say(&format!("every local image is built ({:.0} s)", started.elapsed().as_secs_f64()));
-    Ok(ExitCode::SUCCESS)
 }
 
 /// PostgreSQL, MongoDB and RabbitMQ in containers started with testcontainers, for one run of

@@ -33,32 +33,38 @@
 //! - `compose up | check | down`: the whole system with docker-compose; `check` brings it up,
 //!   walks the guide's health checks and one order from POST to paid, and `down` removes it.
 //!
+//! Layout: one file per command in `commands/`; what they share below it, in layers that import
+//! only downwards: `shell` (say, run, apt, ports, stopping children) and `services` (the one table
+//! of the four services) import nothing of xtask; `stand_in` (the MongoDB-wire stand-in) and
+//! `http` (the shop's typed client, from shop-testkit-base, on a small runtime) use those;
+//! `docker` (engine, images, containers) uses `stand_in`; `servers` (what the tests need on this
+//! machine, or in containers) uses `docker`.
+//!
 //! Few dependencies on purpose: `cargo xtask` should start fast.
 
-mod chaos;
-mod compose;
-mod dlq;
+mod commands;
 mod docker;
-mod fuzz;
-mod infrastructure;
-mod mutants;
-mod system;
+mod http;
+mod servers;
+mod services;
+mod shell;
+mod stand_in;
 
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let result = match arguments.first().map(String::as_str) {
-        Some("e2e") => system::end_to_end(&arguments[1..]),
-        Some("up") => system::up(&arguments[1..]),
-        Some("load") => system::load(&arguments[1..]),
-        Some("mutants") => mutants::mutants(&arguments[1..]),
-        Some("chaos") => chaos::chaos(&arguments[1..]),
-        Some("dlq") => dlq::dlq(&arguments[1..]),
-        Some("fuzz") => fuzz::fuzz(&arguments[1..]),
-        Some("images") => docker::images(&arguments[1..]),
-        Some("bench") => system::bench(&arguments[1..]),
-        Some("compose") => compose::compose(&arguments[1..]),
+        Some("e2e") => commands::e2e::end_to_end(&arguments[1..]),
+        Some("up") => commands::up::up(&arguments[1..]),
+        Some("load") => commands::load::load(&arguments[1..]),
+        Some("mutants") => commands::mutants::mutants(&arguments[1..]),
+        Some("chaos") => commands::chaos::chaos(&arguments[1..]),
+        Some("dlq") => commands::dlq::dlq(&arguments[1..]),
+        Some("fuzz") => commands::fuzz::fuzz(&arguments[1..]),
+        Some("images") => commands::images::images(&arguments[1..]),
+        Some("bench") => commands::bench::bench(&arguments[1..]),
+        Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"

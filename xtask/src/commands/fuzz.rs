@@ -4,33 +4,32 @@
 //! so the protected operations are reached too. It fails on any server error (5xx) or any answer
 //! that breaks its documented schema, and prints how many cases each service was sent.
 
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shop_testkit_base::model::Registration;
+use shop_testkit_base::{Client, ServerUrls};
 
-use crate::infrastructure::{port_open, say};
+use crate::http::{block_on, wait_until_ready};
+use crate::services::{SERVICES, local_url};
+use crate::shell::{port_open, say, stop_child};
 
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// The gateway of the system fuzz brings up; the services keep their usual ports.
 const GATEWAY_PORT: u16 = 18080;
-const SERVICES: [(&str, u16); 4] = [("user", 8003), ("product", 8000), ("inventory", 8002), ("order", 8001)];
 const EMAIL: &str = "fuzz@example.com";
 const PASSWORD: &str = "Password123";
 
 pub fn fuzz(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    fuzz_on(arguments, &crate::infrastructure::ServerUrls::from_environment())
+    fuzz_on(arguments, &ServerUrls::from_environment())
 }
 
 /// `fuzz` on a system whose services use `servers`.
-pub fn fuzz_on(arguments: &[String], servers: &crate::infrastructure::ServerUrls) -> anyhow::Result<ExitCode> {
-    let examples: u32 = match arguments {
-        [] => 50,
-        [flag, count] if flag == "--examples" => count.parse().context("--examples takes a number")?,
-        _ => bail!("usage: cargo xtask fuzz [--examples N]"),
-    };
+pub fn fuzz_on(arguments: &[String], servers: &ServerUrls) -> anyhow::Result<ExitCode> {
+    let examples = examples(arguments)?;
     ensure_schemathesis()?;
-    if let Some((_, port)) = SERVICES.iter().find(|(_, port)| port_open(*port)) {
+    if let Some(port) = SERVICES.iter().map(|service| service.port).find(|port| port_open(*port)) {
         bail!("port {port} is taken already (is the system up?); fuzz starts a system of its own");
     }
     say(&format!("bringing the system up (cargo xtask up --gateway-port {GATEWAY_PORT})"));
@@ -42,17 +41,32 @@ pub fn fuzz_on(arguments: &[String], servers: &crate::infrastructure::ServerUrls
         .context("failed to start the system")?;
     let outcome = run_against_system(examples);
     say("stopping the system");
-    stop(&mut system);
+    stop_child(&mut system, Duration::from_secs(60));
     outcome
+}
+
+/// How many examples per operation and phase `--examples` asks for (50 by default).
+fn examples(arguments: &[String]) -> anyhow::Result<u32> {
+    Ok(match arguments {
+        [] => 50,
+        [flag, count] if flag == "--examples" => count.parse().context("--examples takes a number")?,
+        _ => bail!("usage: cargo xtask fuzz [--examples N]"),
+    })
 }
 
 fn run_against_system(examples: u32) -> anyhow::Result<ExitCode> {
     wait_until_ready(Duration::from_secs(600))?;
-    let token = sign_in().context("failed to sign in the fuzzing customer")?;
+    let gateway = Client::new(format!("http://127.0.0.1:{GATEWAY_PORT}"));
+    let token = block_on(sign_in(&gateway)).context("failed to sign in the fuzzing customer")?;
+    // The check `cargo xtask compose check` makes of its system, made here of this one: the same
+    // function, so what compose check runs is exercised by every `cargo xtask e2e`.
+    say("one order from POST to paid through the gateway");
+    say(&block_on(shop_testkit_base::journeys::one_order_to_paid(&gateway)).context("an order from POST to paid")?);
     let mut failed = Vec::new();
-    for (service, port) in SERVICES {
-        say(&format!("schemathesis against the {service} service's OpenAPI ({examples} examples per operation and phase)"));
-        let base = format!("http://127.0.0.1:{port}");
+    for service in &SERVICES {
+        let service_name = service.name;
+        say(&format!("schemathesis against the {service_name} service's OpenAPI ({examples} examples per operation and phase)"));
+        let base = local_url(service);
         let status = Command::new("schemathesis")
             .args(["run", &format!("{base}/api/v1/openapi.json"), "--url", &base])
             .args(["--checks", "not_a_server_error,response_schema_conformance"])
@@ -66,7 +80,7 @@ fn run_against_system(examples: u32) -> anyhow::Result<ExitCode> {
             .status()
             .context("failed to run schemathesis")?;
         if !status.success() {
-            failed.push(service);
+            failed.push(service_name);
         }
     }
     if failed.is_empty() {
@@ -104,69 +118,35 @@ fn ensure_schemathesis() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every service's `/ready` answers 200 (the build and the start take a while on a cold machine).
-pub fn wait_until_ready(timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    for (service, port) in SERVICES {
-        loop {
-            if python(&format!("import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/ready', timeout=2)"))
-                .is_ok()
-            {
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!("the {service} service was not ready within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-    Ok(())
-}
-
 /// Registers the fuzzing customer (a 409 if it exists from an earlier run is fine) and logs in
 /// through the gateway; returns the access token.
-fn sign_in() -> anyhow::Result<String> {
-    let gateway = format!("http://127.0.0.1:{GATEWAY_PORT}");
-    let script = format!(
-        r#"
-import json, urllib.request, urllib.parse, urllib.error
-body = json.dumps({{"email": "{EMAIL}", "password": "{PASSWORD}", "first_name": "Fuzz", "last_name": "Customer"}}).encode()
-request = urllib.request.Request("{gateway}/api/v1/auth/register", data=body, headers={{"Content-Type": "application/json"}})
-try:
-    urllib.request.urlopen(request, timeout=10)
-except urllib.error.HTTPError as error:
-    if error.code != 409:
-        raise
-form = urllib.parse.urlencode({{"username": "{EMAIL}", "password": "{PASSWORD}"}}).encode()
-answer = urllib.request.urlopen("{gateway}/api/v1/auth/login", data=form, timeout=10)
-print(json.load(answer)["access_token"])
-"#
-    );
-    let token = python(&script)?;
-    if token.is_empty() {
-        bail!("the login answered no token");
+async fn sign_in(gateway: &Client) -> anyhow::Result<String> {
+    match gateway.register(&Registration::customer(EMAIL, PASSWORD, "Fuzz", "Customer")).await {
+        Ok(_) => {}
+        Err(error) if error.status() == Some(409) => {}
+        Err(error) => return Err(error.into()),
     }
-    Ok(token)
+    Ok(gateway.log_in(EMAIL, PASSWORD).await?.access_token)
 }
 
-/// Runs a Python script; its standard output, trimmed, or its error output as the error.
-pub fn python(script: &str) -> anyhow::Result<String> {
-    let output = Command::new("python3").args(["-c", script]).output().context("failed to run python3")?;
-    if !output.status.success() {
-        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// SIGTERM, as Ctrl-C would: `up` stops what it started, then exits.
-pub fn stop(system: &mut Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(system.id().to_string()).status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && matches!(system.try_wait(), Ok(None)) {
-        std::thread::sleep(Duration::from_millis(200));
+    fn parse(text: &str) -> anyhow::Result<u32> {
+        examples(&text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
     }
-    if matches!(system.try_wait(), Ok(None)) {
-        let _ = system.kill();
+
+    #[test]
+    fn fifty_examples_unless_asked_for_another_number() {
+        assert_eq!(parse("").unwrap(), 50);
+        assert_eq!(parse("--examples 5").unwrap(), 5);
     }
-    let _ = system.wait();
+
+    #[test]
+    fn a_count_that_is_no_number_and_other_arguments_are_refused() {
+        assert!(parse("--examples many").unwrap_err().to_string().contains("--examples takes a number"));
+        assert!(parse("--examples").unwrap_err().to_string().starts_with("usage"));
+        assert!(parse("--seed 3").unwrap_err().to_string().starts_with("usage"));
+    }
 }

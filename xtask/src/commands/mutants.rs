@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-use crate::infrastructure::{self, say};
+use crate::shell::say;
 use crate::{cargo, target_directory, workspace_root};
 
 /// One part of the code and the checks that should catch any change to it.
@@ -36,7 +36,7 @@ struct Area {
     test_tool: &'static str,
 }
 
-const AREAS: [Area; 4] = [
+static AREAS: [Area; 4] = [
     Area {
         name: "reservations",
         files: &["services/inventory/src/reservations/store.rs"],
@@ -77,28 +77,12 @@ const AREAS: [Area; 4] = [
 const CARGO_MUTANTS_VERSION: &str = "27.1.0";
 
 pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let (names, passthrough) = match arguments.iter().position(|argument| argument == "--") {
-        Some(separator) => (&arguments[..separator], &arguments[separator + 1..]),
-        None => (arguments, &[][..]),
-    };
-    let areas: Vec<&Area> = if names.is_empty() {
-        AREAS.iter().collect()
-    } else {
-        names
-            .iter()
-            .map(|name| {
-                AREAS
-                    .iter()
-                    .find(|area| area.name == name)
-                    .with_context(|| format!("unknown area {name:?}; areas: {}", AREAS.map(|area| area.name).join(", ")))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let (areas, passthrough) = parse(arguments)?;
     ensure_cargo_mutants()?;
     let tree = target_directory().join("mutants").join("tree");
     let copied = refresh_tree(&tree)?;
     say(&format!("mutating in {} ({copied} file(s) refreshed from the working tree)", tree.display()));
-    let mut prepared = infrastructure::prepare(infrastructure::Servers::Local)?;
+    let mut prepared = crate::servers::prepare(crate::servers::Servers::Local)?;
     let mut failed = Vec::new();
     for area in areas {
         let output = target_directory().join("mutants").join(area.name);
@@ -216,4 +200,57 @@ fn ensure_cargo_mutants() -> anyhow::Result<()> {
         bail!("cargo install cargo-mutants failed with {status}");
     }
     Ok(())
+}
+
+/// The areas asked for (every area when none is named) and cargo-mutants' own options (after
+/// `--`).
+fn parse(arguments: &[String]) -> anyhow::Result<(Vec<&'static Area>, &[String])> {
+    let (names, passthrough) = match arguments.iter().position(|argument| argument == "--") {
+        Some(separator) => (&arguments[..separator], &arguments[separator + 1..]),
+        None => (arguments, &[][..]),
+    };
+    let areas: Vec<&Area> = if names.is_empty() {
+        AREAS.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|name| {
+                AREAS
+                    .iter()
+                    .find(|area| area.name == name)
+                    .with_context(|| format!("unknown area {name:?}; areas: {}", AREAS.iter().map(|area| area.name).collect::<Vec<_>>().join(", ")))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    Ok((areas, passthrough))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn no_area_named_is_every_area() {
+        let (areas, passthrough) = parse(&[]).unwrap();
+        assert_eq!(areas.len(), AREAS.len());
+        assert!(passthrough.is_empty());
+    }
+
+    #[test]
+    fn named_areas_and_cargo_mutants_options_after_the_separator() {
+        let arguments = words("relay orders -- --jobs 2");
+        let (areas, passthrough) = parse(&arguments).unwrap();
+        assert_eq!(areas.iter().map(|area| area.name).collect::<Vec<_>>(), ["relay", "orders"]);
+        assert_eq!(passthrough, words("--jobs 2"));
+    }
+
+    #[test]
+    fn an_unknown_area_is_refused_with_the_list_of_areas() {
+        let error = parse(&words("payments")).err().expect("refused").to_string();
+        assert!(error.starts_with("unknown area \"payments\"; areas: reservations, orders"), "{error}");
+    }
 }

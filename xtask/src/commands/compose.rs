@@ -14,26 +14,26 @@
 //!   volume the file made.
 
 use std::net::TcpListener;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use shop_testkit_base::Client;
 
 use crate::docker::{ImageChoice, Server, compose_binary, docker, ensure_engine};
-use crate::infrastructure::{port_open, say};
+use crate::http::block_on;
+use crate::services::{SERVICES, service};
+use crate::shell::{port_open, say};
 use crate::workspace_root;
 
 /// The published ports: variable, the guide's port, what it is.
-const PORTS: [(&str, u16, &str); 7] = [
-    ("GATEWAY_PORT", 80, "gateway"),
-    ("PRODUCT_SERVICE_PORT", 8000, "product service"),
-    ("ORDER_SERVICE_PORT", 8001, "order service"),
-    ("INVENTORY_SERVICE_PORT", 8002, "inventory service"),
-    ("USER_SERVICE_PORT", 8003, "user service"),
-    ("RABBITMQ_PORT", 5672, "RabbitMQ"),
-    ("RABBITMQ_MANAGEMENT_PORT", 15672, "RabbitMQ management"),
-];
-const SERVICES: [&str; 4] = ["product-service", "order-service", "inventory-service", "user-service"];
+fn ports() -> Vec<(&'static str, u16, String)> {
+    let mut ports = vec![("GATEWAY_PORT", 80, "gateway".to_owned())];
+    ports.extend(SERVICES.iter().map(|service| (service.compose_port_variable, service.port, format!("{} service", service.name))));
+    ports.push(("RABBITMQ_PORT", 5672, "RabbitMQ".to_owned()));
+    ports.push(("RABBITMQ_MANAGEMENT_PORT", 15672, "RabbitMQ management".to_owned()));
+    ports
+}
 const HEALTHY_WITHIN: Duration = Duration::from_secs(300);
 
 pub fn compose(arguments: &[String]) -> anyhow::Result<ExitCode> {
@@ -71,7 +71,7 @@ fn up() -> anyhow::Result<Settings> {
     // Ports this file published before (a system already up) count as ours, not as taken.
     let ours = published_ports()?;
     let mut moved = Vec::new();
-    for (variable, default, what) in PORTS {
+    for (variable, default, what) in ports() {
         let port = match std::env::var(variable).ok().and_then(|value| value.parse::<u16>().ok()) {
             Some(port) => port,
             None if !port_open(default) || ours.contains(&default) => default,
@@ -97,10 +97,10 @@ fn up() -> anyhow::Result<Settings> {
     say(&format!(
         "the shop is up with docker-compose: http://localhost{} (services on {}, {}, {}, {}; RabbitMQ management http://localhost:{}); `cargo xtask compose down` removes it",
         if gateway == 80 { String::new() } else { format!(":{gateway}") },
-        settings.port("PRODUCT_SERVICE_PORT"),
-        settings.port("ORDER_SERVICE_PORT"),
-        settings.port("INVENTORY_SERVICE_PORT"),
-        settings.port("USER_SERVICE_PORT"),
+        settings.port(service("product").compose_port_variable),
+        settings.port(service("order").compose_port_variable),
+        settings.port(service("inventory").compose_port_variable),
+        settings.port(service("user").compose_port_variable),
         settings.port("RABBITMQ_MANAGEMENT_PORT"),
     ));
     Ok(settings)
@@ -161,7 +161,8 @@ fn check() -> anyhow::Result<ExitCode> {
     let listing = settings.compose().arg("ps").output()?;
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     print!("{listing}");
-    for service in SERVICES.iter().chain(&["nginx-gateway", "rabbitmq", "postgres", "mongodb"]) {
+    let containers = SERVICES.iter().map(|service| service.binary).chain(["nginx-gateway", "rabbitmq", "postgres", "mongodb"]);
+    for service in containers {
         if !listing.lines().any(|line| line.contains(service) && line.contains("Up") && line.contains("(healthy)")) {
             failures.push(format!("docker-compose ps does not list {service} up and healthy"));
         }
@@ -169,33 +170,35 @@ fn check() -> anyhow::Result<ExitCode> {
 
     say("guide 8.1: every /health");
     let gateway = format!("http://127.0.0.1:{}", settings.port("GATEWAY_PORT"));
-    let mut endpoints = vec![("gateway".to_owned(), format!("{gateway}/health"))];
-    for (variable, _, what) in &PORTS[1..5] {
-        endpoints.push(((*what).to_owned(), format!("http://127.0.0.1:{}/health", settings.port(variable))));
+    let mut endpoints = vec![("gateway".to_owned(), gateway.clone())];
+    for service in &SERVICES {
+        let url = format!("http://127.0.0.1:{}", settings.port(service.compose_port_variable));
+        endpoints.push((format!("{} service", service.name), url));
     }
     for (what, url) in endpoints {
-        match curl(&["-fsS", &url]) {
-            Ok(body) if body.contains("healthy") => say(&format!("{what}: {body}")),
+        match block_on(Client::new(url).health()) {
+            Ok(body) if body["status"] == "healthy" => say(&format!("{what}: {body}")),
             Ok(body) => failures.push(format!("{what} /health answered {body}")),
-            Err(error) => failures.push(format!("{what} /health: {error:#}")),
+            Err(error) => failures.push(format!("{what} /health: {error}")),
         }
     }
 
     say("guide 8.2: docker-compose logs --tail=20 for each service and RabbitMQ");
-    for service in SERVICES.iter().chain(&["rabbitmq"]) {
+    for service in SERVICES.iter().map(|service| service.binary).chain(["rabbitmq"]) {
         let output = settings.compose().args(["logs", "--tail=20", service]).output()?;
         let text = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() || text.lines().count() < 2 {
             failures.push(format!("docker-compose logs --tail=20 {service} printed nothing"));
         }
-        if *service != "rabbitmq" && text.contains(" ERROR ") {
+        if service != "rabbitmq" && text.contains(" ERROR ") {
             failures.push(format!("{service} logged an error:\n{text}"));
         }
         println!("{}", text.lines().take(3).collect::<Vec<_>>().join("\n"));
     }
 
     say("one order from POST to paid through the gateway");
-    match order_to_paid(&gateway) {
+    // The same function `cargo xtask fuzz` runs against the system `cargo xtask up` brings up.
+    match block_on(shop_testkit_base::journeys::one_order_to_paid(&Client::new(gateway.as_str()))) {
         Ok(report) => say(&report),
         Err(error) => failures.push(format!("order from POST to paid: {error:#}")),
     }
@@ -226,68 +229,4 @@ fn down() -> anyhow::Result<()> {
         bail!("docker-compose down failed");
     }
     Ok(())
-}
-
-fn curl(arguments: &[&str]) -> anyhow::Result<String> {
-    let output = Command::new("curl").args(["--max-time", "10"]).args(arguments).stderr(Stdio::piped()).output()?;
-    if !output.status.success() {
-        bail!("curl {}: {}", arguments.join(" "), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// A customer registers and logs in, creates a product (open writes: the default development
-/// setup), orders it, and the order is polled until paid. Python for the JSON, as in fuzz.rs.
-fn order_to_paid(gateway: &str) -> anyhow::Result<String> {
-    let script = format!(
-        r#"
-import json, time, urllib.error, urllib.request, urllib.parse
-base = "{gateway}"
-def call(method, path, body=None, token=None, form=False):
-    headers = {{}}
-    data = None
-    if body is not None:
-        if form:
-            data = urllib.parse.urlencode(body).encode()
-        else:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        text = answer.read()
-        return json.loads(text) if text else None
-email = "compose-check-%d@example.com" % int(time.time() * 1000)
-call("POST", "/api/v1/auth/register", {{"email": email, "password": "Password123", "first_name": "Compose", "last_name": "Check"}})
-token = call("POST", "/api/v1/auth/login", {{"username": email, "password": "Password123"}}, form=True)["access_token"]
-user = call("GET", "/api/v1/users/me", token=token)
-product = call("POST", "/api/v1/products/", {{"name": "Compose Check Kettle", "description": "A kettle", "category": "Kitchen", "price": 25.5, "quantity": 5}}, token=token)
-# The product's stock is made asynchronously (a product event); an order before it exists waits
-# for it in a delay queue, which would be measured here too.
-waited = time.time()
-while True:
-    try:
-        call("GET", "/api/v1/inventory/" + product["_id"], token=token)
-        break
-    except urllib.error.HTTPError as error:
-        if error.code != 404 or time.time() - waited > 30:
-            raise
-        time.sleep(0.05)
-address = {{"line1": "1 Check Street", "city": "Composeville", "state": "CK", "postal_code": "12345", "country": "Checkland"}}
-sent = time.time()
-order = call("POST", "/api/v1/orders/", {{"user_id": str(user["id"]), "items": [{{"product_id": product["_id"], "quantity": 2, "price": 25.5}}], "shipping_address": address}}, token=token)
-status = order["status"]
-while status != "paid" and time.time() - sent < 60:
-    time.sleep(0.1)
-    status = call("GET", "/api/v1/orders/" + order["_id"], token=token)["status"]
-stock = call("GET", "/api/v1/inventory/" + product["_id"], token=token)
-if status != "paid":
-    raise SystemExit("order %s is still %s after 60 s" % (order["_id"], status))
-if (stock["available_quantity"], stock["reserved_quantity"]) != (3, 2):
-    raise SystemExit("stock after the order: %s" % stock)
-print("order %s paid %.2f s after its POST; stock 3 available, 2 reserved" % (order["_id"], time.time() - sent))
-"#
-    );
-    crate::fuzz::python(&script)
 }

@@ -8,17 +8,14 @@
 //! `Servers::Containers`, PostgreSQL, MongoDB and RabbitMQ are containers started with
 //! testcontainers (see `docker.rs`), removed again when the run ends.
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use shop_testkit_base::ServerUrls;
 
-/// The MongoDB-compatible server used where no MongoDB is installed (see shared/infra.md).
-const MONGODB_STAND_IN_CRATE: &str = "secantus-mdb";
-const MONGODB_STAND_IN_VERSION: &str = "0.5.3-beta.196";
-const MONGODB_STAND_IN_BINARY: &str = "secantusd-rs";
+use crate::shell::{apt_install, found, port_open, run, say, stop_child, wait_for_port};
 
 pub const POSTGRES_PORT: u16 = 5432;
 pub const RABBITMQ_PORT: u16 = 5672;
@@ -32,51 +29,6 @@ pub enum Servers {
     Local,
     /// Containers started with testcontainers for this run.
     Containers,
-}
-
-/// Where the servers are: what every test target reads (`common::config::TestServers`).
-#[derive(Debug, Clone)]
-pub struct ServerUrls {
-    /// Without a database.
-    pub postgres: String,
-    pub mongodb: String,
-    /// Without a vhost.
-    pub rabbitmq: String,
-    /// `http://user:password@host:port`.
-    pub rabbitmq_management: String,
-}
-
-impl ServerUrls {
-    /// The ones given in the environment, each defaulting to this machine's own.
-    pub fn from_environment() -> Self {
-        let variable = |name: &str, default: &str| {
-            std::env::var(name).ok().filter(|value| !value.is_empty()).unwrap_or_else(|| default.to_owned())
-        };
-        Self {
-            postgres: variable("E2E_POSTGRES_URL", &format!("postgres://postgres:postgres@127.0.0.1:{POSTGRES_PORT}")),
-            mongodb: variable("E2E_MONGODB_URL", &format!("mongodb://127.0.0.1:{MONGODB_PORT}/?directConnection=true")),
-            rabbitmq: variable("E2E_RABBITMQ_URL", &format!("amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}")),
-            rabbitmq_management: variable(
-                "E2E_RABBITMQ_MANAGEMENT_URL",
-                &format!("http://guest:guest@127.0.0.1:{RABBITMQ_MANAGEMENT_PORT}"),
-            ),
-        }
-    }
-
-    /// Whether a server was given by URL (then it is used as it is, not set up here).
-    fn given(name: &str) -> bool {
-        std::env::var(name).is_ok_and(|value| !value.is_empty())
-    }
-
-    /// The variables that hand these servers to a test target (or to `cargo xtask up`).
-    pub fn environment(&self) -> [(&'static str, String); 4] {
-        [
-            ("E2E_POSTGRES_URL", self.postgres.clone()),
-            ("E2E_MONGODB_URL", self.mongodb.clone()),
-            ("E2E_RABBITMQ_URL", self.rabbitmq.clone()),
-            ("E2E_RABBITMQ_MANAGEMENT_URL", self.rabbitmq_management.clone()),
-        ]
-    }
 }
 
 /// What `prepare` started and must stop again when we are done.
@@ -96,13 +48,7 @@ impl Prepared {
         }
         for (name, child) in &mut self.started {
             say(&format!("stopping {name} (pid {})", child.id()));
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_child(child, Duration::from_secs(10));
         }
         self.started.clear();
     }
@@ -112,10 +58,6 @@ impl Drop for Prepared {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-pub fn say(message: &str) {
-    println!("xtask: {message}");
 }
 
 /// Prepares the machine: nginx, and the servers from where `servers` says.
@@ -143,48 +85,6 @@ pub fn prepare(servers: Servers) -> anyhow::Result<Prepared> {
         prepared.started.push(("the MongoDB stand-in".into(), child));
     }
     Ok(prepared)
-}
-
-pub fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
-}
-
-pub fn wait_for_port(port: u16, what: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !port_open(port) {
-        if Instant::now() >= deadline {
-            bail!("{what} did not open port {port} within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-pub fn found(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-        || Path::new("/usr/sbin").join(program).exists()
-}
-
-pub fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command.status().with_context(|| format!("failed to run {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed with {status}");
-    }
-    Ok(())
-}
-
-pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
-    if !found("apt-get") {
-        bail!("{} missing and there is no apt-get to install it; install it yourself", packages.join(", "));
-    }
-    say(&format!("installing {} with apt-get", packages.join(" ")));
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn ensure_nginx() -> anyhow::Result<()> {
@@ -266,7 +166,7 @@ fn ensure_mongodb() -> anyhow::Result<Option<Child>> {
         command.args(["--bind_ip", "127.0.0.1", "--port", &MONGODB_PORT.to_string(), "--dbpath"]).arg(&data);
         command
     } else {
-        let binary = mongodb_stand_in()?;
+        let binary = crate::stand_in::mongodb_stand_in()?;
         say(&format!("MongoDB: no mongod here; starting the MongoDB-wire stand-in {}", binary.display()));
         let mut command = Command::new(binary);
         command
@@ -284,32 +184,3 @@ fn ensure_mongodb() -> anyhow::Result<Option<Child>> {
     Ok(Some(child))
 }
 
-/// The stand-in's binary, built once with cargo and cached under ~/.cache.
-pub fn mongodb_stand_in() -> anyhow::Result<PathBuf> {
-    let home = std::env::var("HOME").context("HOME is not set")?;
-    let root = PathBuf::from(home).join(".cache/ecommerce-tools/secantus");
-    let binary = root.join("bin").join(MONGODB_STAND_IN_BINARY);
-    if binary.exists() {
-        return Ok(binary);
-    }
-    if !found("cmake") {
-        apt_install(&["cmake"])?;
-    }
-    say(&format!(
-        "MongoDB stand-in: building {MONGODB_STAND_IN_CRATE} {MONGODB_STAND_IN_VERSION} once with cargo install (a few minutes; cached in {})",
-        root.display()
-    ));
-    run(crate::cargo()
-        .args([
-            "install",
-            MONGODB_STAND_IN_CRATE,
-            "--version",
-            MONGODB_STAND_IN_VERSION,
-            "--locked",
-            "--ignore-rust-version",
-            "--root",
-        ])
-        .arg(&root)
-        .current_dir(std::env::temp_dir()))?;
-    Ok(binary)
-}

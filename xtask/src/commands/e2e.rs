@@ -1,0 +1,223 @@
+//! `cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`:
+//! the whole test suite, ending with `fuzz` and one summary line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::cargo;
+use crate::servers;
+use crate::shell::say;
+
+/// What `cargo xtask e2e` was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The servers in containers started for the run.
+    pub containers: bool,
+    /// Cucumber's arguments; empty for the whole suite.
+    pub feature_arguments: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
+        let containers = arguments.iter().any(|argument| argument == "--containers");
+        let rest: Vec<String> = arguments.iter().filter(|argument| *argument != "--containers").cloned().collect();
+        Ok(Self { containers, feature_arguments: feature_arguments(&rest)? })
+    }
+}
+
+/// Runs every test of the workspace and ends with one line: `e2e: N passed, M failed`.
+///
+/// With a filter (`--name REGEX`, `--tags EXPRESSION`, or cucumber's own options after `--`),
+/// only the features run, filtered: `cargo xtask e2e --tags @serial`,
+/// `cargo xtask e2e --name "Step 1.1"`, `cargo xtask e2e -- --fail-fast`.
+///
+/// With `--containers`, PostgreSQL, MongoDB and RabbitMQ are containers started with
+/// testcontainers for this run (the Docker engine installed and started if need be, local images
+/// built where the official ones cannot be pulled), handed to every test target and to the
+/// fuzzing's system, and removed at the end, also after a failure or a Ctrl-C.
+pub fn end_to_end(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let Options { containers, feature_arguments } = Options::parse(arguments)?;
+    // A Ctrl-C reaches the tests too (one process group); this command outlives it, to remove
+    // what it started. A SIGTERM meant for this command alone stops the tests first.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))?;
+    let servers = if containers { servers::Servers::Containers } else { servers::Servers::Local };
+    let mut prepared = servers::prepare(servers)?;
+    let outcome = run_suite(&prepared, &feature_arguments, &interrupted);
+    prepared.stop();
+    outcome
+}
+
+fn run_suite(
+    prepared: &servers::Prepared,
+    feature_arguments: &[String],
+    interrupted: &Arc<AtomicBool>,
+) -> anyhow::Result<ExitCode> {
+    if interrupted.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    let mut command = cargo();
+    command.args(["test", "--workspace", "--no-fail-fast"]);
+    if feature_arguments.is_empty() {
+        say("running the whole test suite: cargo test --workspace --no-fail-fast (unit, integration, features)");
+    } else {
+        say(&format!("running the features only, filtered: {}", feature_arguments.join(" ")));
+        command.args(["--test", "features", "--"]).args(feature_arguments);
+    }
+    command.stdout(Stdio::piped()).envs(prepared.servers.environment());
+    let mut child = command.spawn().context("failed to run cargo test")?;
+    let watcher = stop_on_signal(child.id(), interrupted);
+    let mut totals = Totals::default();
+    for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        totals.read(&line);
+    }
+    let status = child.wait()?;
+    watcher.store(true, Ordering::Relaxed);
+    // A failure that produced no test line (a compile error, a crashed binary) still counts.
+    if !status.success() && totals.failed == 0 {
+        totals.failed += 1;
+    }
+    let mut success = status.success();
+    // The whole suite ends with the API fuzzing: schemathesis against every service's OpenAPI,
+    // on the system as `cargo xtask up` runs it (counted as one test).
+    if feature_arguments.is_empty() && !interrupted.load(Ordering::Relaxed) {
+        say("fuzzing every service's API: cargo xtask fuzz");
+        let fuzzed = super::fuzz::fuzz_on(&[], &prepared.servers).unwrap_or_else(|error| {
+            eprintln!("xtask: fuzz: {error:#}");
+            ExitCode::FAILURE
+        });
+        if fuzzed == ExitCode::SUCCESS {
+            totals.passed += 1;
+        } else {
+            totals.failed += 1;
+            success = false;
+        }
+    }
+    println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(if success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Sends SIGTERM to `child` when this command is interrupted; the returned flag ends the watch.
+fn stop_on_signal(child: u32, interrupted: &Arc<AtomicBool>) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let (interrupted, finished) = (Arc::clone(interrupted), Arc::clone(&done));
+    std::thread::spawn(move || {
+        while !finished.load(Ordering::Relaxed) {
+            if interrupted.load(Ordering::Relaxed) {
+                let _ = Command::new("kill").arg("-TERM").arg(child.to_string()).status();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    done
+}
+
+/// The cucumber arguments in `cargo xtask e2e`'s arguments: `--name`/`-n` and `--tags`/`-t`
+/// with their values, and everything after `--`. Anything else is a mistake, said at once.
+fn feature_arguments(arguments: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut feature_arguments = Vec::new();
+    let mut rest = arguments.iter();
+    while let Some(argument) = rest.next() {
+        match argument.as_str() {
+            "--" => {
+                feature_arguments.extend(rest.by_ref().cloned());
+                break;
+            }
+            "--name" | "-n" | "--tags" | "-t" => {
+                let value = rest.next().with_context(|| format!("{argument} needs a value"))?;
+                feature_arguments.extend([argument.clone(), value.clone()]);
+            }
+            other if other.starts_with("--name=") || other.starts_with("--tags=") => feature_arguments.push(other.to_owned()),
+            other => {
+                bail!(
+                    "unknown argument {other:?}: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]"
+                )
+            }
+        }
+    }
+    Ok(feature_arguments)
+}
+
+/// Counts from libtest's `test result:` lines and cucumber's `N scenarios (...)` summary.
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    fn read(&mut self, line: &str) {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            self.passed += number_before(rest, " passed");
+            self.failed += number_before(rest, " failed");
+        } else if line.contains(" scenario") && line.ends_with(')') {
+            if let Some((_, counts)) = line.split_once('(') {
+                self.passed += number_before(counts, " passed");
+                self.failed += number_before(counts, " failed");
+            }
+        }
+    }
+}
+
+/// The number right before `label` in `text` (`"5 passed; 0 failed"`, `" failed"` → 0).
+fn number_before(text: &str, label: &str) -> u64 {
+    text.find(label)
+        .and_then(|end| {
+            text[..end].rsplit(|character: char| !character.is_ascii_digit()).next().and_then(|digits| digits.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn no_arguments_is_the_whole_suite_on_local_servers() {
+        assert_eq!(Options::parse(&[]).unwrap(), Options { containers: false, feature_arguments: vec![] });
+    }
+
+    #[test]
+    fn filters_and_everything_after_the_separator_go_to_cucumber() {
+        let options = Options::parse(&words("--containers --name Step.1 -t @stock -- --fail-fast --containers")).unwrap();
+        assert!(options.containers);
+        // `--containers` is xtask's wherever it stands; `--` itself is not cucumber's.
+        assert_eq!(options.feature_arguments, words("--name Step.1 -t @stock --fail-fast"));
+    }
+
+    #[test]
+    fn the_equals_forms_of_the_filters_are_kept_whole() {
+        assert_eq!(Options::parse(&words("--tags=@serial")).unwrap().feature_arguments, words("--tags=@serial"));
+    }
+
+    #[test]
+    fn a_filter_without_its_value_and_an_unknown_argument_are_refused() {
+        assert!(Options::parse(&words("--name")).unwrap_err().to_string().contains("--name needs a value"));
+        assert!(Options::parse(&words("--release")).unwrap_err().to_string().contains("unknown argument \"--release\""));
+    }
+
+    #[test]
+    fn the_summary_counts_libtest_and_cucumber_lines() {
+        let mut totals = Totals::default();
+        totals.read("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
+        totals.read("test result: FAILED. 3 passed; 2 failed; 0 ignored");
+        totals.read("140 scenarios (139 passed, 1 failed)");
+        totals.read("an unrelated line (5 passed)");
+        assert_eq!((totals.passed, totals.failed), (154, 3));
+    }
+}

@@ -1,0 +1,12 @@
+//! One module per `cargo xtask` command, each with its own argument parsing and its tests.
+
+pub mod bench;
+pub mod chaos;
+pub mod compose;
+pub mod dlq;
+pub mod e2e;
+pub mod fuzz;
+pub mod images;
+pub mod load;
+pub mod mutants;
+pub mod up;

@@ -1,0 +1,204 @@
+//! `cargo xtask up [--release] [--gateway-port N]`: the four services as processes of their own
+//! on the guide's ports and nginx in front, until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shop_testkit_base::gateway::{Upstreams, render_configuration};
+
+use crate::services::{SERVICES, service};
+use crate::shell::{port_open, say, stop_child, wait_for_port};
+use crate::{cargo, servers, workspace_root};
+
+/// What `cargo xtask up` was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub release: bool,
+    pub gateway_port: u16,
+}
+
+impl Options {
+    pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
+        let mut options = Self { release: false, gateway_port: 80 };
+        let mut rest = arguments.iter();
+        while let Some(argument) = rest.next() {
+            match argument.as_str() {
+                "--release" => options.release = true,
+                "--gateway-port" => {
+                    options.gateway_port =
+                        rest.next().and_then(|port| port.parse().ok()).context("--gateway-port takes a port number")?;
+                }
+                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N]"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
+pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
+    let Options { release, gateway_port } = Options::parse(arguments)?;
+    let profile = if release { "release" } else { "debug" };
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+
+    let mut prepared = servers::prepare(servers::Servers::Local)?;
+    let servers = prepared.servers.clone();
+    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]) {
+        if port_open(port) {
+            bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
+        }
+    }
+    build_binaries(release)?;
+
+    let root = workspace_root();
+    let local = root.join(".local");
+    std::fs::create_dir_all(local.join("logs"))?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        for service in &SERVICES {
+            let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
+            let mut command = Command::new(crate::target_directory().join(profile).join(service.binary));
+            if let Some(database) = service.postgres_database {
+                command.env("DATABASE_URL", format!("{}/{database}", servers.postgres));
+            }
+            let child = command
+                .current_dir(&root)
+                .env("HOST", "127.0.0.1")
+                .env("PORT", service.port.to_string())
+                .env("USER_SERVICE_URL", crate::services::local_url(crate::services::service("user")))
+                .env("PRODUCT_SERVICE_URL", crate::services::local_url(crate::services::service("product")))
+                .env("JWT_PRIVATE_KEY_PATH", local.join("keys/user-service.pem"))
+                .env("RABBITMQ_URL", format!("{}/%2f", servers.rabbitmq))
+                .env("MONGODB_URL", &servers.mongodb)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("failed to start {}", service.binary))?;
+            children.push((service.binary.to_owned(), child));
+            wait_for_port(service.port, service.binary, Duration::from_secs(60))?;
+        }
+        let gateway = local.join("gateway");
+        render_gateway(&gateway, gateway_port)?;
+        let log = std::fs::File::create(local.join("logs/nginx.log"))?;
+        let child = Command::new(if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" })
+            .arg("-p")
+            .arg(&gateway)
+            .arg("-c")
+            .arg(gateway.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("failed to start nginx")?;
+        children.push(("nginx".to_owned(), child));
+        wait_for_port(gateway_port, "nginx", Duration::from_secs(10))
+    })();
+
+    if result.is_ok() {
+        let gateway = if gateway_port == 80 { "http://localhost".to_owned() } else { format!("http://localhost:{gateway_port}") };
+        println!();
+        println!("The shop is up ({profile} build). Ctrl-C stops everything this command started.");
+        println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
+        for service in &SERVICES {
+            println!(
+                "  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)",
+                format!("{} service", service.name),
+                service.port,
+                service.port
+            );
+        }
+        println!("  RabbitMQ           {}   (management: {})", servers.rabbitmq, servers.rabbitmq_management);
+        println!("  PostgreSQL         {}   (databases users, inventory)", servers.postgres);
+        println!("  MongoDB            {}   (databases products, orders)", servers.mongodb);
+        let logs = local.join("logs");
+        println!("  logs               {}", logs.display());
+        for service in &SERVICES {
+            println!("                     {}", logs.join(format!("{}.log", service.binary)).display());
+        }
+        println!("                     {} (nginx's errors)", logs.join("nginx.log").display());
+        println!(
+            "                     {} (one line per request, with its request id)",
+            local.join("gateway").join("access.log").display()
+        );
+        while !stop.load(Ordering::Relaxed) {
+            let exited =
+                children.iter_mut().find_map(|(name, child)| matches!(child.try_wait(), Ok(Some(_))).then(|| name.clone()));
+            if let Some(name) = exited {
+                eprintln!("xtask: {name} exited; stopping the rest (see {})", local.join("logs").display());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    say("stopping everything this command started");
+    for (name, child) in children.iter_mut().rev() {
+        if !stop_child(child, Duration::from_secs(10)) {
+            eprintln!("xtask: {name} did not stop within 10 s; killed it");
+        }
+    }
+    prepared.stop();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Renders the repository's gateway templates (the same ones the harness and docker-compose use)
+/// into a private nginx prefix, each service's one upstream on its guide's port.
+fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
+    let on_guide_port = |name: &str| vec![format!("127.0.0.1:{}", service(name).port)];
+    let upstreams = Upstreams {
+        user: on_guide_port("user"),
+        product: on_guide_port("product"),
+        order: on_guide_port("order"),
+        inventory: on_guide_port("inventory"),
+    };
+    render_configuration(&upstreams, prefix, port)
+}
+
+/// `cargo build --workspace --bins`, in release if asked.
+pub fn build_binaries(release: bool) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["build", "--workspace", "--bins"]);
+    if release {
+        command.arg("--release");
+    }
+    say(&format!("building the binaries: {command:?}"));
+    let status = command.status()?;
+    if !status.success() {
+        bail!("the build failed");
+    }
+    Ok(())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Options> {
+        Options::parse(&text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_guides_gateway_port_and_a_debug_build_by_default() {
+        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80 });
+    }
+
+    #[test]
+    fn release_and_a_gateway_port_in_either_order() {
+        assert_eq!(parse("--gateway-port 18080 --release").unwrap(), Options { release: true, gateway_port: 18080 });
+    }
+
+    #[test]
+    fn a_port_that_is_no_port_and_unknown_arguments_are_refused() {
+        assert!(parse("--gateway-port eighty").unwrap_err().to_string().contains("takes a port number"));
+        assert!(parse("--gateway-port 70000").is_err());
+        assert!(parse("--gateway-port").is_err());
+        assert!(parse("--debug").unwrap_err().to_string().starts_with("usage: cargo xtask up"));
+    }
+}
