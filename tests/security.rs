@@ -80,8 +80,11 @@ struct Teardown {
     database_name: String,
 }
 
+/// The PostgreSQL server every test target shares (`E2E_POSTGRES_URL`): this test read a
+/// variable of its own (`TEST_POSTGRES_URL`) and missed the containers of `cargo xtask e2e
+/// --containers`.
 fn postgres_server_url() -> String {
-    common::config::env_or("TEST_POSTGRES_URL", common::config::DEFAULT_POSTGRES_URL)
+    shop_testkit_base::ServerUrls::from_environment().postgres
 }
 
 impl TestService {

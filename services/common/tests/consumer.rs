@@ -9,56 +9,19 @@
 //! The broker is `E2E_RABBITMQ_URL` (default `amqp://guest:guest@127.0.0.1:5672`) with its
 //! management API at `E2E_RABBITMQ_MANAGEMENT_URL` (default `http://guest:guest@127.0.0.1:15672`).
 
-#[path = "support/test_vhost.rs"]
-mod test_vhost;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use test_vhost::TestVirtualHost;
+use shop_testkit_base::TestVirtualHost;
 
 use common::messaging::consumer::{ATTEMPT_HEADER, Attempt};
 use common::messaging::events::InventoryRelease;
 use common::messaging::topology::{INVENTORY_RELEASE, dead_letter_queue};
 use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume, consume_with_attempts};
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use tokio_util::sync::CancellationToken;
-
-/// A vhost that exists for one test.
-
-impl TestVirtualHost {
-    async fn channel(&self) -> (Connection, lapin::Channel) {
-        let connection = Connection::connect(&self.amqp_url, ConnectionProperties::default()).await.expect("connect to RabbitMQ");
-        let channel = connection.create_channel().await.expect("open a channel");
-        (connection, channel)
-    }
-
-    /// Waits until `queue` holds `expected` ready messages, then takes them out.
-    async fn take_exactly(&self, queue: &str, expected: u32) -> Vec<lapin::message::BasicGetMessage> {
-        let (connection, channel) = self.channel().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        loop {
-            let count =
-                channel.queue_declare(queue.into(), passive, FieldTable::default()).await.expect("queue exists").message_count();
-            if count >= expected || Instant::now() >= deadline {
-                assert_eq!(count, expected, "messages in {queue}");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut messages = Vec::new();
-        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get") {
-            message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
-            messages.push(message);
-        }
-        let _ = connection.close(200, "done".into()).await;
-        messages
-    }
-}
 
 fn fast_settings() -> ConsumerSettings {
     ConsumerSettings { max_attempts: 3, retry_backoff: Duration::from_millis(10), ..ConsumerSettings::new("consumer test") }

@@ -3,8 +3,6 @@
 //! also publishes to a real RabbitMQ (`E2E_RABBITMQ_URL`, management API at
 //! `E2E_RABBITMQ_MANAGEMENT_URL`), in a vhost of its own.
 
-#[path = "../../common/tests/support/test_vhost.rs"]
-mod test_vhost;
 use bson::oid::ObjectId;
 use bson::{Document, doc};
 use common::messaging::OutboxStore;
@@ -12,7 +10,7 @@ use common::messaging::events::{Message, ProductCreated, ProductDeleted};
 use common::messaging::{OutboxMessage, document_outbox::OUTBOX_FIELD};
 use product_service::products::model::ProductDocument;
 use product_service::products::store::{COLLECTION, ProductStore};
-use test_vhost::TestVirtualHost;
+use shop_testkit_base::TestVirtualHost;
 
 struct TestDatabase {
     database: mongodb::Database,
@@ -165,32 +163,6 @@ async fn the_events_of_one_read_are_marked_published_together() {
     assert!(chair.get(OUTBOX_OWNER_FIELD).is_some(), "still claimed: {chair}");
     assert_eq!(outbox.pending(100).await.unwrap(), vec![chair_deleted], "and still this relay's to publish");
     database.drop_database().await;
-}
-
-/// A RabbitMQ vhost that exists for one test, created and deleted through the management API.
-
-impl TestVirtualHost {
-    /// Takes every message now in `queue` (acknowledging them); none while the queue does not
-    /// exist yet (the publisher declares it on its first publish).
-    async fn take_all(&self, queue: &str) -> Vec<Vec<u8>> {
-        use lapin::options::{BasicAckOptions, BasicGetOptions};
-        let connection =
-            lapin::Connection::connect(&self.amqp_url, lapin::ConnectionProperties::default()).await.expect("connect");
-        let channel = connection.create_channel().await.expect("channel");
-        let mut bodies = Vec::new();
-        loop {
-            let message = match channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(error) if format!("{error:?}").contains("NOTFOUND") => break,
-                Err(error) => panic!("basic.get from {queue}: {error}"),
-            };
-            message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
-            bodies.push(message.delivery.data.clone());
-        }
-        let _ = connection.close(200, "done".into()).await;
-        bodies
-    }
 }
 
 #[tokio::test]
