@@ -31,9 +31,7 @@
 //! The system is then torn down as a scenario's is: it must settle, leave nothing in any queue or
 //! outbox, and its services must have logged no error but the poison messages' dead-lettering.
 
-// The harness's support code, of which the run uses a part.
-#[allow(dead_code)]
-mod support;
+use shop_testkit as support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -15,7 +15,8 @@
 //! it, every variable they read is set to an unusable value before anything starts.
 
 mod steps;
-mod support;
+/// The test kit (tests/kit), under the name the steps know it by.
+use shop_testkit as support;
 
 use std::path::PathBuf;
 

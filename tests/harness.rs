@@ -1,12 +1,9 @@
 //! Tests of the harness's own mechanisms that need no system: a check in the harness that
 //! cannot fail is as much a defect as one in the services.
 
-#[path = "support/eventually.rs"]
-mod eventually;
-
 use std::time::Duration;
 
-use eventually::eventually;
+use shop_testkit_base::eventually::eventually;
 
 #[tokio::test]
 async fn eventually_gives_up_at_its_deadline_even_while_a_probe_hangs() {

@@ -9,6 +9,7 @@
 //! - [`journeys`]: whole journeys through the API, for checks of a system brought up elsewhere.
 
 pub mod api;
+pub mod eventually;
 pub mod gateway;
 pub mod journeys;
 pub mod management;

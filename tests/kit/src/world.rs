@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use super::system::System;
+use crate::system::System;
 
 /// What a request carries.
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::logs;
-use super::system::System;
+use crate::logs;
+use crate::system::System;
 
 /// Checks that the scenario left nothing behind, then removes its system. Panics (failing the
 /// scenario) on leftovers, unexpected errors, or a service that would not stop cleanly.

@@ -4,7 +4,7 @@
 //! and the real nginx in front. Services can be stopped and started again on the same port, or
 //! killed, to inject outages; each runs in a tokio runtime and thread of its own, like a process
 //! of its own, and reaches its database and the broker through fault proxies of its own (see
-//! [`super::proxy`]).
+//! [`crate::proxy`]).
 //!
 //! Each service's listening socket belongs to the system, not to the service: the service serves
 //! on a duplicate of it, and while the service is stopped the system keeps the socket and closes
@@ -17,7 +17,7 @@
 //!
 //! Services are configured from their defaults plus what the system sets, never from the
 //! caller's environment, and they run inside a tracing span that names the system (see
-//! [`super::logs`]).
+//! [`crate::logs`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,10 +32,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
-use super::gateway::{Gateway, Upstreams};
-use super::infrastructure::{self, Infrastructure};
-use super::proxy::Proxy;
-use super::rabbitmq::VirtualHost;
+use crate::gateway::{Gateway, Upstreams};
+use crate::infrastructure::{self, Infrastructure};
+use crate::proxy::Proxy;
+use crate::rabbitmq::VirtualHost;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServiceName {
@@ -317,18 +317,18 @@ impl System {
         let infrastructure = infrastructure::get().await;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mongodb =
-            mongodb::Client::with_uri_str(&infrastructure.mongodb_url).await.context("failed to create a MongoDB client")?;
+            mongodb::Client::with_uri_str(&infrastructure.mongodb).await.context("failed to create a MongoDB client")?;
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
         let mut proxies = BTreeMap::new();
         for instance in all_instances(&replicas) {
             let service = instance.service;
             for &dependency in service.dependencies() {
                 let upstream = match (service, dependency) {
-                    (_, Dependency::Broker) => address_of(&infrastructure.rabbitmq_server_url)?,
+                    (_, Dependency::Broker) => address_of(&infrastructure.rabbitmq)?,
                     (ServiceName::User | ServiceName::Inventory, Dependency::Database) => {
-                        address_of(&infrastructure.postgres_server_url)?
+                        address_of(&infrastructure.postgres)?
                     }
-                    (ServiceName::Product | ServiceName::Order, Dependency::Database) => address_of(&infrastructure.mongodb_url)?,
+                    (ServiceName::Product | ServiceName::Order, Dependency::Database) => address_of(&infrastructure.mongodb)?,
                 };
                 proxies.insert((instance, dependency), Proxy::start(upstream).await?);
             }
@@ -456,12 +456,12 @@ impl System {
 
     /// The service's PostgreSQL database, reached through the proxy on `proxy_port`.
     fn database_url(&self, proxy_port: u16, service: &str) -> String {
-        format!("{}/e2e_{}_{service}", through_port(&self.infrastructure.postgres_server_url, proxy_port), self.id)
+        format!("{}/e2e_{}_{service}", through_port(&self.infrastructure.postgres, proxy_port), self.id)
     }
 
     /// The MongoDB server, reached through the proxy on `proxy_port`.
     fn mongodb_url(&self, proxy_port: u16) -> String {
-        through_port(&self.infrastructure.mongodb_url, proxy_port)
+        through_port(&self.infrastructure.mongodb, proxy_port)
     }
 
     fn mongodb_database(&self, service: &str) -> String {
@@ -490,7 +490,7 @@ impl System {
         }
         let span = tracing::info_span!(
             parent: None,
-            super::logs::SYSTEM_SPAN,
+            crate::logs::SYSTEM_SPAN,
             system = %self.id,
             service = ?instance.service,
             replica = instance.replica
@@ -608,8 +608,8 @@ impl System {
     pub async fn reset_broker_connections(&self) -> anyhow::Result<()> {
         for ((_, dependency), proxy) in &self.proxies {
             if *dependency == Dependency::Broker {
-                proxy.set(super::proxy::Mode::Cut).await?;
-                proxy.set(super::proxy::Mode::Pass).await?;
+                proxy.set(crate::proxy::Mode::Cut).await?;
+                proxy.set(crate::proxy::Mode::Pass).await?;
             }
         }
         Ok(())
@@ -711,7 +711,7 @@ impl System {
                 }
             }
         }
-        for (queue, count) in super::logs::messages_in_flight(&self.id) {
+        for (queue, count) in crate::logs::messages_in_flight(&self.id) {
             work.push(format!("{queue}: {count} being handled"));
         }
         work.extend(self.pending_outbox_events().await?);
@@ -751,7 +751,7 @@ impl System {
 
     async fn remove_postgres_databases(&self) -> anyhow::Result<()> {
         use sqlx::Connection;
-        let mut server = sqlx::PgConnection::connect(&format!("{}/postgres", self.infrastructure.postgres_server_url)).await?;
+        let mut server = sqlx::PgConnection::connect(&format!("{}/postgres", self.infrastructure.postgres)).await?;
         for service in ["users", "inventory"] {
             let statement = format!(r#"DROP DATABASE IF EXISTS "e2e_{}_{service}" WITH (FORCE)"#, self.id);
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut server).await?;
@@ -761,7 +761,7 @@ impl System {
     }
 
     async fn remove_mongodb_databases(&self) -> anyhow::Result<()> {
-        let mongodb = mongodb::Client::with_uri_str(&self.infrastructure.mongodb_url).await?;
+        let mongodb = mongodb::Client::with_uri_str(&self.infrastructure.mongodb).await?;
         for service in ["products", "orders"] {
             mongodb.database(&self.mongodb_database(service)).drop().await?;
         }

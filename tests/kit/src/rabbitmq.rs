@@ -8,46 +8,38 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, Conf
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
+use shop_testkit_base::management::Management;
 
-use super::infrastructure::Infrastructure;
+use crate::infrastructure::Infrastructure;
 
-/// The management API, for one vhost.
+/// One scenario's vhost: the management API for it, and AMQP connections to it.
 #[derive(Clone)]
 pub struct VirtualHost {
     pub name: String,
     /// `amqp://user:pass@host:port/<vhost>`: what the services of this scenario connect to.
     pub amqp_url: String,
-    http: reqwest::Client,
-    management_url: String,
-    user: String,
-    password: String,
+    management: Management,
 }
 
 impl VirtualHost {
     /// Creates the vhost and gives the test user full rights on it.
     pub async fn create(infrastructure: &Infrastructure, name: String) -> anyhow::Result<Self> {
         let vhost = Self {
-            amqp_url: format!("{}/{}", infrastructure.rabbitmq_server_url, name),
-            http: reqwest::Client::new(),
-            management_url: infrastructure.rabbitmq_management_url.clone(),
-            user: infrastructure.rabbitmq_user.clone(),
-            password: infrastructure.rabbitmq_password.clone(),
+            amqp_url: format!("{}/{}", infrastructure.rabbitmq, name),
+            management: Management::new(infrastructure.rabbitmq_management_login()),
             name,
         };
-        vhost.management(reqwest::Method::PUT, &format!("/api/vhosts/{}", vhost.name), None).await?;
+        vhost.management.create_vhost(&vhost.name).await?;
         vhost.grant_access().await?;
         Ok(vhost)
     }
 
     pub async fn delete(&self) -> anyhow::Result<()> {
-        self.management(reqwest::Method::DELETE, &format!("/api/vhosts/{}", self.name), None).await.map(drop)
+        self.management.delete_vhost(&self.name).await
     }
 
     pub async fn grant_access(&self) -> anyhow::Result<()> {
-        let rights = json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        self.management(reqwest::Method::PUT, &format!("/api/permissions/{}/{}", self.name, self.user), Some(rights))
-            .await
-            .map(drop)
+        self.management.grant_access(&self.name).await
     }
 
     /// Takes the broker away from this scenario only: nobody may connect to the vhost any more,
@@ -56,10 +48,10 @@ impl VirtualHost {
     /// Returns once the outage is proven: a new connection to the vhost is refused, and the
     /// broker lists no connection to it (services that reconnect are refused from now on).
     pub async fn revoke_access_and_disconnect(&self) -> anyhow::Result<()> {
-        self.management(reqwest::Method::DELETE, &format!("/api/permissions/{}/{}", self.name, self.user), None).await?;
+        self.management.revoke_access(&self.name).await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let connections = self.connection_names().await?;
+            let connections = self.management.connection_names(&self.name).await?;
             if connections.is_empty() {
                 break;
             }
@@ -67,9 +59,8 @@ impl VirtualHost {
                 bail!("connections to vhost {} are still open 20 s after closing them: {connections:?}", self.name);
             }
             for name in connections {
-                let path = format!("/api/connections/{}", urlencode(&name));
                 // A connection may close by itself meanwhile; that is what we want anyway.
-                let _ = self.management(reqwest::Method::DELETE, &path, None).await;
+                let _ = self.management.close_connection(&name).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
@@ -87,44 +78,14 @@ impl VirtualHost {
         Ok(())
     }
 
-    /// The names of the connections the broker lists for this vhost.
-    async fn connection_names(&self) -> anyhow::Result<Vec<String>> {
-        let connections = self.management(reqwest::Method::GET, &format!("/api/vhosts/{}/connections", self.name), None).await?;
-        Ok(connections
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|connection| connection["name"].as_str().map(str::to_owned))
-            .collect())
-    }
-
     /// `[{name, messages, consumers}]` for every queue of the vhost, as the management API
     /// reports them (its message counts are sampled every few seconds).
     pub async fn queue_overview(&self) -> anyhow::Result<Vec<Value>> {
-        let queues = self.management(reqwest::Method::GET, &format!("/api/queues/{}", self.name), None).await?;
-        let mut overview: Vec<Value> = queues
-            .as_array()
+        let queues = self.management.queues(&self.name).await?;
+        Ok(queues
             .into_iter()
-            .flatten()
-            .map(|queue| json!({ "name": queue["name"], "messages": queue["messages"], "consumers": queue["consumers"] }))
-            .collect();
-        overview.sort_by(|left, right| left["name"].as_str().cmp(&right["name"].as_str()));
-        Ok(overview)
-    }
-
-    async fn management(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.management_url, path);
-        let mut request = self.http.request(method.clone(), &url).basic_auth(&self.user, Some(&self.password));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.with_context(|| format!("RabbitMQ management API {method} {url}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("RabbitMQ management API {method} {url} answered {status}: {text}");
-        }
-        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) })
+            .map(|queue| json!({ "name": queue.name, "messages": queue.messages, "consumers": queue.consumers }))
+            .collect())
     }
 
     async fn connect(&self) -> anyhow::Result<Connection> {
@@ -184,8 +145,4 @@ impl VirtualHost {
         let _ = connection.close(200, "done".into()).await;
         Ok(bodies)
     }
-}
-
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
 }

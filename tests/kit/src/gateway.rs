@@ -1,5 +1,6 @@
 //! The real nginx in front of each scenario's services, run from the repository's own gateway
-//! configuration (services/gateway/) in a private prefix directory.
+//! configuration (services/gateway/, rendered by the renderer `cargo xtask up` uses too) in a
+//! private prefix directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -8,15 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-const GATEWAY_DIRECTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/services/gateway");
-
-/// Where each service's replicas listen, as `host:port`: nginx balances over them.
-pub struct Upstreams {
-    pub user: Vec<String>,
-    pub product: Vec<String>,
-    pub order: Vec<String>,
-    pub inventory: Vec<String>,
-}
+pub use shop_testkit_base::gateway::{Upstreams, render_configuration};
 
 /// A running nginx. [`Gateway::stop`] stops it; dropping it without stopping kills the master as
 /// a last resort, which leaves its worker behind, so always stop it.
@@ -98,42 +91,6 @@ async fn stop_nginx(master: &mut Child) {
         }
     }
     let _ = master.kill().await;
-}
-
-/// Renders gateway.conf.template and nginx-local.conf.template into `prefix`.
-pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> anyhow::Result<()> {
-    for temporary in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-        std::fs::create_dir_all(prefix.join("temp").join(temporary))?;
-    }
-    let prefix_text = prefix.to_str().context("the prefix path is not UTF-8")?;
-    // Loopback only: the harness's gateways are for this machine's tests, nobody else's.
-    let listen = format!("127.0.0.1:{port}");
-    let access_log = format!("{prefix_text}/access.log");
-    let variables = [("PREFIX", prefix_text), ("GATEWAY_LISTEN", listen.as_str()), ("ACCESS_LOG", access_log.as_str())];
-    let services = [
-        ("USER_SERVICE", &upstreams.user),
-        ("PRODUCT_SERVICE", &upstreams.product),
-        ("ORDER_SERVICE", &upstreams.order),
-        ("INVENTORY_SERVICE", &upstreams.inventory),
-    ];
-    for (template, output) in [("gateway.conf.template", "gateway.conf"), ("nginx-local.conf.template", "nginx.conf")] {
-        let mut text = std::fs::read_to_string(Path::new(GATEWAY_DIRECTORY).join(template))?;
-        // The template names one server per upstream (as compose has one container per
-        // service); replicas become one `server` line each, with the template's parameters.
-        for (name, servers) in services {
-            let placeholder = format!("server ${{{name}}}");
-            let Some(start) = text.find(&placeholder) else { continue };
-            let end = start + text[start..].find(';').context("a server line without `;`")?;
-            let parameters = text[start + placeholder.len()..end].to_owned();
-            let servers: Vec<String> = servers.iter().map(|server| format!("server {server}{parameters};")).collect();
-            text.replace_range(start..=end, &servers.join(" "));
-        }
-        for (name, value) in variables {
-            text = text.replace(&format!("${{{name}}}"), value);
-        }
-        std::fs::write(prefix.join(output), text)?;
-    }
-    Ok(())
 }
 
 fn nginx_binary() -> String {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-const SNAPSHOT_DIRECTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots");
+const SNAPSHOT_DIRECTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../snapshots");
 
 /// Compares `body` with the snapshot `name`, after redaction.
 pub fn assert_matches(name: &str, body: &Value, variables: &BTreeMap<String, String>) {
