@@ -38,8 +38,7 @@ Feature: Adding user addresses (guide section 2)
     When I send a GET request to "/api/v1/users/me/addresses"
     Then the response status is 200
     And the response is a list of 2 items
-    And the response field "0.is_default" is "false"
-    And the response field "1.is_default" is "true"
+    And the only default address listed is "9 Other Road"
 
   Scenario: Addresses can be changed and removed
     When I send a POST request to "/api/v1/users/me/addresses" with body:

@@ -6,10 +6,8 @@ Feature: Viewing and managing orders (guide section 6)
     Given the shop is running
     And a customer with a default address
     And the guide's catalog
-    When the customer orders 1 "Premium Smartphone"
-    Then the order is paid
-    When the customer orders 1 "Wireless Noise-Cancelling Headphones" and 2 "Smart Fitness Watch"
-    Then the order is paid
+    And the customer has a paid order of 1 "Premium Smartphone"
+    And the customer has a paid order of 1 "Wireless Noise-Cancelling Headphones" and 2 "Smart Fitness Watch"
 
   @order-status
   Scenario: Section 6.1 and 6.2 - order details and the customer's orders, newest first
@@ -18,9 +16,7 @@ Feature: Viewing and managing orders (guide section 6)
     And the response body matches the snapshot "06_order_details_paid"
     When I send a GET request to "/api/v1/orders/"
     Then the response status is 200
-    And the response is a list of 2 items
-    And the response field "0._id" is "${ORDER_ID_2}"
-    And the response field "1._id" is "${ORDER_ID_1}"
+    And the response lists order 2 then order 1, newest first
     And the response body matches the snapshot "06_orders_of_the_customer"
 
   @stock @order-status
@@ -60,16 +56,14 @@ Feature: Viewing and managing orders (guide section 6)
 
   @order-status
   Scenario: The status list filter and paging
-    When the customer cancels the order
-    When I send a GET request to "/api/v1/orders/?status=cancelled"
-    Then the response is a list of 1 item
-    And the response field "0._id" is "${ORDER_ID_2}"
+    When the customer cancels order 2
+    And I send a GET request to "/api/v1/orders/?status=cancelled"
+    Then the response lists only order 2
     When I send a GET request to "/api/v1/orders/?status=paid"
-    Then the response is a list of 1 item
-    And the response field "0._id" is "${ORDER_ID_1}"
+    Then the response lists only order 1
+    # Orders are listed newest first, so a page that skips one starts at the older order.
     When I send a GET request to "/api/v1/orders/?skip=1&limit=1"
-    Then the response is a list of 1 item
-    And the response field "0._id" is "${ORDER_ID_1}"
+    Then the response lists only order 1
     When I send a GET request to "/api/v1/orders/?status=lost"
     Then the response status is 422
     When I send a GET request to "/api/v1/orders/?limit=0"

@@ -10,14 +10,16 @@ Feature: Input at the edges
 
   Scenario: A product id in upper case names the same product, stored in lower case
     When the customer orders 1 "Premium Smartphone" by its id in upper case
-    Then the response field "items.0.product_id" is "${PRODUCT_ID_1}"
+    Then the response field "items" holds an item with:
+      | product_id | ${PRODUCT_ID_1} |
+      | quantity   | 1               |
     And the order is paid
     And "Premium Smartphone" has 49 available and 1 reserved
 
   Scenario: An address line of 20,000 characters is refused and nothing is stored
     When the customer tries to order 1 "Premium Smartphone" to an address line of 20000 characters
     Then the response status is 422
-    And the response field "detail.0.msg" is "line1 must have at most 200 characters"
+    And the refusal says "line1 must have at most 200 characters"
     And the shop has settled
     And the customer has 0 orders
     And "Premium Smartphone" has 50 available and 0 reserved
@@ -25,7 +27,7 @@ Feature: Input at the edges
   Scenario: An order of more than 100 lines is refused
     When the customer tries to order 101 lines of 1 "Premium Smartphone"
     Then the response status is 422
-    And the response field "detail.0.msg" is "An order has at most 100 items"
+    And the refusal says "An order has at most 100 items"
     And the shop has settled
     And the customer has 0 orders
 
@@ -34,8 +36,7 @@ Feature: Input at the edges
     Then the response status is 422
     When I send a GET request to "/api/v1/products/?ids=${PRODUCT_ID_1},000000000000000000000000"
     Then the response status is 200
-    And the response is a list of 1 item
-    And the response field "0._id" is "${PRODUCT_ID_1}"
+    And the response lists only the product "Premium Smartphone"
 
   Scenario Outline: Every collection answers with and without its trailing slash: <path>
     When I send a GET request to "<path>"
@@ -69,7 +70,7 @@ Feature: Input at the edges
       {"quantity_change": 1, "reason": "a\u0000b"}
       """
     Then the response status is 422
-    And the response field "detail.0.msg" is "reason must not contain control characters"
+    And the refusal says "reason must not contain control characters"
     And "Premium Smartphone" has 50 available and 0 reserved
 
   Scenario: A price with more than two decimals is refused at any magnitude, not rounded

@@ -21,6 +21,7 @@ Feature: Refresh-token rotation with reuse detection, and logout
       {"refresh_token": "${REFRESH_TOKEN}"}
       """
     Then the response status is 401
+    And the response header "WWW-Authenticate" is "Bearer"
     And the response field "detail" contains "already used"
     When I send a POST request to "/api/v1/auth/refresh" without a token with body:
       """

@@ -110,6 +110,20 @@ async fn a_customer_with_a_default_address(world: &mut ShopWorld) {
     assert_eq!(response.field("is_default"), true, "the address is not the default one: {}", response.text);
 }
 
+/// The last response, a list of the customer's addresses, has exactly one default address, and
+/// it is the one whose first line is `line1`.
+#[then(expr = "the only default address listed is {string}")]
+async fn the_only_default_address_listed_is(world: &mut ShopWorld, line1: String) {
+    let response = world.last_response();
+    let addresses = response.json().as_array().unwrap_or_else(|| panic!("not a list of addresses: {}", response.text));
+    let defaults: Vec<&str> = addresses
+        .iter()
+        .filter(|address| address["is_default"] == true)
+        .map(|address| address["line1"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(defaults, [line1.as_str()], "the default addresses listed: {}", response.text);
+}
+
 /// The shop's member of staff (`STAFF_EMAILS` names them in every system), registered and logged
 /// in; their token, which carries the staff role, is also remembered as `STAFF_TOKEN`.
 #[given("a member of staff")]

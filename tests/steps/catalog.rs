@@ -144,6 +144,38 @@ async fn product_has_stock(world: &mut ShopWorld, name: String, available: i64, 
     world.last = Some(response);
 }
 
+/// The last response, a list of products, holds exactly the products with these names, in
+/// whatever order: where which products a filter or a page matched is the point.
+fn assert_lists_only_products(world: &ShopWorld, names: &[&str]) {
+    let response = world.last_response();
+    let items = response.json().as_array().unwrap_or_else(|| panic!("not a list of products: {}", response.text));
+    let mut listed: Vec<&str> = items.iter().map(|product| product["name"].as_str().unwrap_or("?")).collect();
+    let mut expected = names.to_vec();
+    listed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "the products listed: {}", response.text);
+}
+
+#[then(expr = "the response lists only the product {string}")]
+async fn lists_only_the_product(world: &mut ShopWorld, name: String) {
+    assert_lists_only_products(world, &[&name]);
+}
+
+#[then(expr = "the response lists only the products {string} and {string}")]
+async fn lists_only_the_products(world: &mut ShopWorld, first: String, second: String) {
+    assert_lists_only_products(world, &[&first, &second]);
+}
+
+/// The last response, a list of stock records, holds exactly one: the named product's.
+#[then(expr = "the response lists only the stock of {string}")]
+async fn lists_only_the_stock_of(world: &mut ShopWorld, name: String) {
+    let product = product_named(world, &name).await;
+    let response = world.last_response();
+    let items = response.json().as_array().unwrap_or_else(|| panic!("not a list of stock records: {}", response.text));
+    let listed: Vec<&str> = items.iter().map(|record| record["product_id"].as_str().unwrap_or("?")).collect();
+    assert_eq!(listed, [product.id.as_str()], "the stock records listed, where only {name:?}'s was expected: {}", response.text);
+}
+
 /// The kinds of change in the product's stock history, oldest first, comma-separated
 /// ("product_created, adjustment").
 #[then(expr = "the stock history of {string} is {string}")]

@@ -170,6 +170,66 @@ async fn field_contains(world: &mut ShopWorld, path: String, expected: String) {
     }
 }
 
+/// A list field has an element, wherever it stands in the list, with every field of the table
+/// (`| field | value |`, no header row; a field may be a dotted path, a value is read as in `the
+/// response field ... is ...`).
+#[then(expr = "the response field {string} holds an item with:")]
+async fn field_holds_an_item_with(world: &mut ShopWorld, step: &Step, path: String) {
+    let table = step.table.as_ref().unwrap_or_else(|| panic!("step {:?} needs a table of field and value", step.value));
+    let expected: Vec<(String, Value)> = table.rows.iter().map(|row| (row[0].clone(), expected_value(world, &row[1]))).collect();
+    let response = world.last_response();
+    let items = response.field(&path).as_array().unwrap_or_else(|| panic!("field {path:?} is not a list: {}", response.text));
+    let has_every_field = |item: &Value| expected.iter().all(|(name, value)| field(item, name) == Some(value));
+    assert!(items.iter().any(has_every_field), "no element of field {path:?} has {expected:?}: {}", response.text);
+}
+
+/// The field errors of a refusal (a 422's `detail`: `[{"loc": [...], "msg": ..., "type": ...}]`),
+/// or its sentence (every other refusal's `detail`).
+enum Refusal<'a> {
+    FieldErrors(&'a [Value]),
+    Sentence(&'a str),
+}
+
+fn refusal(world: &ShopWorld) -> Refusal<'_> {
+    let response = world.last_response();
+    assert!(response.status >= 400, "not a refusal: {} {}", response.status, response.text);
+    match response.field("detail") {
+        Value::Array(errors) => Refusal::FieldErrors(errors),
+        Value::String(sentence) => Refusal::Sentence(sentence),
+        other => panic!("a refusal's detail is a sentence or a list of field errors, not {other}"),
+    }
+}
+
+/// What a refusal names as wrong: one of its field errors is at `name` (its `loc` holds it), or
+/// its sentence contains `name`.
+#[then(expr = "the refusal names {string}")]
+async fn refusal_names(world: &mut ShopWorld, name: String) {
+    match refusal(world) {
+        Refusal::FieldErrors(errors) => assert!(
+            errors.iter().any(|error| error["loc"].as_array().is_some_and(|loc| loc.iter().any(|part| part == name.as_str()))),
+            "no field error is at {name:?}: {}",
+            world.last_response().text
+        ),
+        Refusal::Sentence(sentence) => assert!(sentence.contains(&name), "the refusal {sentence:?} does not name {name:?}"),
+    }
+}
+
+/// What a 422 says of its fields: one of its field errors has exactly this message. (A refusal in
+/// a sentence is checked with `the response field "detail" is ...`.)
+#[then(expr = "the refusal says {string}")]
+async fn refusal_says(world: &mut ShopWorld, message: String) {
+    match refusal(world) {
+        Refusal::FieldErrors(errors) => assert!(
+            errors.iter().any(|error| error["msg"] == message.as_str()),
+            "no field error says {message:?}: {}",
+            world.last_response().text
+        ),
+        Refusal::Sentence(sentence) => {
+            panic!("expected field errors, one saying {message:?}; the refusal is a sentence: {sentence:?}")
+        }
+    }
+}
+
 /// The response has a value (null included) at this dotted path (an object's key, a list's
 /// index).
 #[then(expr = "the response has the field {string}")]

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cucumber::{then, when};
+use cucumber::{given, then, when};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -422,6 +422,62 @@ async fn wait_for_status_of(world: &mut ShopWorld, order_id: &str, status: &str)
     response
 }
 
+/// Set-up for scenarios about orders once paid: an order placed by name (see `the customer
+/// orders ...`; it is numbered and becomes the current order like any other), then awaited until
+/// it is paid. Fails here, loudly, if the order is refused, cancelled or not paid in time.
+#[given(expr = "the customer has a paid order of {int} {string}")]
+async fn the_customer_has_a_paid_order(world: &mut ShopWorld, quantity: i64, product: String) {
+    place_order(world, OrderRequest::of(vec![(quantity, product)])).await;
+    wait_for_status(world, "paid").await;
+}
+
+#[given(expr = "the customer has a paid order of {int} {string} and {int} {string}")]
+async fn the_customer_has_a_paid_order_of_two_products(
+    world: &mut ShopWorld,
+    first_quantity: i64,
+    first_product: String,
+    second_quantity: i64,
+    second_product: String,
+) {
+    place_order(world, OrderRequest::of(vec![(first_quantity, first_product), (second_quantity, second_product)])).await;
+    wait_for_status(world, "paid").await;
+}
+
+/// The ids of the orders in the last response, a list of orders.
+fn listed_order_ids(world: &ShopWorld) -> Vec<&str> {
+    let response = world.last_response();
+    let orders = response.json().as_array().unwrap_or_else(|| panic!("not a list of orders: {}", response.text));
+    orders.iter().map(|order| order["_id"].as_str().unwrap_or("?")).collect()
+}
+
+/// The last response, a list of orders, holds exactly one: the scenario's order `number`.
+#[then(expr = "the response lists only order {int}")]
+async fn lists_only_order(world: &mut ShopWorld, number: usize) {
+    let expected = world.variable(&format!("ORDER_ID_{number}"));
+    assert_eq!(
+        listed_order_ids(world),
+        [expected],
+        "the orders listed, where only order {number} was expected: {}",
+        world.last_response().text
+    );
+}
+
+/// The last response, a list of orders, holds exactly these two, in this order, and says so by
+/// their own creation times: the newer one first.
+#[then(expr = "the response lists order {int} then order {int}, newest first")]
+async fn lists_two_orders_newest_first(world: &mut ShopWorld, first: usize, second: usize) {
+    let expected = [world.variable(&format!("ORDER_ID_{first}")), world.variable(&format!("ORDER_ID_{second}"))];
+    let response = world.last_response();
+    assert_eq!(listed_order_ids(world), expected, "the orders listed: {}", response.text);
+    let created_at = |index: usize| {
+        let text = response.json()[index]["created_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an order without created_at: {}", response.text));
+        chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|error| panic!("created_at {text:?}: {error}"))
+    };
+    assert!(created_at(0) >= created_at(1), "order {first} is listed before order {second}, which is newer: {}", response.text);
+}
+
 #[then(expr = "the order is {word}")]
 async fn the_order_is(world: &mut ShopWorld, status: String) {
     wait_for_status(world, &status).await;
@@ -469,9 +525,20 @@ async fn tries_to_move_the_order(world: &mut ShopWorld, actor: Actor, status: St
 
 #[when("the customer cancels the order")]
 async fn the_customer_cancels_the_order(world: &mut ShopWorld) {
-    let path = format!("/api/v1/orders/{}", current_order(world));
-    let response = world.send(Method::DELETE, &path, Body::None, Credentials::Current).await;
-    assert_eq!(response.status, 204, "cancelling the order failed: {}", response.text);
+    let order_id = current_order(world);
+    cancel(world, &order_id).await;
+}
+
+/// Cancels the scenario's order `number` (in the order they were placed).
+#[when(expr = "the customer cancels order {int}")]
+async fn the_customer_cancels_a_numbered_order(world: &mut ShopWorld, number: usize) {
+    let order_id = world.variable(&format!("ORDER_ID_{number}")).to_owned();
+    cancel(world, &order_id).await;
+}
+
+async fn cancel(world: &mut ShopWorld, order_id: &str) {
+    let response = world.send(Method::DELETE, &format!("/api/v1/orders/{order_id}"), Body::None, Credentials::Current).await;
+    assert_eq!(response.status, 204, "cancelling the order {order_id} failed: {}", response.text);
     world.last = Some(response);
 }
 

@@ -113,6 +113,18 @@ async fn list_queues(world: &mut ShopWorld) {
     world.last = Some(Response { status: 200, headers: Default::default(), text: json.to_string(), json: Some(json) });
 }
 
+/// The last response, the management API's list of queues, lists `queue` once, with these
+/// counts: the guide's "check specific queue".
+#[then(expr = "the queue {string} is listed with {int} message(s) and {int} consumer(s)")]
+async fn queue_is_listed_with(world: &mut ShopWorld, queue: String, messages: u64, consumers: u64) {
+    let response = world.last_response();
+    let listed: Vec<&Value> =
+        response.json().as_array().into_iter().flatten().filter(|listed| listed["name"] == queue.as_str()).collect();
+    let [listed] = listed.as_slice() else { panic!("expected {queue:?} listed once: {}", response.text) };
+    assert_eq!(listed["messages"].as_u64(), Some(messages), "messages in {queue:?}: {listed}");
+    assert_eq!(listed["consumers"].as_u64(), Some(consumers), "consumers of {queue:?}: {listed}");
+}
+
 /// The queue holds exactly `expected` ready messages, once it has had time to receive them: a
 /// message waiting for a consumer that is away.
 #[then(expr = "the queue {string} holds {int} message(s)")]
