@@ -92,7 +92,12 @@ impl TestService {
         let server_url = postgres_server_url();
         let database_name = format!("security_{}", uuid::Uuid::new_v4().simple());
         let config = Config {
-            http: HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: None },
+            http: HttpSettings {
+                host: "127.0.0.1".into(),
+                port: 0,
+                inherited_listener: None,
+                drain_limit: common::config::DEFAULT_DRAIN_LIMIT,
+            },
             database_url: format!("{server_url}/{database_name}"),
             database_max_connections: 2,
             signing_key: SigningKeySource::Pem(KEYS.service_private_pem.clone()),
@@ -462,7 +467,9 @@ impl KeySetServer {
                     counter.fetch_add(1, Ordering::SeqCst);
                     let answer = answer.lock().expect("the answer").clone();
                     let (status, body) = match answer {
-                        KeySetAnswer::Serve(key_set) => ("200 OK", serde_json::to_string(&key_set).expect("a key set serialises")),
+                        KeySetAnswer::Serve(key_set) => {
+                            ("200 OK", serde_json::to_string(&key_set).expect("a key set serialises"))
+                        }
                         KeySetAnswer::Fail => ("503 Service Unavailable", r#"{"detail":"unavailable"}"#.to_owned()),
                         KeySetAnswer::Hang => {
                             tokio::time::sleep(Duration::from_secs(60)).await;

@@ -63,7 +63,14 @@ pub struct HttpSettings {
     /// anyone else meanwhile). When set, `host` and `port` are ignored and the service serves on
     /// a duplicate of this socket; the caller's own handle stays open after the service stops.
     pub inherited_listener: Option<std::sync::Arc<std::net::TcpListener>>,
+    /// How long stopping may take, from the shutdown signal to the last background task
+    /// (`SHUTDOWN_DRAIN_LIMIT_MS`; see [`crate::runtime`]).
+    pub drain_limit: std::time::Duration,
 }
+
+/// [`HttpSettings::drain_limit`] unless configured: longer than a request or a message takes, and
+/// shorter than the 30 s a container platform waits after SIGTERM before it kills.
+pub const DEFAULT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl HttpSettings {
     pub fn from_environment(environment: Environment, default_port: u16) -> anyhow::Result<Self> {
@@ -71,6 +78,9 @@ impl HttpSettings {
             host: environment.or("HOST", "127.0.0.1"),
             port: environment.parse("PORT", default_port)?,
             inherited_listener: None,
+            drain_limit: std::time::Duration::from_millis(
+                environment.parse("SHUTDOWN_DRAIN_LIMIT_MS", DEFAULT_DRAIN_LIMIT.as_millis() as u64)?,
+            ),
         })
     }
 }

@@ -114,7 +114,7 @@ impl IntoResponse for ApiError {
             // A store or the broker that is down or timing out is an outage, not a bug: the
             // caller gets a 503 it may retry, and it is logged as the operational event it is.
             // The distinction is made on the error's types (see `is_infrastructure_failure`).
-            ApiError::Internal(cause) if crate::messaging::is_infrastructure_failure(cause) => {
+            ApiError::Internal(cause) if crate::failure::is_infrastructure_failure(cause) => {
                 tracing::warn!(error = ?cause, "request failed because a dependency is unavailable");
                 return unavailable_response("Service temporarily unavailable".into());
             }

@@ -9,15 +9,15 @@
 //! The broker is `E2E_RABBITMQ_URL` (default `amqp://guest:guest@127.0.0.1:5672`) with its
 //! management API at `E2E_RABBITMQ_MANAGEMENT_URL` (default `http://guest:guest@127.0.0.1:15672`).
 
+use shop_testkit_base::TestVirtualHost;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use shop_testkit_base::TestVirtualHost;
 
 use common::messaging::consumer::{ATTEMPT_HEADER, Attempt};
 use common::messaging::events::InventoryRelease;
 use common::messaging::topology::{INVENTORY_RELEASE, dead_letter_queue};
-use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume, consume_with_attempts};
+use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
 use lapin::types::{AMQPValue, FieldTable};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
@@ -41,7 +41,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_an
         {
             let (attempts, handled) = (Arc::clone(&attempts_at_the_failing_message), Arc::clone(&handled_after_it));
             let attempted_at = Arc::clone(&attempted_at);
-            move |release: InventoryRelease| {
+            move |release: InventoryRelease, _: Attempt| {
                 let (attempts, handled) = (Arc::clone(&attempts), Arc::clone(&handled));
                 let attempted_at = Arc::clone(&attempted_at);
                 async move {
@@ -93,7 +93,7 @@ async fn a_message_that_cannot_be_decoded_is_dead_lettered_at_once_and_the_consu
         fast_settings(),
         {
             let calls = Arc::clone(&calls);
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 let calls = Arc::clone(&calls);
                 async move {
                     calls.fetch_add(1, Ordering::SeqCst);
@@ -188,7 +188,7 @@ async fn an_outage_of_any_length_never_dead_letters_and_the_messages_are_handled
     let dependency = Arc::new(FlakyDependency::default());
     dependency.down.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
-    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
         outage_settings(),
         {
@@ -253,7 +253,7 @@ async fn a_consumer_paused_by_an_outage_hands_its_message_back_when_it_is_stoppe
     let dependency = Arc::new(FlakyDependency::default());
     dependency.down.store(true, Ordering::SeqCst);
     let cancel = CancellationToken::new();
-    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
         outage_settings(),
         {
@@ -289,7 +289,7 @@ async fn outages_between_failed_attempts_do_not_use_up_a_messages_tries() {
         outage_settings(),
         {
             let answers = Arc::clone(&answers);
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 let answers = Arc::clone(&answers);
                 async move {
                     let mut answers = answers.lock().unwrap();
@@ -334,7 +334,7 @@ async fn a_panicking_handler_fails_only_its_own_delivery_and_the_consumer_goes_o
         fast_settings(),
         {
             let (panics, handled) = (Arc::clone(&panics), Arc::clone(&handled));
-            move |release: InventoryRelease| {
+            move |release: InventoryRelease, _: Attempt| {
                 let (panics, handled) = (Arc::clone(&panics), Arc::clone(&handled));
                 async move {
                     if release.order_id == "panics" {
@@ -388,7 +388,7 @@ async fn a_message_that_cannot_be_handled_yet_waits_by_time_without_holding_the_
         not_yet_give_up_after: Duration::from_secs(60),
         ..fast_settings()
     };
-    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
         settings,
         {
@@ -449,7 +449,7 @@ async fn a_message_that_waited_long_enough_gets_a_final_answer() {
         not_yet_give_up_after: Duration::from_millis(500),
         ..fast_settings()
     };
-    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
         settings,
         {
@@ -498,7 +498,7 @@ fn recording_consumer(
         fast_settings(),
         {
             let handled = Arc::clone(&handled);
-            move |release: InventoryRelease| {
+            move |release: InventoryRelease, _: Attempt| {
                 let handled = Arc::clone(&handled);
                 async move {
                     handled.lock().unwrap().push(release.order_id);
@@ -587,7 +587,7 @@ async fn a_handler_that_still_cannot_answer_after_the_wait_is_dead_lettered() {
         {
             let calls = Arc::clone(&calls);
             // A handler that breaks its contract: it never gives a final answer.
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 calls.fetch_add(1, Ordering::SeqCst);
                 async { Err(HandlerError::NotYet(anyhow::anyhow!("still missing, forever"))) }
             }
@@ -622,7 +622,7 @@ async fn a_paused_consumer_probes_less_and_less_often_while_the_outage_lasts() {
         max_outage_backoff: Duration::from_millis(200),
         ..fast_settings()
     };
-    let consumer = tokio::spawn(consume_with_attempts::<InventoryRelease, _, _>(
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
         vhost.amqp_url.clone(),
         settings,
         {
@@ -663,7 +663,7 @@ async fn a_message_whose_copy_cannot_be_queued_is_kept_neither_lost_nor_dead_let
         fast_settings(),
         {
             let (calls, go) = (Arc::clone(&calls), Arc::clone(&go));
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 let (calls, go) = (Arc::clone(&calls), Arc::clone(&go));
                 async move {
                     if calls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -711,7 +711,7 @@ async fn a_message_is_handled_in_the_scope_of_the_request_id_it_was_published_wi
         fast_settings(),
         {
             let seen = Arc::clone(&seen);
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 let seen = Arc::clone(&seen);
                 async move {
                     seen.lock().unwrap().push(common::request_id::current());
@@ -793,7 +793,7 @@ async fn a_handler_dropped_when_its_connection_is_lost_leaves_its_message_to_be_
         fast_settings(),
         {
             let (started, dropped, completed) = (Arc::clone(&started), Arc::clone(&dropped), Arc::clone(&completed));
-            move |_release: InventoryRelease| {
+            move |_release: InventoryRelease, _: Attempt| {
                 let (started, dropped, completed) = (Arc::clone(&started), Arc::clone(&dropped), Arc::clone(&completed));
                 async move {
                     let watch = DropWatch(dropped);

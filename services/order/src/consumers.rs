@@ -12,9 +12,7 @@
 
 use bson::oid::ObjectId;
 use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcessed};
-use common::messaging::{ConsumerSettings, HandlerError, consume};
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
+use common::messaging::{ConsumerSettings, HandlerError};
 
 use crate::orders::model::OrderStatus;
 use crate::orders::store::{OrderStore, StatusChange};
@@ -31,53 +29,27 @@ pub struct ConsumerContext {
 /// outage takes that long).
 pub const ACCEPTED_TO_PAID_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
 
-/// Starts the three consumers; each runs until `cancel` fires.
-pub fn spawn_all(
-    rabbitmq_url: &str,
-    settings: &ConsumerSettings,
-    context: ConsumerContext,
-    cancel: &CancellationToken,
-    tasks: &mut tokio::task::JoinSet<()>,
-) {
-    let reserved_context = context.clone();
-    tasks.spawn(
-        consume::<InventoryReserved, _, _>(
-            rabbitmq_url.to_owned(),
-            settings.clone(),
-            move |event| {
-                let context = reserved_context.clone();
-                async move { on_inventory_reserved(&context, event).await }
-            },
-            cancel.clone(),
-        )
-        .in_current_span(),
-    );
-    let processed_context = context.clone();
-    tasks.spawn(
-        consume::<OrderProcessed, _, _>(
-            rabbitmq_url.to_owned(),
-            settings.clone(),
-            move |event| {
-                let context = processed_context.clone();
-                async move { on_order_processed(&context, event).await }
-            },
-            cancel.clone(),
-        )
-        .in_current_span(),
-    );
-    let failed_context = context;
-    tasks.spawn(
-        consume::<InventoryFailed, _, _>(
-            rabbitmq_url.to_owned(),
-            settings.clone(),
-            move |event| {
-                let context = failed_context.clone();
-                async move { on_inventory_failed(&context, event).await }
-            },
-            cancel.clone(),
-        )
-        .in_current_span(),
-    );
+/// Registers the three consumers with the service.
+pub fn register(service: &mut common::runtime::Service, config: &crate::Config, context: &ConsumerContext) {
+    let settings = |queue: &str| ConsumerSettings { prefetch: config.consumer_prefetch, ..service.consumer_settings(queue) };
+    let (reserved, processed, failed) =
+        (settings("inventory_reserved"), settings("order_processed"), settings("inventory_failed"));
+    let url = &config.rabbitmq_url;
+    let shared = context.clone();
+    service.consume::<InventoryReserved, _, _>(url, reserved, move |event, _| {
+        let context = shared.clone();
+        async move { on_inventory_reserved(&context, event).await }
+    });
+    let shared = context.clone();
+    service.consume::<OrderProcessed, _, _>(url, processed, move |event, _| {
+        let context = shared.clone();
+        async move { on_order_processed(&context, event).await }
+    });
+    let shared = context.clone();
+    service.consume::<InventoryFailed, _, _>(url, failed, move |event, _| {
+        let context = shared.clone();
+        async move { on_inventory_failed(&context, event).await }
+    });
 }
 
 pub async fn on_inventory_reserved(context: &ConsumerContext, event: InventoryReserved) -> Result<(), HandlerError> {

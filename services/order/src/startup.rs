@@ -6,20 +6,16 @@
 //! user service may be down: the consumers and the outbox relay retry in the background, and the
 //! token verifier fetches its keys on first use.
 
-use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
-use common::messaging::{ConsumerSettings, OutboxRelay, Publisher};
+use common::messaging::OutboxRelay;
+use common::openapi::BearerSecurity;
+use common::runtime::Service;
 use mongodb::options::ClientOptions;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -29,9 +25,6 @@ use crate::consumers::{self, ConsumerContext};
 use crate::orders::store::OrderStore;
 use crate::orders::{self, OrdersState};
 
-/// How long the consumers and the relay get to finish what they hold once asked to stop.
-const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The name the service gives itself in logs, health answers and broker connections.
 pub const SERVICE_NAME: &str = "order-service";
 
@@ -39,22 +32,8 @@ pub const SERVICE_NAME: &str = "order-service";
 #[openapi(info(title = "Order service", description = "Orders and their status"), modifiers(&BearerSecurity))]
 struct ApiDocumentation;
 
-pub struct Application {
-    port: u16,
-    listener: TcpListener,
-    router: Router,
-    config: Config,
-    mongodb: mongodb::Client,
-    store: OrderStore,
-    /// The outbox relay's broker connection: every event the order service sends goes through
-    /// the outbox, so this is its only publisher. Closed on shutdown.
-    publisher: Arc<Publisher>,
-    /// Handed to the HTTP handlers and the consumers: they notify it after storing an event.
-    /// Where the consumers report whether they consume (`/ready`).
-    readiness: common::health::Readiness,
-    /// `/metrics`: the relay, the consumers and the HTTP routes record into it.
-    metrics: common::metrics::Metrics,
-}
+/// The order service, ready to run (see [`common::runtime`]).
+pub struct Application(Service);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -66,72 +45,39 @@ impl Application {
         let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
         store.create_indexes().await?;
 
-        let publisher = Arc::new(Publisher::new(&config.rabbitmq_url, format!("{SERVICE_NAME} publisher")));
-        let state = OrdersState {
-            store: store.clone(),
-            catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
-            verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
-            staff_policy: config.staff_policy,
-        };
-        let readiness = common::health::Readiness::default();
-        readiness.mongodb(mongodb.clone());
-        readiness.broker(Arc::clone(&publisher));
-        let metrics = common::metrics::Metrics::new();
-        let router = router(state, readiness.clone(), &metrics);
+        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+        service.mongodb(mongodb);
+        // Every event the order service sends goes through the outbox: the relay is the only
+        // publisher.
+        let publisher = service.publisher(&config.rabbitmq_url);
+        let outbox = store.outbox();
+        service.relay(OutboxRelay::new(outbox.clone(), publisher, outbox.wake()));
 
-        let listener = common::http::bind(&config.http).await?;
-        let port = listener.local_addr()?.port();
-        Ok(Self { port, listener, router, config, mongodb, store, publisher, readiness, metrics })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let cancel = CancellationToken::new();
-        let mut background = JoinSet::new();
-        let outbox = self.store.outbox();
-        let relay =
-            OutboxRelay::new(outbox.clone(), Arc::clone(&self.publisher), outbox.wake()).with_metrics(self.metrics.clone());
-        // Background tasks run in the span the service was started in, so their logs keep its context.
-        background.spawn(relay.run(cancel.clone()).in_current_span());
-        let mut settings = ConsumerSettings::new(SERVICE_NAME);
-        settings.prefetch = self.config.consumer_prefetch;
-        settings.readiness = Some(self.readiness.clone());
-        settings.metrics = Some(self.metrics.clone());
-        let accepted_to_paid = self.metrics.histogram(
+        let accepted_to_paid = service.metrics().histogram(
             "order_accepted_to_paid_seconds",
             "Time from an order's acceptance to its payment",
             &consumers::ACCEPTED_TO_PAID_BUCKETS,
         );
-        let context = ConsumerContext { store: self.store.clone(), accepted_to_paid };
-        consumers::spawn_all(&self.config.rabbitmq_url, &settings, context, &cancel, &mut background);
+        let context = ConsumerContext { store: store.clone(), accepted_to_paid };
+        consumers::register(&mut service, &config, &context);
 
-        let served = common::http::serve(self.listener, self.router, shutdown).await;
+        let state = OrdersState {
+            store,
+            catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
+            verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
+            staff_policy: config.staff_policy,
+        };
+        service.route(router(state, service.readiness(), service.metrics()));
+        Ok(Self(service))
+    }
 
-        // HTTP has stopped: stop the consumers and the relay, let them finish what they hold,
-        // then close the broker and database connections.
-        cancel.cancel();
-        let drained = tokio::time::timeout(BACKGROUND_STOP_TIMEOUT, async {
-            while let Some(finished) = background.join_next().await {
-                if let Err(error) = finished {
-                    tracing::error!(%error, "a background task of the order service failed");
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            // A task stuck in a network call (a broker that stopped answering without closing
-            // the connection) must not keep the process from stopping. Whatever it held is
-            // unacknowledged or still in an outbox, so it is redelivered or republished later.
-            tracing::warn!(timeout = ?BACKGROUND_STOP_TIMEOUT, "background tasks did not stop in time; aborting them");
-            background.abort_all();
-            while background.join_next().await.is_some() {}
-        }
-        self.publisher.close().await;
-        self.mongodb.shutdown().await;
-        served
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the configured limit.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        self.0.run_until_stopped(shutdown).await
     }
 }
 

@@ -230,7 +230,7 @@ fn spawn_fake_inventory(
     let reserve = consume::<OrderCreated, _, _>(
         rabbitmq_url.to_owned(),
         ConsumerSettings::new("fake-inventory"),
-        move |order| {
+        move |order, _| {
             let inventory = Arc::clone(&reserving_inventory);
             let publisher = Arc::clone(&publisher);
             async move {
@@ -259,7 +259,7 @@ fn spawn_fake_inventory(
     let release = consume::<InventoryRelease, _, _>(
         rabbitmq_url.to_owned(),
         ConsumerSettings::new("fake-inventory"),
-        move |release| {
+        move |release, _| {
             let inventory = Arc::clone(&releasing_inventory);
             async move {
                 inventory.released_orders.lock().unwrap().push(release.order_id);

@@ -1,24 +1,21 @@
 //! Start-up: `Application::build` connects to MongoDB, creates the indexes and binds (port 0
 //! works; read the port back with `port()`); `run_until_stopped` serves HTTP and runs the outbox
-//! relay until the shutdown future resolves, then stops both and closes the connections. The
-//! binary and the test harness both start the service through these two calls.
+//! relay until the shutdown future resolves, then drains (see `common::runtime`). The binary and
+//! the test harness both start the service through these two calls.
 //!
 //! Only MongoDB must be reachable at start-up: RabbitMQ is reached by the relay, which retries in
 //! the background, and the user service's keys are fetched on the first authenticated request.
 
-use common::openapi::BearerSecurity;
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
-use common::messaging::document_outbox::DocumentOutboxStore;
-use common::messaging::{OutboxRelay, Publisher};
+use common::messaging::OutboxRelay;
+use common::openapi::BearerSecurity;
+use common::runtime::Service;
 use mongodb::options::ClientOptions;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -35,17 +32,8 @@ pub const SERVICE_NAME: &str = "product-service";
 )]
 struct ApiDocumentation;
 
-pub struct Application {
-    port: u16,
-    listener: TcpListener,
-    router: Router,
-    /// Kept to close its connections on shutdown.
-    mongodb_client: mongodb::Client,
-    /// Publishes the events stored in product documents; started by `run_until_stopped`.
-    outbox_relay: OutboxRelay<DocumentOutboxStore>,
-    /// The relay's broker connection, closed on shutdown.
-    publisher: Arc<Publisher>,
-}
+/// The product service, ready to run (see [`common::runtime`]).
+pub struct Application(Service);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -55,51 +43,31 @@ impl Application {
         client_options.app_name = Some(SERVICE_NAME.to_owned());
         client_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
         let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
-        let database = mongodb_client.database(&config.mongodb_database);
-
-        let products = ProductStore::new(&database);
+        let products = ProductStore::new(&mongodb_client.database(&config.mongodb_database));
         products.create_indexes().await?;
 
-        let publisher = Arc::new(Publisher::new(config.rabbitmq_url.clone(), SERVICE_NAME));
-        let metrics = common::metrics::Metrics::new();
-        let outbox_relay =
-            OutboxRelay::new(products.outbox(), Arc::clone(&publisher), products.outbox().wake()).with_metrics(metrics.clone());
+        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+        service.mongodb(mongodb_client);
+        // Publishes the events stored in product documents.
+        let publisher = service.publisher(&config.rabbitmq_url);
+        service.relay(OutboxRelay::new(products.outbox(), publisher, products.outbox().wake()));
 
         let state = AppState {
             products,
             token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
             staff_policy: config.staff_policy,
         };
-        let readiness = common::health::Readiness::default();
-        readiness.mongodb(mongodb_client.clone());
-        readiness.broker(Arc::clone(&publisher));
-        let router = router(state, readiness, &metrics);
-
-        let listener = common::http::bind(&config.http).await?;
-        let port = listener.local_addr()?.port();
-        Ok(Self { port, listener, router, mongodb_client, outbox_relay, publisher })
+        service.route(router(state, service.readiness(), service.metrics()));
+        Ok(Self(service))
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
+    /// Serves until `shutdown` resolves, then drains within the configured limit.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let background = CancellationToken::new();
-        // The relay runs in the span the service was started in, so its logs keep that context.
-        let relay = tokio::spawn(self.outbox_relay.run(background.clone()).in_current_span());
-
-        let served = common::http::serve(self.listener, self.router, shutdown).await;
-
-        background.cancel();
-        if let Err(error) = relay.await {
-            tracing::error!(%error, "the outbox relay task failed");
-        }
-        self.publisher.close().await;
-        // Immediate: every request has finished and the relay has stopped, so nothing still
-        // needs the connections.
-        self.mongodb_client.shutdown().immediate(true).await;
-        served
+        self.0.run_until_stopped(shutdown).await
     }
 }
 

@@ -5,9 +5,10 @@
 
 use bson::oid::ObjectId;
 use bson::{Document, doc};
+use common::messaging::OutboxMessage;
 use common::messaging::OutboxStore;
+use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_FIELD};
 use common::messaging::events::{Message, ProductCreated, ProductDeleted};
-use common::messaging::{OutboxMessage, document_outbox::OUTBOX_FIELD};
 use product_service::products::model::ProductDocument;
 use product_service::products::store::{COLLECTION, ProductStore};
 use shop_testkit_base::TestVirtualHost;
@@ -64,15 +65,17 @@ async fn insert_lamp(store: &ProductStore) -> (ProductDocument, OutboxMessage) {
     (lamp, created)
 }
 
+/// What a writer without a relay of its own stores in `outbox_due`: due to any relay at once.
+const DUE_AT_ONCE: bson::DateTime = bson::DateTime::from_millis(0);
+
 /// A lamp stored with its `ProductCreated` event due to any relay (as a writer without a relay of
 /// its own would store it), so that the tests below see relays claim it by reading.
 async fn insert_unclaimed_lamp(database: &TestDatabase) -> (ProductDocument, OutboxMessage) {
-    use common::messaging::document_outbox::{mark_events_due, outbox_array};
     let lamp = product(40);
     let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
     let mut document = bson::to_document(&lamp).unwrap();
-    document.insert(OUTBOX_FIELD, outbox_array(std::slice::from_ref(&created)).unwrap());
-    mark_events_due(&mut document);
+    document.insert(OUTBOX_FIELD, bson::to_bson(std::slice::from_ref(&created)).unwrap());
+    document.insert(OUTBOX_DUE_FIELD, DUE_AT_ONCE);
     database.database.collection::<Document>(COLLECTION).insert_one(document).await.unwrap();
     (lamp, created)
 }
@@ -103,7 +106,7 @@ async fn a_created_product_carries_its_event_until_it_is_marked_published() {
     assert!(outbox.pending(100).await.unwrap().is_empty());
     let stored = database.raw_document(lamp.id).await.expect("the product stays");
     assert!(stored.get_array(OUTBOX_FIELD).unwrap().is_empty());
-    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use common::messaging::document_outbox::OUTBOX_OWNER_FIELD;
     assert!(stored.get(OUTBOX_DUE_FIELD).is_none() && stored.get(OUTBOX_OWNER_FIELD).is_none(), "claim released: {stored}");
     database.drop_database().await;
 }
@@ -140,7 +143,7 @@ async fn a_deleted_product_is_a_hidden_tombstone_until_its_event_is_published() 
 /// the read keeps that event and its claim.
 #[tokio::test]
 async fn the_events_of_one_read_are_marked_published_together() {
-    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use common::messaging::document_outbox::OUTBOX_OWNER_FIELD;
     let database = TestDatabase::new().await;
     let store = database.product_store().await;
     let outbox = store.outbox();
@@ -185,7 +188,9 @@ async fn an_outbox_event_that_cannot_be_decoded_is_set_aside_and_the_relay_publi
         doc! { "_id": broken_id, "name": "Broken", OUTBOX_FIELD: [broken_event.clone()] },
         doc! { "_id": other_broken_id, "name": "Also broken", OUTBOX_FIELD: [other_broken_event.clone()] },
     ];
-    broken_documents.iter_mut().for_each(common::messaging::document_outbox::mark_events_due);
+    broken_documents.iter_mut().for_each(|document| {
+        document.insert(OUTBOX_DUE_FIELD, DUE_AT_ONCE);
+    });
     database.database.collection::<Document>(COLLECTION).insert_many(broken_documents).await.unwrap();
     let lamp = product(40);
     let event = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
@@ -279,7 +284,7 @@ async fn the_relay_is_woken_by_its_stores_writes() {
 /// until the claim is released (its last event marked published) or expires (its relay died).
 #[tokio::test]
 async fn a_claimed_document_is_one_relays_until_it_is_drained_or_the_claim_expires() {
-    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use common::messaging::document_outbox::OUTBOX_OWNER_FIELD;
     use std::time::Duration;
 
     let database = TestDatabase::new().await;
@@ -331,7 +336,7 @@ async fn an_event_stored_while_a_relay_holds_the_entity_is_that_relays() {
 /// expired, or by hand), so that nobody reads it again.
 #[tokio::test]
 async fn a_live_relay_keeps_its_claims_and_lets_go_of_an_empty_outbox() {
-    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use common::messaging::document_outbox::OUTBOX_OWNER_FIELD;
     use std::time::Duration;
 
     let database = TestDatabase::new().await;
@@ -380,12 +385,11 @@ async fn a_relay_renews_its_claims_at_most_every_quarter_lease() {
 /// `outbox_lease`) are found: the start-up sweep makes them due.
 #[tokio::test]
 async fn events_stored_by_an_older_version_are_made_due_at_start() {
-    use common::messaging::document_outbox::outbox_array;
     let database = TestDatabase::new().await;
     let lamp = product(40);
     let created = OutboxMessage::new(&ProductCreated { product_id: lamp.id.to_hex(), quantity: 40 });
     let mut old = bson::to_document(&lamp).unwrap();
-    old.insert(OUTBOX_FIELD, outbox_array(std::slice::from_ref(&created)).unwrap());
+    old.insert(OUTBOX_FIELD, bson::to_bson(std::slice::from_ref(&created)).unwrap());
     old.insert("outbox_lease", doc! { "owner": "a relay of the old version", "until": bson::DateTime::from_millis(0) });
     database.database.collection::<Document>(COLLECTION).insert_one(old).await.unwrap();
     let store = ProductStore::new(&database.database);
@@ -524,7 +528,7 @@ async fn the_outbox_indexes_are_created() {
         .unwrap();
     assert!(keys.contains(&doc! { format!("{OUTBOX_FIELD}.id"): 1 }), "indexes: {keys:?}");
     // And on the claim fields, which every look for pending events reads.
-    use common::messaging::document_outbox::{OUTBOX_DUE_FIELD, OUTBOX_OWNER_FIELD};
+    use common::messaging::document_outbox::OUTBOX_OWNER_FIELD;
     assert!(keys.contains(&doc! { OUTBOX_DUE_FIELD: 1, "_id": 1 }), "indexes: {keys:?}");
     assert!(keys.contains(&doc! { OUTBOX_OWNER_FIELD: 1 }), "indexes: {keys:?}");
     database.drop_database().await;
@@ -585,7 +589,10 @@ async fn a_write_dropped_at_any_await_still_has_its_events_published() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let bodies = vhost.take_all(queue).await;
-            bodies.iter().map(|body| serde_json::from_slice::<serde_json::Value>(body).unwrap()["product_id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>()
+            bodies
+                .iter()
+                .map(|body| serde_json::from_slice::<serde_json::Value>(body).unwrap()["product_id"].as_str().unwrap().to_owned())
+                .collect::<BTreeSet<_>>()
         }
     };
 
@@ -600,7 +607,8 @@ async fn a_write_dropped_at_any_await_still_has_its_events_published() {
         lamps.push(lamp);
     }
     let created = drained_then_published(ProductCreated::QUEUE).await;
-    let stored: BTreeSet<String> = raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
+    let stored: BTreeSet<String> =
+        raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
     assert_eq!(created, stored, "every stored product, and only those, announced");
     assert!(dropped_inserts >= 1, "no insert was dropped before it finished: the test proved nothing");
     assert!(stored.len() > 25 - dropped_inserts, "some dropped inserts stored their product");
@@ -613,7 +621,8 @@ async fn a_write_dropped_at_any_await_still_has_its_events_published() {
         }
     }
     let deleted = drained_then_published(ProductDeleted::QUEUE).await;
-    let remaining: BTreeSet<String> = raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
+    let remaining: BTreeSet<String> =
+        raw.distinct("_id", doc! {}).await.unwrap().into_iter().map(|id| id.as_object_id().unwrap().to_hex()).collect();
     let gone: BTreeSet<String> = stored.difference(&remaining).cloned().collect();
     assert_eq!(deleted, gone, "every deleted product, and only those, announced (a tombstone goes once announced)");
     assert!(dropped_updates >= 1, "no update was dropped before it finished: the test proved nothing");

@@ -1,7 +1,8 @@
 //! Start-up: `Application::build` prepares the database (created if missing, migrated), loads
 //! or generates the signing key and binds (port 0 works; read the port back with `port()`);
-//! `run_until_stopped` serves until the shutdown future resolves, then closes the pool. The
-//! binary and the test harness both start the service through these two calls.
+//! `run_until_stopped` serves until the shutdown future resolves, then drains and closes the pool
+//! (see `common::runtime`). The binary and the test harness both start the service through these
+//! two calls.
 //!
 //! The service has no background tasks: it publishes and consumes no messages.
 
@@ -11,8 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
-use sqlx::PgPool;
-use tokio::net::TcpListener;
+use common::runtime::Service;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -22,13 +22,10 @@ use crate::passwords::PasswordHasher;
 use crate::state::AppState;
 use crate::tokens::{TokenIssuer, load_signing_key};
 
-pub struct Application {
-    port: u16,
-    listener: TcpListener,
-    router: Router,
-    /// Kept to close it once the server has stopped, so a test can drop its database at once.
-    pool: PgPool,
-}
+pub const SERVICE_NAME: &str = "user-service";
+
+/// The user service, ready to run (see [`common::runtime`]).
+pub struct Application(Service);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -42,30 +39,28 @@ impl Application {
         tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
         let passwords = PasswordHasher::new(config.password_hashing).await?;
 
+        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+        // Closed once the server has stopped, so a test can drop its database at once.
+        service.postgres(pool.clone());
         let state = AppState {
-            pool: pool.clone(),
+            pool,
             tokens: Arc::new(tokens),
             verifier: Arc::new(verifier),
             passwords: Arc::new(passwords),
             login_throttle: Arc::default(),
             staff_emails: config.staff_emails.clone().into(),
         };
-        let listener = common::http::bind(&config.http).await?;
-        let port = listener.local_addr().context("failed to read the bound address")?.port();
-        let readiness = common::health::Readiness::default();
-        readiness.postgres(pool.clone());
-        let metrics = common::metrics::Metrics::new();
-        Ok(Self { port, listener, router: router(state, readiness, &metrics), pool })
+        service.route(router(state, service.readiness(), service.metrics()));
+        Ok(Self(service))
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
+    /// Serves until `shutdown` resolves, then drains within the configured limit.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let served = common::http::serve(self.listener, self.router, shutdown).await;
-        self.pool.close().await;
-        served
+        self.0.run_until_stopped(shutdown).await
     }
 }
 
@@ -78,7 +73,7 @@ pub fn router(state: AppState, readiness: common::health::Readiness, metrics: &c
         .merge(crate::addresses::router())
         .split_for_parts();
     common::http::finish(
-        api.with_state(state).merge(common::health::router("user-service", readiness)).merge(common::openapi::router(document)),
+        api.with_state(state).merge(common::health::router(SERVICE_NAME, readiness)).merge(common::openapi::router(document)),
         metrics,
     )
 }

@@ -48,7 +48,12 @@ where
     let database_url = format!("{server_url}/{database_name}");
     let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
     let config = Config {
-        http: HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: None },
+        http: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            inherited_listener: None,
+            drain_limit: common::config::DEFAULT_DRAIN_LIMIT,
+        },
         database_url: database_url.clone(),
         database_max_connections: 3,
         // Generated on first use: this also exercises the development key path.

@@ -11,12 +11,18 @@
 //!   leaves a copy in both places rather than in neither. A copy handled twice is harmless: every
 //!   consumer is idempotent. The attempt counters are reset, so the consumer tries afresh.
 
+use std::time::Duration;
+
 use anyhow::Context;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
 use super::topology::{self, QUEUES};
+
+/// How long replaying one message may wait for the broker's confirm before the replay stops
+/// (the message then stays in the dead-letter queue, and may also be in its work queue).
+const REPLAY_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One dead-lettered message, as [`peek`] shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,19 +81,9 @@ pub async fn replay(url: &str, queue: &str) -> anyhow::Result<usize> {
             break;
         };
         let properties = fresh_properties(&message.delivery.properties);
-        let confirmation = channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                &message.delivery.data,
-                properties,
-            )
+        super::publisher::publish_confirmed(&channel, ("", queue), &message.delivery.data, properties, REPLAY_CONFIRM_TIMEOUT)
             .await
-            .with_context(|| format!("failed to publish to {queue}"))?
-            .await
-            .with_context(|| format!("no confirm for a message replayed to {queue}"))?;
-        anyhow::ensure!(confirmation.is_ack(), "the broker refused a message replayed to {queue}");
+            .with_context(|| format!("failed to replay a message to {queue}"))?;
         message
             .delivery
             .ack(BasicAckOptions::default())

@@ -102,23 +102,14 @@ fn due_at_once() -> bson::DateTime {
 }
 
 /// Events as the BSON array to store under [`OUTBOX_FIELD`].
-pub fn outbox_array(messages: &[OutboxMessage]) -> anyhow::Result<Bson> {
+fn outbox_array(messages: &[OutboxMessage]) -> anyhow::Result<Bson> {
     bson::to_bson(messages).context("failed to encode outbox events as BSON")
-}
-
-/// Makes the events in a new document's [`OUTBOX_FIELD`] due, so that a relay finds them. Every
-/// insert of a document with events calls it (a document without [`OUTBOX_DUE_FIELD`] is found
-/// only by the start-up sweep of [`DocumentOutboxStore::create_indexes`]).
-pub fn mark_events_due(document: &mut Document) {
-    if document.get_array(OUTBOX_FIELD).is_ok_and(|events| !events.is_empty()) {
-        document.insert(OUTBOX_DUE_FIELD, due_at_once());
-    }
 }
 
 /// Adds to `update` (which must have no `$push` or `$max` of its own) the operators that append
 /// `events` to a document's outbox and make them due: at once, or, while a relay holds the
 /// document, when its claim ends (the holder itself publishes them, after the earlier ones).
-pub fn push_events(update: &mut Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
+fn push_events(update: &mut Document, events: &[OutboxMessage]) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -235,7 +226,9 @@ impl DocumentOutboxStore {
         }
         let hand_over = self.wake.announce(events);
         // On an error the hand-over is dropped unanswered, as in `insert`.
-        if let Some(document) = self.collection.find_one_and_update(unclaimed, claiming).return_document(ReturnDocument::After).await? {
+        if let Some(document) =
+            self.collection.find_one_and_update(unclaimed, claiming).return_document(ReturnDocument::After).await?
+        {
             hand_over.complete();
             return Ok(Some(document));
         }
@@ -378,7 +371,7 @@ impl DocumentOutboxStore {
     /// Creates the indexes the relay's queries use: on the claim fields, which finding pending
     /// events uses, and on the event ids, which removing a published one uses. Then makes due any
     /// document holding events without [`OUTBOX_DUE_FIELD`] (written before the field existed,
-    /// when claims lived in `outbox_lease`, or by a write that forgot [`mark_events_due`]): a
+    /// when claims lived in `outbox_lease`): a
     /// whole-collection scan, once per start. Idempotent: call it at every start.
     pub async fn create_indexes(&self) -> anyhow::Result<()> {
         let indexes =

@@ -1,6 +1,8 @@
-//! How many attempts in a row have failed: the state behind the back-off and the log throttling
-//! of the loops that keep trying while a dependency is away (the consumer's reconnection loop and
-//! the outbox relay).
+//! How many attempts in a row have failed, and how long to wait after them: the back-off and the
+//! log throttling of the loops that keep trying while a dependency is away (the consumer's
+//! reconnection loop and outage probes, and the outbox relay).
+
+use std::time::Duration;
 
 /// Consecutive failures; a success ends the streak.
 #[derive(Debug, Default)]
@@ -29,6 +31,12 @@ impl FailureStreak {
     pub(crate) fn worth_logging(&self) -> bool {
         self.0 == 1 || self.0 % 20 == 0
     }
+}
+
+/// The wait after the `failures`-th consecutive failure: `first`, doubling, at most `cap`.
+pub(crate) fn capped_backoff(first: Duration, failures: u32, cap: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    first.saturating_mul(2u32.saturating_pow(doublings)).min(cap)
 }
 
 #[cfg(test)]
@@ -62,5 +70,14 @@ mod tests {
             })
             .collect();
         assert_eq!(logged, vec![1, 20, 40, 60]);
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let first = Duration::from_millis(100);
+        let cap = Duration::from_secs(30);
+        assert_eq!(capped_backoff(first, 1, cap), Duration::from_millis(100));
+        assert_eq!(capped_backoff(first, 3, cap), Duration::from_millis(400));
+        assert_eq!(capped_backoff(first, 40, cap), cap);
     }
 }

@@ -1,20 +1,13 @@
-//! What a message handler says when it could not process a message, and which failures are the
-//! message's fault and which are the infrastructure's.
+//! What a message handler says when it could not process a message.
 //!
-//! The distinction decides what happens to the message (see [`super::consumer`]): a message that
-//! is wrong is tried a bounded number of times and then dead-lettered; a message that met a
+//! The answer decides what happens to the message (see [`super::consumer`]): a message that is
+//! wrong is tried a bounded number of times and then dead-lettered; a message that met a
 //! dependency that is down (a database, the broker, another service) is kept, and the consumer
 //! pauses until the dependency answers again, however long that takes. An outage must never cost
 //! a message its tries, or a database failover would fill the dead-letter queues with good orders.
-//!
-//! The classification is by type, never by error text: [`is_infrastructure_failure`] walks an
-//! error's cause chain looking for the error types of the drivers (sqlx, mongodb, lapin), I/O and
-//! timeout errors, and the marker [`DependencyUnavailable`]. It deliberately does not guess about
-//! errors it does not know: those count against the message's tries, which is the safe side for a
-//! bug (bounded work) but would be the wrong side for an outage, so every driver error a handler
-//! can meet during an outage must be recognised here.
-
-use std::time::Duration;
+//! A handler's `?` decides between the two by the error's types, with
+//! [`crate::failure::is_infrastructure_failure`] (the same rule that turns an HTTP handler's
+//! failure into a 503 rather than a 500).
 
 /// What a handler says about a message it could not process.
 #[derive(Debug)]
@@ -67,11 +60,15 @@ impl std::fmt::Display for HandlerError {
 }
 
 /// A handler's `?` on an infrastructure call lands here: infrastructure failures (by the types in
-/// the cause chain, see [`is_infrastructure_failure`]) become [`HandlerError::Unavailable`],
+/// the cause chain, see [`crate::failure::is_infrastructure_failure`]) become [`HandlerError::Unavailable`],
 /// everything else [`HandlerError::Retry`].
 impl From<anyhow::Error> for HandlerError {
     fn from(error: anyhow::Error) -> Self {
-        if is_infrastructure_failure(&error) { HandlerError::Unavailable(error) } else { HandlerError::Retry(error) }
+        if crate::failure::is_infrastructure_failure(&error) {
+            HandlerError::Unavailable(error)
+        } else {
+            HandlerError::Retry(error)
+        }
     }
 }
 
@@ -95,110 +92,6 @@ impl From<mongodb::error::Error> for HandlerError {
     }
 }
 
-/// A marker for "a dependency did not answer", for code that detects an outage itself (a
-/// timeout around a call, a client that answered 503). Wrap it in an `anyhow::Error` (or put it
-/// in the cause chain with `.context`) and the handler's `?` classifies it as
-/// [`HandlerError::Unavailable`].
-#[derive(Debug, thiserror::Error)]
-#[error("{dependency} is unavailable")]
-pub struct DependencyUnavailable {
-    /// What did not answer, for the log: "PostgreSQL", "the catalog".
-    pub dependency: String,
-}
-
-impl DependencyUnavailable {
-    pub fn new(dependency: impl Into<String>) -> Self {
-        Self { dependency: dependency.into() }
-    }
-}
-
-/// Whether anything in `error`'s cause chain says a dependency failed rather than the message.
-pub fn is_infrastructure_failure(error: &anyhow::Error) -> bool {
-    error.chain().any(is_infrastructure_cause)
-}
-
-fn is_infrastructure_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
-    if cause.is::<DependencyUnavailable>() || cause.is::<tokio::time::error::Elapsed>() {
-        return true;
-    }
-    if let Some(failure) = cause.downcast_ref::<super::publisher::PublishFailure>() {
-        return failure.is_infrastructure();
-    }
-    // Every I/O error a handler meets is a connection that failed, not its message.
-    if cause.is::<std::io::Error>() {
-        return true;
-    }
-    // Every lapin error is about the broker or the connection to it, never about a message's
-    // content (a message the broker refuses shows up as a nack or a return, not as an error).
-    if cause.is::<lapin::Error>() {
-        return true;
-    }
-    if let Some(error) = cause.downcast_ref::<reqwest::Error>() {
-        return error.is_connect() || error.is_timeout();
-    }
-    #[cfg(feature = "postgres")]
-    if let Some(error) = cause.downcast_ref::<sqlx::Error>() {
-        return is_infrastructure_sqlx_error(error);
-    }
-    #[cfg(feature = "mongodb")]
-    if let Some(error) = cause.downcast_ref::<mongodb::error::Error>() {
-        return is_infrastructure_mongodb_error(error);
-    }
-    false
-}
-
-#[cfg(feature = "postgres")]
-fn is_infrastructure_sqlx_error(error: &sqlx::Error) -> bool {
-    match error {
-        // The connection broke, could not be made, or the pool had none to give in time.
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database_error) => database_error.code().is_some_and(|code| is_infrastructure_sqlstate(&code)),
-        _ => false,
-    }
-}
-
-/// SQLSTATEs that describe the server's condition, not the statement: class 08 (connection
-/// exception), class 53 (insufficient resources: out of connections, disk or memory), 57P01-57P03
-/// (the server is shutting down, crashed or still starting: what a restart or failover looks
-/// like), 57014 (the statement timed out) and class 58 (system error, I/O).
-#[cfg(feature = "postgres")]
-fn is_infrastructure_sqlstate(code: &str) -> bool {
-    code.starts_with("08")
-        || code.starts_with("53")
-        || code.starts_with("58")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
-}
-
-#[cfg(feature = "mongodb")]
-fn is_infrastructure_mongodb_error(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::ErrorKind;
-    match error.kind.as_ref() {
-        // No server to talk to, the connection broke or timed out, or the pool was cleared after
-        // a network error.
-        ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::ServerSelection { .. }
-        | ErrorKind::DnsResolve { .. } => true,
-        // The server answered, but only to say it cannot serve now: shutting down, stepping down,
-        // not (yet) primary, or over its time limit.
-        ErrorKind::Command(command_error) => {
-            matches!(command_error.code, 6 | 7 | 50 | 89 | 91 | 189 | 262 | 9001 | 10107 | 11600 | 11602 | 13435 | 13436)
-        }
-        _ => error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR),
-    }
-}
-
-/// The wait after the `failures`-th consecutive failure: `first`, doubling, at most `cap`.
-pub(crate) fn capped_backoff(first: Duration, failures: u32, cap: Duration) -> Duration {
-    let doublings = failures.saturating_sub(1).min(20);
-    first.saturating_mul(2u32.saturating_pow(doublings)).min(cap)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,25 +111,10 @@ mod tests {
         assert!(matches!(HandlerError::from(error), HandlerError::Retry(_)));
     }
 
-    #[test]
-    fn the_marker_and_timeouts_are_infrastructure() {
-        let marker = anyhow::Error::new(DependencyUnavailable::new("the catalog")).context("failed to check the price");
-        assert!(is_infrastructure_failure(&marker));
-    }
-
     #[cfg(feature = "postgres")]
     #[test]
     fn pool_timeouts_are_infrastructure_and_row_not_found_is_not() {
         assert!(matches!(HandlerError::from(sqlx::Error::PoolTimedOut), HandlerError::Unavailable(_)));
         assert!(matches!(HandlerError::from(sqlx::Error::RowNotFound), HandlerError::Retry(_)));
-    }
-
-    #[test]
-    fn the_backoff_doubles_up_to_its_cap() {
-        let first = Duration::from_millis(100);
-        let cap = Duration::from_secs(30);
-        assert_eq!(capped_backoff(first, 1, cap), Duration::from_millis(100));
-        assert_eq!(capped_backoff(first, 3, cap), Duration::from_millis(400));
-        assert_eq!(capped_backoff(first, 40, cap), cap);
     }
 }

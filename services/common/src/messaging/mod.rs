@@ -16,9 +16,9 @@ pub mod outbox;
 pub mod publisher;
 pub mod topology;
 
-pub use consumer::{Attempt, ConsumerSettings, consume, consume_with_attempts};
+pub use consumer::{Attempt, ConsumerSettings, consume};
 pub use events::Message;
-pub use handler_error::{DependencyUnavailable, HandlerError, is_infrastructure_failure};
+pub use handler_error::HandlerError;
 pub use outbox::{OutboxMessage, OutboxRelay, OutboxStore, RelayWake};
 pub use publisher::{PublishFailure, Publisher};
 

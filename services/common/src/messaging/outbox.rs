@@ -168,8 +168,11 @@ impl RelayWake {
                 HAND_OVER_LIMIT.as_secs()
             );
         }
-        let held: HashSet<String> =
-            batch.iter().filter(|event| handed.in_flight.contains_key(&event.id)).map(|event| event.correlation_id.clone()).collect();
+        let held: HashSet<String> = batch
+            .iter()
+            .filter(|event| handed.in_flight.contains_key(&event.id))
+            .map(|event| event.correlation_id.clone())
+            .collect();
         if held.is_empty() {
             return (batch, false);
         }

@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 
 use super::{Message, topology};
+use crate::failure::DependencyUnavailable;
 
 /// AMQP delivery mode 2: the broker writes the message to disk, so it survives a restart.
 const PERSISTENT: u8 = 2;
@@ -26,19 +27,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a publish did not get the broker's confirm. Carried in the `anyhow::Error` that
-/// [`Publisher::publish`] returns, so that a handler's `?` classifies it by type (see
-/// [`super::handler_error::is_infrastructure_failure`]).
+/// [`Publisher::publish`] returns; the variants that say the broker is unavailable carry
+/// [`DependencyUnavailable`] as their source, so that a handler's `?` classifies them by type
+/// (see [`crate::failure`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishFailure {
     /// No confirm within [`CONFIRM_TIMEOUT`] (or no connection within [`CONNECT_TIMEOUT`]): the
     /// broker or the way to it is down. The message may or may not have been taken; the caller
     /// publishes again and the idempotent consumer ignores a duplicate.
-    #[error("the broker did not answer within {0:?}")]
-    TimedOut(Duration),
+    #[error("the broker did not answer within {after:?}")]
+    TimedOut {
+        after: Duration,
+        #[source]
+        unavailable: DependencyUnavailable,
+    },
     /// The broker nacked the message: it could not take responsibility for it (an internal error,
     /// a queue process that crashed). That is the broker's condition, not the message's.
     #[error("the broker refused the message")]
-    Refused,
+    Refused(#[source] DependencyUnavailable),
     /// The broker confirmed but returned the message: no queue is bound to its routing key. The
     /// topology is declared on every connect, so this means a queue was deleted by hand.
     #[error("no queue took the message")]
@@ -46,10 +52,42 @@ pub enum PublishFailure {
 }
 
 impl PublishFailure {
-    /// Whether this says the broker is unavailable rather than something about the message.
-    pub fn is_infrastructure(&self) -> bool {
-        matches!(self, PublishFailure::TimedOut(_) | PublishFailure::Refused)
+    fn timed_out(after: Duration) -> Self {
+        PublishFailure::TimedOut { after, unavailable: DependencyUnavailable::new("RabbitMQ") }
     }
+
+    fn refused() -> Self {
+        PublishFailure::Refused(DependencyUnavailable::new("RabbitMQ"))
+    }
+}
+
+/// Publishes on `channel` (which must be in confirm mode) and waits at most `timeout` for the
+/// broker's confirm: the one way every message of the shop is handed to the broker (the
+/// publisher's, the consumer's retries and delayed copies, the dead-letter replay). Mandatory, so
+/// a message that no queue takes comes back as [`PublishFailure::Returned`] instead of
+/// vanishing.
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    (exchange, routing_key): (&str, &str),
+    payload: &[u8],
+    properties: BasicProperties,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let confirmation = tokio::time::timeout(timeout, async {
+        channel.basic_publish(exchange.into(), routing_key.into(), options, payload, properties).await?.await
+    })
+    .await
+    .map_err(|_elapsed| PublishFailure::timed_out(timeout))??;
+    // A confirm is an ack (the broker has the message) or a nack; an ack that carries a returned
+    // message means no queue took it. Neither closes the channel.
+    if !confirmation.is_ack() {
+        return Err(PublishFailure::refused().into());
+    }
+    if confirmation.take_message().is_some() {
+        return Err(PublishFailure::Returned.into());
+    }
+    Ok(())
 }
 
 /// A lazily connected publisher. Cheap to share in an `Arc`, and shared: the outbox relay's
@@ -109,22 +147,7 @@ impl Publisher {
         properties: BasicProperties,
     ) -> anyhow::Result<()> {
         let channel = self.channel().await?;
-        // Mandatory: a message that no queue takes comes back instead of vanishing.
-        let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, async {
-            channel.basic_publish(exchange.into(), routing_key.into(), options, payload, properties).await?.await
-        })
-        .await
-        .map_err(|_elapsed| PublishFailure::TimedOut(CONFIRM_TIMEOUT))??;
-        // A confirm is an ack (the broker has the message) or a nack; an ack that carries a
-        // returned message means no queue took it. Neither closes the shared connection.
-        if !confirmation.is_ack() {
-            return Err(PublishFailure::Refused.into());
-        }
-        if confirmation.take_message().is_some() {
-            return Err(PublishFailure::Returned.into());
-        }
-        Ok(())
+        publish_confirmed(&channel, (exchange, routing_key), payload, properties, CONFIRM_TIMEOUT).await
     }
 
     /// The confirm channel, connecting first if there is no live one. A link whose connection or
@@ -142,7 +165,7 @@ impl Publisher {
         }
         let (connection, channel) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
             .await
-            .map_err(|_elapsed| PublishFailure::TimedOut(CONNECT_TIMEOUT))
+            .map_err(|_elapsed| PublishFailure::timed_out(CONNECT_TIMEOUT))
             .with_context(|| format!("failed to connect to RabbitMQ as {}", self.connection_name))??;
         *link = Some((connection, channel.clone()));
         Ok(channel)
@@ -171,7 +194,7 @@ impl Publisher {
         let name = format!("{} (readiness probe)", self.connection_name);
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, super::connect(&self.url, &name))
             .await
-            .map_err(|_elapsed| PublishFailure::TimedOut(CONNECT_TIMEOUT))?
+            .map_err(|_elapsed| PublishFailure::timed_out(CONNECT_TIMEOUT))?
             .context("failed to connect to RabbitMQ")?;
         let _ = tokio::time::timeout(Duration::from_secs(1), connection.close(200, "readiness probe done".into())).await;
         Ok(())

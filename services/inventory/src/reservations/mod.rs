@@ -47,7 +47,7 @@ impl ReservationMetrics {
     /// Reports a failed reservation or release: an outage (waited out by the consumer) as it
     /// is; anything else as an ERROR naming the order, counted for alerting.
     fn failed(&self, operation: &'static str, order_id: &str, error: anyhow::Error) -> HandlerError {
-        if !common::messaging::is_infrastructure_failure(&error) {
+        if !common::failure::is_infrastructure_failure(&error) {
             self.failures.get_or_create(&OutcomeLabels { outcome: operation }).inc();
             tracing::error!(
                 order_id,

@@ -1,0 +1,240 @@
+//! One delivery, from the moment it is taken to its [`Outcome`]: decoded, handed to the handler
+//! (through any outage), then acknowledged, retried, set aside, dead-lettered or handed back.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::headers::{ATTEMPT_HEADER, WAITING_SINCE_HEADER, attempt_of, header_text, now_millis, waited_of, with_header};
+use super::outage::OutageGate;
+use super::{Attempt, ConsumerSettings};
+use crate::messaging::failure_streak::capped_backoff;
+use crate::messaging::publisher::publish_confirmed;
+use crate::messaging::{HandlerError, Message, topology};
+
+/// How long re-publishing a retry or a delayed copy may take, confirm included. Past that the
+/// broker is treated as unavailable: the delivery is handed back (nack with requeue) instead.
+const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What became of a delivery; counted in `/metrics` by [`Outcome::label`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The handler succeeded; the delivery is acknowledged.
+    Handled,
+    /// It failed and has tries left: a copy with its attempt raised replaced it.
+    Retried,
+    /// Something it needs is on its way: a copy waits in the delay queue.
+    SetAside,
+    /// Rejected into its dead-letter queue (undecodable, refused, out of tries or out of time).
+    DeadLettered,
+    /// Handed back to the queue unhandled: the consumer is stopping or its channel is gone.
+    HandedBack,
+}
+
+impl Outcome {
+    /// The `outcome` label of `messages_total`.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Retried => "retried",
+            Outcome::SetAside => "set_aside",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::HandedBack => "handed_back",
+        }
+    }
+}
+
+/// What a delivery needs besides its handler.
+pub(super) struct DeliveryContext<'a> {
+    /// The channel the delivery came on: a delivery paused for an outage gives up (the broker has
+    /// requeued it) once this channel is gone.
+    pub(super) channel: &'a Channel,
+    /// Confirm-mode channel for retries and delayed copies.
+    pub(super) retry_channel: &'a Channel,
+    pub(super) settings: &'a ConsumerSettings,
+    pub(super) gate: &'a OutageGate,
+    /// The consumer's stop signal: a delivery paused for an outage is handed back when it fires
+    /// instead of holding up the shutdown.
+    pub(super) cancel: &'a CancellationToken,
+}
+
+pub(super) async fn handle_delivery<M, H, F>(delivery: Delivery, handler: &H, context: &DeliveryContext<'_>)
+where
+    M: Message,
+    H: Fn(M, Attempt) -> F,
+    F: Future<Output = Result<(), HandlerError>>,
+{
+    let settings = context.settings;
+    let attempt = attempt_of(&delivery.properties);
+    let waited = waited_of(&delivery.properties);
+    let attempt_information = Attempt { number: attempt, waited, may_keep_waiting: waited < settings.not_yet_give_up_after };
+    let correlation_id = delivery.properties.correlation_id().as_ref().map(ToString::to_string).unwrap_or_default();
+    // The request that caused the message, or a new id for one that came without (published by
+    // hand, or by an older version): either way what the handler logs and publishes carries one.
+    let request_id = crate::request_id::accept(header_text(&delivery.properties, crate::request_id::HEADER).as_deref());
+    let span = tracing::info_span!(
+        "message",
+        queue = M::QUEUE,
+        correlation_id = %correlation_id,
+        request_id = %request_id,
+        attempt
+    );
+    let started = std::time::Instant::now();
+    let handling = async move {
+        if let Err(error) = serde_json::from_slice::<M>(&delivery.data) {
+            tracing::error!(%error, "message cannot be decoded; dead-lettering it");
+            reject(&delivery).await;
+            return Outcome::DeadLettered;
+        }
+        let Some(outcome) = super::outage::run_through_outages::<M, H, F>(&delivery, handler, attempt_information, context).await
+        else {
+            return Outcome::HandedBack;
+        };
+        match outcome {
+            Ok(()) => {
+                if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+                    tracing::warn!(%error, "failed to acknowledge; the message will be redelivered");
+                }
+                Outcome::Handled
+            }
+            Err(HandlerError::Unavailable(_)) => unreachable!("outages are waited out above"),
+            Err(HandlerError::Reject(error)) => {
+                tracing::error!(error = format!("{error:#}"), "message rejected; dead-lettering it");
+                reject(&delivery).await;
+                Outcome::DeadLettered
+            }
+            Err(HandlerError::Retry(error)) if attempt < settings.max_attempts => {
+                tracing::warn!(error = format!("{error:#}"), "handler failed; retrying later");
+                // Doubling per attempt, at most 64 times the first wait.
+                tokio::time::sleep(capped_backoff(settings.retry_backoff, attempt, settings.retry_backoff * 64)).await;
+                let copy = with_header(&delivery.properties, ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(attempt + 1)));
+                replace_with_copy(&delivery, context.retry_channel, M::QUEUE, copy).await;
+                Outcome::Retried
+            }
+            Err(HandlerError::Retry(error)) => {
+                tracing::error!(error = format!("{error:#}"), attempts = attempt, "giving up; dead-lettering the message");
+                reject(&delivery).await;
+                Outcome::DeadLettered
+            }
+            Err(HandlerError::NotYet(error)) if attempt_information.may_keep_waiting => {
+                tracing::info!(
+                    reason = format!("{error:#}"),
+                    waited_seconds = waited.as_secs(),
+                    "message cannot be handled yet; setting it aside"
+                );
+                let mut copy = delivery.properties.clone();
+                if waited.is_zero() {
+                    copy = with_header(&copy, WAITING_SINCE_HEADER, AMQPValue::LongLongInt(now_millis()));
+                }
+                // The broker dead-letters the copy back into the work queue when this expires.
+                let copy = copy.with_expiration(settings.not_yet_recheck_interval.as_millis().to_string().into());
+                replace_with_copy(&delivery, context.retry_channel, &topology::delay_queue(M::QUEUE), copy).await;
+                Outcome::SetAside
+            }
+            Err(HandlerError::NotYet(error)) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    waited_seconds = waited.as_secs(),
+                    "waited long enough and the handler still cannot answer; dead-lettering the message"
+                );
+                reject(&delivery).await;
+                Outcome::DeadLettered
+            }
+        }
+    };
+    let outcome = crate::request_id::scope(request_id, handling.instrument(span)).await;
+    if let Some(metrics) = &settings.metrics {
+        metrics.message(M::QUEUE, outcome.label(), started.elapsed());
+    }
+}
+
+/// Calls the handler, turning a panic into a `Retry` of this one delivery: the panic is the
+/// code's fault, so it is tried again a bounded number of times and then dead-lettered, while the
+/// consumer goes on with its other deliveries.
+pub(super) async fn run_handler<M, H, F>(handler: &H, message: M, attempt: Attempt) -> Result<(), HandlerError>
+where
+    H: Fn(M, Attempt) -> F,
+    F: Future<Output = Result<(), HandlerError>>,
+{
+    // The handler shares nothing with this delivery's later tries except through its own state,
+    // which a panic can leave half-changed only if it holds a lock across the panic; tokio's and
+    // std's locks are poisoned or released on unwind, so asserting unwind safety is sound here.
+    match AssertUnwindSafe(async { handler(message, attempt).await }).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let text = panic_text(&*panic);
+            tracing::error!(panic = %text, "handler panicked; the message goes into its retry path");
+            Err(HandlerError::Retry(anyhow::anyhow!("the handler panicked: {text}")))
+        }
+    }
+}
+
+pub(super) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".to_owned())
+}
+
+pub(super) async fn hand_back<T>(delivery: &Delivery, why: &str) -> Option<T> {
+    tracing::info!(why, "handing the message back to the queue");
+    let _ = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+    None
+}
+
+async fn reject(delivery: &Delivery) {
+    // requeue: false sends it to the queue's dead-letter queue (see topology).
+    if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+        tracing::warn!(%error, "failed to reject a message; it will be redelivered");
+    }
+}
+
+/// Publishes `properties` and the delivery's body to `queue` with a confirm, then acks the
+/// original; if the copy cannot be confirmed the original is handed back to the queue instead,
+/// so the message is never lost, at worst handled once more.
+async fn replace_with_copy(delivery: &Delivery, channel: &Channel, queue: &str, properties: BasicProperties) {
+    match republish(delivery, channel, queue, properties).await {
+        Ok(()) => {
+            if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+                tracing::warn!(%error, "failed to acknowledge a re-published message; it may run twice");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), queue, "failed to re-publish a message; requeueing it");
+            let _ = delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+        }
+    }
+}
+
+async fn republish(delivery: &Delivery, channel: &Channel, queue: &str, properties: BasicProperties) -> anyhow::Result<()> {
+    // Mandatory: a copy that no queue takes comes back, and the original is kept.
+    publish_confirmed(channel, ("", queue), &delivery.data, properties, REPUBLISH_TIMEOUT).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panics_text_is_its_message_whatever_its_type() {
+        assert_eq!(panic_text(&"static text"), "static text");
+        assert_eq!(panic_text(&String::from("formatted text")), "formatted text");
+        assert_eq!(panic_text(&42_u32), "(a panic without a message)");
+    }
+
+    #[test]
+    fn every_outcome_has_its_own_label() {
+        let outcomes = [Outcome::Handled, Outcome::Retried, Outcome::SetAside, Outcome::DeadLettered, Outcome::HandedBack];
+        let labels: std::collections::BTreeSet<_> = outcomes.iter().map(|outcome| outcome.label()).collect();
+        assert_eq!(labels.len(), outcomes.len());
+    }
+}
