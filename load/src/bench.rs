@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
-use serde_json::{Value, json};
+use load_tests::{decode, send};
+use shop_testkit_base::model::{Address, NewOrder, NewProduct, Order, OrderLine, Registration};
+use shop_testkit_base::{Call, Client};
 
 const PRODUCTS: usize = 300;
 const CATEGORIES: usize = 10;
@@ -82,11 +84,12 @@ fn arguments() -> anyhow::Result<Arguments> {
 async fn main() -> anyhow::Result<()> {
     let arguments = arguments()?;
     let mut table = Table::default();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let shop = Client::new(arguments.host.as_str());
+    let order_service = Client::new(arguments.order_service.as_str());
 
     let idle_memory = resident_memory();
     say("seeding the catalog and the customers");
-    let fixture = seed(&http, &arguments.host).await?;
+    let fixture = seed(&shop).await?;
     FIXTURE.set(fixture).ok().expect("seeded once");
 
     say("the gateway's own /health: the ceiling");
@@ -101,15 +104,15 @@ async fn main() -> anyhow::Result<()> {
     table.note(format!("catalog list: {:.0}% of the gateway's /health ceiling", 100.0 * list_rate / ceiling_rate.max(1.0)));
 
     say("order intake, and the pipeline behind it");
-    let before = pipeline(&http, &arguments.order_service).await?;
+    let before = pipeline(&order_service).await?;
     let intake_started = Instant::now();
     let intake = attack(&arguments.host, scenario!("Intake").register_transaction(transaction!(post_order)), 32, None).await?;
     let intake_seconds = intake_started.elapsed().as_secs_f64();
-    let at_end = pipeline(&http, &arguments.order_service).await?;
+    let at_end = pipeline(&order_service).await?;
     table.request_row(&intake, "POST /orders/ (1 to 3 lines, as fast as answered)", "/orders/");
     let accepted = at_end.accepted - before.accepted;
     let paid_during = at_end.paid - before.paid;
-    let drained = drain(&http, &arguments.order_service, at_end.accepted, Duration::from_secs(300)).await?;
+    let drained = drain(&order_service, at_end.accepted, Duration::from_secs(300)).await?;
     let drain_seconds = drained.as_secs_f64();
     table.row(
         "pipeline: orders paid per second while intake saturates it",
@@ -163,15 +166,15 @@ async fn main() -> anyhow::Result<()> {
         let label = format!("POST-to-paid at {rate} orders/s");
         say(&label);
         PLACED.lock().expect("placed").clear();
-        let before = pipeline(&http, &arguments.order_service).await?;
+        let before = pipeline(&order_service).await?;
         let started = Instant::now();
         let metrics =
             attack(&arguments.host, scenario!("Arrivals").register_transaction(transaction!(post_order)), 32, Some(rate)).await?;
         let seconds = started.elapsed().as_secs_f64();
-        let at_end = pipeline(&http, &arguments.order_service).await?;
-        let drained = drain(&http, &arguments.order_service, at_end.accepted, Duration::from_secs(300)).await?;
+        let at_end = pipeline(&order_service).await?;
+        let drained = drain(&order_service, at_end.accepted, Duration::from_secs(300)).await?;
         let placed = PLACED.lock().expect("placed").clone();
-        let mut latencies = paid_latencies(&http, &arguments.host, &placed).await?;
+        let mut latencies = paid_latencies(&shop, &placed).await?;
         latencies.sort_by(f64::total_cmp);
         let answered = metrics.requests.values().map(|request| request.success_count).sum::<usize>();
         table.row(
@@ -233,50 +236,50 @@ async fn attack(host: &str, scenario: Scenario, users: usize, throttle: Option<u
 }
 
 async fn health(user: &mut GooseUser) -> TransactionResult {
-    user.get_named("/health", "/health").await?;
+    send(user, &Call::health(), "/health", None).await?;
     Ok(())
 }
 
 async fn list_catalog(user: &mut GooseUser) -> TransactionResult {
     let category = next() % CATEGORIES;
-    user.get_named(&format!("/api/v1/products/?category=Bench%20{category}&limit=20"), "/products/?category=").await?;
+    send(user, &Call::products_in_category(&format!("Bench {category}"), 20), "/products/?category=", None).await?;
     Ok(())
 }
 
 async fn read_product(user: &mut GooseUser) -> TransactionResult {
     let products = &fixture().products;
     let (id, _) = &products[next() % products.len()];
-    user.get_named(&format!("/api/v1/products/{id}"), "/products/{id}").await?;
+    send(user, &Call::product(id), "/products/{id}", None).await?;
     Ok(())
 }
 
 /// An order of 1 to 3 lines of the seeded catalog, by the next customer.
-fn order_body(turn: usize) -> (String, Value) {
+fn order_body(turn: usize) -> (String, NewOrder) {
     let fixture = fixture();
     let (token, user_id) = &fixture.customers[turn % fixture.customers.len()];
     let lines = 1 + turn % 3;
-    let items: Vec<Value> = (0..lines)
+    let items: Vec<OrderLine> = (0..lines)
         .map(|line| {
             let (id, price) = &fixture.products[(turn * 7 + line * 31) % fixture.products.len()];
-            json!({"product_id": id, "quantity": 1, "price": price})
+            OrderLine { product_id: id.clone(), quantity: 1, price: *price }
         })
         .collect();
-    let address =
-        json!({"line1": "1 Bench Street", "city": "Benchton", "state": "BT", "postal_code": "12345", "country": "Benchland"});
-    (token.clone(), json!({"user_id": user_id, "items": items, "shipping_address": address}))
+    let address = Address {
+        line1: "1 Bench Street".into(),
+        line2: None,
+        city: "Benchton".into(),
+        state: "BT".into(),
+        postal_code: "12345".into(),
+        country: "Benchland".into(),
+    };
+    (token.clone(), NewOrder { user_id: user_id.clone(), items, shipping_address: address })
 }
 
 async fn send_order(user: &mut GooseUser) -> Result<(String, Option<String>), Box<TransactionError>> {
     let turn = next();
-    let (token, body) = order_body(turn);
-    let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/orders/")?.bearer_auth(&token).json(&body);
-    let response = user
-        .request(GooseRequest::builder().set_request_builder(builder).name("/orders/").expect_status_code(201).build())
-        .await?;
-    let id = match response.response {
-        Ok(response) => response.json::<Value>().await.ok().and_then(|order| order["_id"].as_str().map(str::to_owned)),
-        Err(_) => None,
-    };
+    let (token, order) = order_body(turn);
+    let response = send(user, &Call::place_order(&token, None, &order), "/orders/", Some(201)).await?;
+    let id = decode::<Order>(response).await.ok().map(|order| order.id);
     if let Some(id) = &id {
         PLACED.lock().expect("placed").push((turn % fixture().customers.len(), id.clone()));
     }
@@ -294,14 +297,11 @@ async fn post_until_paid(user: &mut GooseUser) -> TransactionResult {
     let (token, Some(id)) = send_order(user).await? else { return Ok(()) };
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        let builder = user.get_request_builder(&GooseMethod::Get, &format!("/api/v1/orders/{id}"))?.bearer_auth(&token);
-        let response =
-            user.request(GooseRequest::builder().set_request_builder(builder).name("/orders/{id} (poll)").build()).await?;
-        if let Ok(response) = response.response
-            && let Ok(order) = response.json::<Value>().await
-            && order["status"] == "paid"
+        let response = send(user, &Call::order(&token, &id), "/orders/{id} (poll)", None).await?;
+        if let Ok(order) = decode::<Order>(response).await
+            && order.status == "paid"
         {
-            if let Some(seconds) = seconds_between(&order["created_at"], &order["updated_at"]) {
+            if let Some(seconds) = seconds_between(&order.created_at, &order.updated_at) {
                 PAID_LATENCIES.lock().expect("latencies").push(seconds);
             }
             return Ok(());
@@ -313,7 +313,7 @@ async fn post_until_paid(user: &mut GooseUser) -> TransactionResult {
 }
 
 /// Seconds between two RFC 3339 timestamps with microseconds (`2026-11-28T10:00:00.123456Z`).
-fn seconds_between(from: &Value, to: &Value) -> Option<f64> {
+fn seconds_between(from: &str, to: &str) -> Option<f64> {
     fn seconds_of_day(text: &str) -> Option<f64> {
         let time = text.split_once('T')?.1.trim_end_matches('Z');
         let time = time.split(['+']).next()?;
@@ -323,7 +323,6 @@ fn seconds_between(from: &Value, to: &Value) -> Option<f64> {
         let seconds: f64 = parts.next()?.parse().ok()?;
         Some(hours * 3600.0 + minutes * 60.0 + seconds)
     }
-    let (from, to) = (from.as_str()?, to.as_str()?);
     let mut difference = seconds_of_day(to)? - seconds_of_day(from)?;
     if difference < 0.0 {
         difference += 86_400.0;
@@ -332,14 +331,14 @@ fn seconds_between(from: &Value, to: &Value) -> Option<f64> {
 }
 
 /// POST-to-paid of each placed order, from its own timestamps, read back by its customer.
-async fn paid_latencies(http: &reqwest::Client, host: &str, placed: &[(usize, String)]) -> anyhow::Result<Vec<f64>> {
+async fn paid_latencies(shop: &Client, placed: &[(usize, String)]) -> anyhow::Result<Vec<f64>> {
     let mut latencies = Vec::new();
     let mut reading = tokio::task::JoinSet::new();
     for (customer, id) in placed {
-        let (http, url, token) = (http.clone(), format!("{host}/api/v1/orders/{id}"), fixture().customers[*customer].0.clone());
+        let (shop, id, token) = (shop.clone(), id.clone(), fixture().customers[*customer].0.clone());
         reading.spawn(async move {
-            let order: Value = http.get(url).bearer_auth(token).send().await?.json().await?;
-            anyhow::Ok(if order["status"] == "paid" { seconds_between(&order["created_at"], &order["updated_at"]) } else { None })
+            let order = shop.order(&token, &id).await?;
+            anyhow::Ok(if order.status == "paid" { seconds_between(&order.created_at, &order.updated_at) } else { None })
         });
         if reading.len() >= 8 {
             latencies.extend(reading.join_next().await.expect("a task")??);
@@ -358,14 +357,20 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// The catalog and the customers, made through the gateway before any measurement.
-async fn seed(http: &reqwest::Client, host: &str) -> anyhow::Result<Fixture> {
+/// The catalog and the customers, made through the gateway with the typed client before any
+/// measurement.
+async fn seed(shop: &Client) -> anyhow::Result<Fixture> {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut customers = Vec::new();
     let mut signing_up = tokio::task::JoinSet::new();
     for number in 0..CUSTOMERS {
-        let (http, host, email) = (http.clone(), host.to_owned(), format!("bench-{run}-{number}@example.com"));
-        signing_up.spawn(async move { sign_up(&http, &host, &email).await });
+        let (shop, email) = (shop.clone(), format!("bench-{run}-{number}@example.com"));
+        // The gateway throttles logins per client address (10 a second after a burst): sign_up
+        // waits as a 429's Retry-After says.
+        signing_up.spawn(async move {
+            let customer = shop.sign_up(&Registration::customer(email, PASSWORD, "Bench", "Customer")).await?;
+            anyhow::Ok((customer.tokens.access_token, customer.user.id.to_string()))
+        });
         if signing_up.len() >= 4 {
             customers.push(signing_up.join_next().await.expect("a task")??);
         }
@@ -377,19 +382,17 @@ async fn seed(http: &reqwest::Client, host: &str) -> anyhow::Result<Fixture> {
     let products = Arc::new(Mutex::new(Vec::new()));
     let mut creating = tokio::task::JoinSet::new();
     for number in 0..PRODUCTS {
-        let (http, host, token, products) = (http.clone(), host.to_owned(), token.clone(), Arc::clone(&products));
+        let (shop, token, products) = (shop.clone(), token.clone(), Arc::clone(&products));
         creating.spawn(async move {
-            let price = 5.0 + (number % 96) as f64;
-            let body = json!({
-                "name": format!("Bench Product {number}"), "description": "Seeded by the benchmark",
-                "category": format!("Bench {}", number % CATEGORIES), "price": price, "quantity": 100_000_000
-            });
-            let response = http.post(format!("{host}/api/v1/products/")).bearer_auth(&token).json(&body).send().await?;
-            if response.status() != 201 {
-                bail!("creating a product answered {}", response.status());
-            }
-            let product: Value = response.json().await?;
-            products.lock().expect("products").push((product["_id"].as_str().unwrap_or_default().to_owned(), price));
+            let product = NewProduct {
+                name: format!("Bench Product {number}"),
+                description: Some("Seeded by the benchmark".into()),
+                category: format!("Bench {}", number % CATEGORIES),
+                price: 5.0 + (number % 96) as f64,
+                quantity: 100_000_000,
+            };
+            let created = shop.create_product(&token, &product).await?;
+            products.lock().expect("products").push((created.id, created.price));
             anyhow::Ok(())
         });
         if creating.len() >= 8 {
@@ -403,7 +406,7 @@ async fn seed(http: &reqwest::Client, host: &str) -> anyhow::Result<Fixture> {
     let products = products.lock().expect("products").clone();
     for (id, _) in &products {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{host}/api/v1/inventory/{id}")).bearer_auth(&token).send().await?.status() != 200 {
+        while shop.stock(&token, id).await.is_err() {
             if Instant::now() >= deadline {
                 bail!("product {id} has no stock after 60 s");
             }
@@ -413,37 +416,14 @@ async fn seed(http: &reqwest::Client, host: &str) -> anyhow::Result<Fixture> {
     Ok(Fixture { products, customers })
 }
 
-async fn sign_up(http: &reqwest::Client, host: &str, email: &str) -> anyhow::Result<(String, String)> {
-    let body = json!({"email": email, "password": PASSWORD, "first_name": "Bench", "last_name": "Customer"});
-    let registered = http.post(format!("{host}/api/v1/auth/register")).json(&body).send().await?;
-    if registered.status() != 201 {
-        bail!("registering {email} answered {}", registered.status());
-    }
-    // The gateway throttles logins per client address (10 a second after a burst): a 429 says
-    // when to come back.
-    let tokens: Value = loop {
-        let answer =
-            http.post(format!("{host}/api/v1/auth/login")).form(&[("username", email), ("password", PASSWORD)]).send().await?;
-        if answer.status() == 429 {
-            let wait = answer.headers().get("retry-after").and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(1);
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            continue;
-        }
-        break answer.json().await?;
-    };
-    let token = tokens["access_token"].as_str().context("no access token")?.to_owned();
-    let me: Value = http.get(format!("{host}/api/v1/users/me")).bearer_auth(&token).send().await?.json().await?;
-    Ok((token, me["id"].to_string()))
-}
-
 /// Orders accepted and paid so far, from the order service's metrics.
 struct Pipeline {
     accepted: u64,
     paid: u64,
 }
 
-async fn pipeline(http: &reqwest::Client, order_service: &str) -> anyhow::Result<Pipeline> {
-    let text = http.get(format!("{order_service}/metrics")).send().await?.text().await?;
+async fn pipeline(order_service: &Client) -> anyhow::Result<Pipeline> {
+    let text = order_service.metrics().await?;
     let mut pipeline = Pipeline { accepted: 0, paid: 0 };
     for line in text.lines() {
         let value = || line.rsplit(' ').next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0) as u64;
@@ -461,10 +441,10 @@ async fn pipeline(http: &reqwest::Client, order_service: &str) -> anyhow::Result
 }
 
 /// Waits until `accepted` orders are paid; how long that took.
-async fn drain(http: &reqwest::Client, order_service: &str, accepted: u64, patience: Duration) -> anyhow::Result<Duration> {
+async fn drain(order_service: &Client, accepted: u64, patience: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        let now = pipeline(http, order_service).await?;
+        let now = pipeline(order_service).await?;
         if now.paid >= accepted {
             return Ok(started.elapsed());
         }

@@ -16,10 +16,14 @@
 use std::sync::OnceLock;
 
 use goose::prelude::*;
-use serde_json::{Value, json};
+use load_tests::{decode, send};
+use shop_testkit_base::api::paths;
+use shop_testkit_base::model::{Address, NewOrder, NewProduct, Order, OrderLine, Registration, Tokens, User};
+use shop_testkit_base::{Call, Client};
 
 /// The product every shopper orders, created once by `create_catalog`.
 static PRODUCT: OnceLock<(String, f64)> = OnceLock::new();
+const PASSWORD: &str = "LoadTest123";
 
 /// What each shopper remembers between transactions.
 #[derive(Clone)]
@@ -47,64 +51,52 @@ async fn main() -> Result<(), GooseError> {
     Ok(())
 }
 
-async fn register(user: &mut GooseUser, email: &str) -> TransactionResult {
-    let body = json!({
-        "email": email, "password": "LoadTest123", "first_name": "Load", "last_name": "Shopper", "phone": "555-000-0000"
-    });
-    let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/auth/register")?.json(&body);
-    user.request(GooseRequest::builder().set_request_builder(builder).name("/auth/register").expect_status_code(201).build())
-        .await?;
-    Ok(())
+fn registration(email: &str) -> Registration {
+    Registration { phone: Some("555-000-0000".into()), ..Registration::customer(email, PASSWORD, "Load", "Shopper") }
 }
 
-async fn log_in(user: &mut GooseUser, email: &str) -> Result<(String, String), Box<TransactionError>> {
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/api/v1/auth/login")?
-        .form(&[("username", email), ("password", "LoadTest123")]);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("/auth/login").build()).await?;
-    let tokens: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
-    let token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
-    let builder = user.get_request_builder(&GooseMethod::Get, "/api/v1/users/me")?.bearer_auth(&token);
-    let response = user.request(GooseRequest::builder().set_request_builder(builder).name("/users/me").build()).await?;
-    let me: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
-    Ok((token, me["id"].to_string()))
-}
-
-/// Runs once before the shoppers start: an account to create the product with, and the product.
+/// Runs once before the shoppers start: an account to create the product with, and the product,
+/// through the typed client (set-up, not measured).
 async fn create_catalog(user: &mut GooseUser) -> TransactionResult {
+    let shop = Client::new(user.base_url.as_str());
     let email = format!("load-admin-{}@example.com", uuid::Uuid::new_v4().simple());
-    register(user, &email).await?;
-    let (token, _) = log_in(user, &email).await?;
-    let price = 19.99;
-    let body = json!({
-        "name": "Load Test Widget", "description": "Created by the goose load test", "category": "LoadTest",
-        "price": price, "quantity": 1_000_000
-    });
-    let builder = user.get_request_builder(&GooseMethod::Post, "/api/v1/products/")?.bearer_auth(&token).json(&body);
-    let response = user
-        .request(GooseRequest::builder().set_request_builder(builder).name("/products/").expect_status_code(201).build())
-        .await?;
-    let product: Value = response.response?.json().await.map_err(|error| Box::new(TransactionError::Reqwest(error)))?;
-    let _ = PRODUCT.set((product["_id"].as_str().unwrap_or_default().to_owned(), price));
-    Ok(())
+    let set_up = async {
+        let admin = shop.sign_up(&registration(&email)).await?;
+        let product = NewProduct {
+            name: "Load Test Widget".into(),
+            description: Some("Created by the goose load test".into()),
+            category: "LoadTest".into(),
+            price: 19.99,
+            quantity: 1_000_000,
+        };
+        shop.create_product(&admin.tokens.access_token, &product).await
+    };
+    match set_up.await {
+        Ok(product) => {
+            let _ = PRODUCT.set((product.id, product.price));
+            Ok(())
+        }
+        Err(error) => Err(Box::new(TransactionError::Custom(format!("creating the catalog: {error}")))),
+    }
 }
 
 async fn register_and_log_in(user: &mut GooseUser) -> TransactionResult {
     let email = format!("shopper-{}@example.com", uuid::Uuid::new_v4().simple());
-    register(user, &email).await?;
-    let (token, user_id) = log_in(user, &email).await?;
-    user.set_session_data(Shopper { token, user_id, last_order_id: None });
+    send(user, &Call::register(&registration(&email)), "/auth/register", Some(201)).await?;
+    let tokens: Tokens = decode(send(user, &Call::log_in(&email, PASSWORD), "/auth/login", None).await?).await?;
+    let me: User = decode(send(user, &Call::me(&tokens.access_token), "/users/me", None).await?).await?;
+    user.set_session_data(Shopper { token: tokens.access_token, user_id: me.id.to_string(), last_order_id: None });
     Ok(())
 }
 
 async fn browse_catalog(user: &mut GooseUser) -> TransactionResult {
-    user.get_named("/api/v1/products/?category=LoadTest", "/products/?category=").await?;
+    send(user, &Call::get(format!("{}?category=LoadTest", paths::PRODUCTS)), "/products/?category=", None).await?;
     Ok(())
 }
 
 async fn read_product(user: &mut GooseUser) -> TransactionResult {
     let Some((product_id, _)) = PRODUCT.get() else { return Ok(()) };
-    user.get_named(&format!("/api/v1/products/{product_id}"), "/products/{id}").await?;
+    send(user, &Call::product(product_id), "/products/{id}", None).await?;
     Ok(())
 }
 
@@ -112,30 +104,30 @@ async fn place_order(user: &mut GooseUser) -> TransactionResult {
     let Some((product_id, price)) = PRODUCT.get() else { return Ok(()) };
     let shopper = user.get_session_data_unchecked::<Shopper>();
     let (token, user_id) = (shopper.token.clone(), shopper.user_id.clone());
-    let body = json!({
-        "user_id": user_id,
-        "items": [{ "product_id": product_id, "quantity": 1, "price": price }],
-        "shipping_address": {
-            "line1": "123 Test St", "city": "Test City", "state": "TS", "postal_code": "12345", "country": "Test Country"
-        }
-    });
+    let order = NewOrder {
+        user_id,
+        items: vec![OrderLine { product_id: product_id.clone(), quantity: 1, price: *price }],
+        shipping_address: Address {
+            line1: "123 Test St".into(),
+            line2: None,
+            city: "Test City".into(),
+            state: "TS".into(),
+            postal_code: "12345".into(),
+            country: "Test Country".into(),
+        },
+    };
     // Sent with an Idempotency-Key and retried with it after a 5xx or no answer, as a careful
     // client does: a retry of an order that was placed answers with that order, never a second.
     let key = uuid::Uuid::new_v4().to_string();
+    let call = Call::place_order(&token, Some(&key), &order);
     for try_number in 1..=ORDER_TRIES {
-        let builder = user
-            .get_request_builder(&GooseMethod::Post, "/api/v1/orders/")?
-            .bearer_auth(&token)
-            .header("idempotency-key", &key)
-            .json(&body);
         let name = if try_number == 1 { "/orders/" } else { "/orders/ (retry)" };
-        let response =
-            user.request(GooseRequest::builder().set_request_builder(builder).name(name).expect_status_code(201).build()).await?;
+        let response = send(user, &call, name, Some(201)).await?;
         match response.response {
             Ok(response) if response.status().is_server_error() => continue,
             Ok(response) => {
-                if let Ok(order) = response.json::<Value>().await {
-                    user.get_session_data_unchecked_mut::<Shopper>().last_order_id = order["_id"].as_str().map(str::to_owned);
+                if let Ok(order) = response.json::<Order>().await {
+                    user.get_session_data_unchecked_mut::<Shopper>().last_order_id = Some(order.id);
                 }
                 return Ok(());
             }
@@ -152,7 +144,6 @@ async fn read_order(user: &mut GooseUser) -> TransactionResult {
     let shopper = user.get_session_data_unchecked::<Shopper>();
     let Some(order_id) = shopper.last_order_id.clone() else { return Ok(()) };
     let token = shopper.token.clone();
-    let builder = user.get_request_builder(&GooseMethod::Get, &format!("/api/v1/orders/{order_id}"))?.bearer_auth(&token);
-    user.request(GooseRequest::builder().set_request_builder(builder).name("/orders/{id}").build()).await?;
+    send(user, &Call::order(&token, &order_id), "/orders/{id}", None).await?;
     Ok(())
 }
