@@ -66,16 +66,16 @@ Feature: User registration and authentication (guide section 1)
       <body>
       """
     Then the response status is <status>
-    And the response field "<where>" contains "<reason>"
+    And the refusal names "<reason>"
     And nobody can log in as "<email>" with password "<password>"
 
     Examples:
-      | body                                                                                                      | status | where        | reason     | email                | password    |
-      | {"email": "not-an-email", "password": "Password123", "first_name": "Example", "last_name": "Customer"}    | 422    | detail.0.loc | email      | not-an-email         | Password123 |
-      | {"email": "customer@example.com", "password": "short1", "first_name": "Example", "last_name": "Customer"}  | 422    | detail.0.loc | password   | customer@example.com | short1      |
-      | {"email": "customer@example.com", "password": "Password123", "first_name": "", "last_name": "Customer"}    | 422    | detail.0.loc | first_name | customer@example.com | Password123 |
-      | {"email": "customer@example.com", "password": 12345678, "first_name": "Example", "last_name": "Customer"}  | 422    | detail       | password   | customer@example.com | 12345678    |
-      | {"email": "customer@example.com", "password": "Password123"                                                | 400    | detail       | JSON       | customer@example.com | Password123 |
+      | body                                                                                                      | status | reason     | email                | password    |
+      | {"email": "not-an-email", "password": "Password123", "first_name": "Example", "last_name": "Customer"}    | 422    | email      | not-an-email         | Password123 |
+      | {"email": "customer@example.com", "password": "short1", "first_name": "Example", "last_name": "Customer"}  | 422    | password   | customer@example.com | short1      |
+      | {"email": "customer@example.com", "password": "Password123", "first_name": "", "last_name": "Customer"}    | 422    | first_name | customer@example.com | Password123 |
+      | {"email": "customer@example.com", "password": 12345678, "first_name": "Example", "last_name": "Customer"}  | 422    | password   | customer@example.com | 12345678    |
+      | {"email": "customer@example.com", "password": "Password123"                                                | 400    | JSON       | customer@example.com | Password123 |
 
   Scenario: A request without a token is refused
     When I send a GET request to "/api/v1/users/me" without a token
@@ -110,27 +110,14 @@ Feature: User registration and authentication (guide section 1)
       """
     Then the response status is 401
 
-  Scenario: A refresh token can be exchanged only once
-    Given a logged-in customer
-    When I send a POST request to "/api/v1/auth/refresh" without a token with body:
-      """
-      {"refresh_token": "${REFRESH_TOKEN}"}
-      """
-    Then the response status is 200
-    When I send a POST request to "/api/v1/auth/refresh" without a token with body:
-      """
-      {"refresh_token": "${REFRESH_TOKEN}"}
-      """
-    Then the response status is 401
-    And the response header "WWW-Authenticate" is "Bearer"
-
   Scenario: The public key set that every service verifies tokens with is published
     When I send a GET request to "/api/v1/auth/jwks" without a token
     Then the response status is 200
-    And the response field "keys.0.kty" is "RSA"
-    And the response field "keys.0.alg" is "RS256"
-    And the response field "keys.0.use" is "sig"
-    And the response field "keys.0.e" is "AQAB"
+    And the response field "keys" holds an item with:
+      | kty | RSA   |
+      | alg | RS256 |
+      | use | sig   |
+      | e   | AQAB  |
 
   Scenario: The customer changes their profile, but not their email through it
     Given a logged-in customer
@@ -153,7 +140,7 @@ Feature: User registration and authentication (guide section 1)
       {"last_name": "   "}
       """
     Then the response status is 422
-    And the response field "detail.0.loc" contains "last_name"
+    And the refusal names "last_name"
     When I send a GET request to "/api/v1/users/me"
     Then the response field "first_name" is "Changed"
     And the response field "last_name" is "Customer"

@@ -79,13 +79,10 @@ Feature: The product catalog (guide sections 3 and 4)
     Given the guide's catalog
     When I send a GET request to "/api/v1/products/?name=SMART"
     Then the response status is 200
-    And the response is a list of 2 items
-    And the response field "0._id" is "${PRODUCT_ID_1}"
-    And the response field "1._id" is "${PRODUCT_ID_3}"
+    And the response lists only the products "Premium Smartphone" and "Smart Fitness Watch"
     When I send a GET request to "/api/v1/products/?name=noise-cancelling&category=Audio&max_price=250"
     Then the response status is 200
-    And the response is a list of 1 item
-    And the response field "0._id" is "${PRODUCT_ID_2}"
+    And the response lists only the product "Wireless Noise-Cancelling Headphones"
     # A regular expression is text to look for, not a pattern: nothing is named ".*".
     When I send a GET request to "/api/v1/products/?name=.%2A"
     Then the response status is 200
@@ -131,10 +128,10 @@ Feature: The product catalog (guide sections 3 and 4)
 
   Scenario: Paging with skip and limit
     Given the guide's catalog
+    # Products are listed in creation order (step 4.1), so a page that skips one starts at the second.
     When I send a GET request to "/api/v1/products/?skip=1&limit=1"
     Then the response status is 200
-    And the response is a list of 1 item
-    And the response field "0._id" is "${PRODUCT_ID_2}"
+    And the response lists only the product "Wireless Noise-Cancelling Headphones"
     When I send a GET request to "/api/v1/products/?limit=101"
     Then the response status is 422
     When I send a GET request to "/api/v1/products/?limit=0"
@@ -301,9 +298,7 @@ Feature: The product catalog (guide sections 3 and 4)
     When I send a DELETE request to "/api/v1/products/${PRODUCT_ID_2}"
     Then the response status is 404
     When I send a GET request to "/api/v1/products/"
-    Then the response is a list of 2 items
-    And the response field "0._id" is "${PRODUCT_ID_1}"
-    And the response field "1._id" is "${PRODUCT_ID_3}"
+    Then the response lists only the products "Premium Smartphone" and "Smart Fitness Watch"
     And within 15 seconds GET "/api/v1/inventory/${PRODUCT_ID_2}" answers 404
     When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_2}/history"
     Then the response status is 200

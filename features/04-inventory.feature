@@ -43,9 +43,10 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     When I send a GET request to "/api/v1/inventory/"
     Then the response status is 200
     And the response body matches the snapshot "04_inventory_of_the_guide"
+    # Stock records are listed in the order their products were created, so a page that skips one
+    # starts at the second product's.
     When I send a GET request to "/api/v1/inventory/?skip=1&limit=1"
-    Then the response is a list of 1 item
-    And the response field "0.product_id" is "${PRODUCT_ID_2}"
+    Then the response lists only the stock of "Wireless Noise-Cancelling Headphones"
     When I send a GET request to "/api/v1/inventory/?low_stock=true"
     Then the response status is 200
     And the response body is:
@@ -59,8 +60,7 @@ Feature: Inventory created from the catalog, read and adjusted (guide section 4)
     Then the response status is 200
     And the response field "available_quantity" is "5"
     When I send a GET request to "/api/v1/inventory/?low_stock=true"
-    Then the response is a list of 1 item
-    And the response field "0.product_id" is "${PRODUCT_ID_1}"
+    Then the response lists only the stock of "Premium Smartphone"
     When I send a GET request to "/api/v1/inventory/?limit=500"
     Then the response status is 422
     When I send a GET request to "/api/v1/inventory/?low_stock=maybe"

@@ -17,12 +17,12 @@ Feature: Login and sign-up throttling
     When "bystander@example.com" tries to log in with the right password
     Then the response status is 200
 
-  Scenario: A client address sending logins faster than the gateway allows is throttled at the gateway
-    When 120 logins are sent at once from one address
+  Scenario Outline: A client address sending <requests> faster than the gateway allows is throttled at the gateway
+    When 120 <requests> are sent at once from one address
     Then at least 20 of them were throttled by the gateway
-    And the login is throttled for between 1 and 1 seconds
+    And the <request> is throttled for between 1 and 1 seconds
 
-  Scenario: A client address sending sign-ups faster than the gateway allows is throttled at the gateway
-    When 120 sign-ups are sent at once from one address
-    Then at least 20 of them were throttled by the gateway
-    And the sign-up is throttled for between 1 and 1 seconds
+    Examples:
+      | requests | request |
+      | logins   | login   |
+      | sign-ups | sign-up |
