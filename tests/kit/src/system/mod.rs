@@ -1,0 +1,75 @@
+//! One isolated copy of the whole system per scenario: its own PostgreSQL databases, MongoDB
+//! databases and RabbitMQ vhost, the four services started in-process (on ports the system
+//! holds) through the same `Application::build` / `run_until_stopped` calls their binaries use,
+//! and the real nginx in front. Services can be stopped and started again on the same port, or
+//! killed, to inject outages; each runs in a tokio runtime and thread of its own, like a process
+//! of its own, and reaches its database and the broker through fault proxies of its own (see
+//! [`crate::proxy`]).
+//!
+//! Each service's listening socket belongs to the system, not to the service: the service serves
+//! on a duplicate of it, and while the service is stopped the system keeps the socket and closes
+//! every connection that arrives (nginx answers those requests with its JSON 503). So nobody else
+//! can take a stopped service's port, and a restart serves on exactly the port nginx knows.
+//!
+//! A service may run as several replicas ([`Setup::replicas`]): each replica is an
+//! [`Instance`] with its own port, runtime and fault proxies, all sharing the service's
+//! databases and queues, and nginx balances the service's routes over them.
+//!
+//! Services are configured from their defaults plus what the system sets, never from the
+//! caller's environment, and they run inside a tracing span that names the system (see
+//! [`crate::logs`]).
+//!
+//! By job: [`addresses`] (names of services, instances and targets; ports and URLs),
+//! [`configuration`] (each instance's configuration, the staff account, the poisoned
+//! environment), [`process`] (a service run as if it were a process of its own, and the closed
+//! door of a stopped one), [`lifecycle`] (start, stop, kill, readiness, faults' proofs, removal
+//! of the data) and [`settling`] (what the system is still doing, and waiting until it is idle).
+
+mod addresses;
+mod configuration;
+mod lifecycle;
+mod process;
+mod settling;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use addresses::{Dependency, Instance, ServiceName, Target};
+pub use configuration::{STAFF_EMAIL, poison_service_environment};
+
+use crate::gateway::Gateway;
+use crate::infrastructure::Infrastructure;
+use crate::proxy::Proxy;
+use crate::rabbitmq::VirtualHost;
+use process::{ClosedDoor, RunningService};
+
+pub struct System {
+    pub id: String,
+    pub vhost: VirtualHost,
+    infrastructure: &'static Infrastructure,
+    /// How many replicas each service has.
+    replicas: BTreeMap<ServiceName, usize>,
+    /// Who may do staff work in the product, inventory and order services.
+    staff_policy: common::auth::StaffPolicy,
+    /// Every instance's listening socket, kept for the system's whole life so that a restart
+    /// serves on the same port (nginx's upstreams point at it) and nobody can take it meanwhile.
+    listeners: BTreeMap<Instance, Arc<std::net::TcpListener>>,
+    running: BTreeMap<Instance, RunningService>,
+    /// The sockets of stopped instances, answering with a closed connection.
+    closed_doors: BTreeMap<Instance, ClosedDoor>,
+    gateway: Option<Gateway>,
+    /// For reading the MongoDB services' outboxes (an event stored and never published).
+    mongodb: mongodb::Client,
+    /// One fault proxy per instance and dependency: every connection an instance makes to its
+    /// database or to the broker goes through its own, so a fault can hit one replica alone.
+    proxies: BTreeMap<(Instance, Dependency), Proxy>,
+}
+
+/// How a system is set up beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// How many replicas of each service named here (at least one); one of every other.
+    pub replicas: BTreeMap<ServiceName, usize>,
+    /// `REQUIRE_STAFF_ROLE` for the product, inventory and order services.
+    pub staff_only: bool,
+}
