@@ -10,6 +10,7 @@ Feature: Two replicas of the order and inventory services
     And a customer with a default address
     And the guide's catalog
 
+  # Serial: a hundred orders at once need the machine to themselves to race only each other.
   @serial @stock
   Scenario: 100 concurrent orders for a stock of 50 sell exactly 50 across two replicas
     When 100 orders for 1 "Premium Smartphone" are placed at once
