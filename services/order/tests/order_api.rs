@@ -63,6 +63,11 @@ impl TestApp {
     /// Starts the service. With `broker_ready` false the vhost does not exist yet, which the
     /// service sees as a broker it cannot reach; `open_broker` creates it later.
     async fn spawn(broker_ready: bool) -> TestApp {
+        Self::spawn_with(broker_ready, common::config::DEFAULT_DRAIN_LIMIT).await
+    }
+
+    /// Like `spawn`, with the given limit on how long stopping may take.
+    async fn spawn_with(broker_ready: bool, drain_limit: Duration) -> TestApp {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let database_name = format!("order_service_test_{unique}");
         let vhost = format!("order_service_test_{unique}");
@@ -93,6 +98,7 @@ impl TestApp {
         config.mongodb_url = servers.mongodb;
         config.http.host = "127.0.0.1".into();
         config.http.port = 0;
+        config.http.drain_limit = drain_limit;
         config.mongodb_database = database_name.clone();
         config.mongodb_max_pool_size = 5;
         config.rabbitmq_url = rabbitmq_url;
@@ -539,4 +545,28 @@ async fn the_service_creates_the_indexes_its_queries_rely_on() {
     assert!(indexes.contains(&bson::doc! { "user_id": 1, "created_at": -1, "_id": -1 }), "{indexes:?}");
     assert!(indexes.contains(&bson::doc! { "outbox.id": 1 }), "{indexes:?}");
     app.stop().await;
+}
+
+/// An order whose body never comes in full holds a request in flight for ever: the stop still
+/// ends at the drain limit (`common::runtime`), with the request abandoned.
+#[tokio::test]
+async fn an_order_whose_body_never_arrives_does_not_hold_up_the_stop() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn_with(true, Duration::from_millis(300)).await;
+    let mut client = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    // `Expect: 100-continue`: the server says "100 Continue" once the handler reads the body, so
+    // the request is known to be in flight before the stop.
+    let head = format!(
+        "POST /api/v1/orders/ HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\n\
+         content-length: 1000\r\nexpect: 100-continue\r\n\r\n",
+        token_for(1)
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut continued = [0_u8; 25];
+    client.read_exact(&mut continued).await.unwrap();
+    assert!(continued.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&continued));
+    client.write_all(br#"{"items": ["#).await.unwrap();
+    // Fails when the service does not stop within 15 s (far longer than the limit).
+    app.stop().await;
+    drop(client);
 }

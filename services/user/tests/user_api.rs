@@ -38,6 +38,26 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
+/// The service's configuration in these tests: its own database and key file, cheap hashing.
+fn test_config(database_url: &str, key_path: std::path::PathBuf) -> Config {
+    Config {
+        http: HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            inherited_listener: None,
+            drain_limit: common::config::DEFAULT_DRAIN_LIMIT,
+        },
+        database_url: database_url.to_owned(),
+        database_max_connections: 3,
+        // Generated on first use: this also exercises the development key path.
+        signing_key: SigningKeySource::File(key_path),
+        access_token_ttl: Duration::from_secs(30 * 60),
+        refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
+        staff_emails: vec![STAFF_EMAIL.to_owned()],
+    }
+}
+
 async fn with_api<Test, Outcome>(test: Test)
 where
     Test: FnOnce(TestApi) -> Outcome,
@@ -47,22 +67,7 @@ where
     let database_name = format!("user_api_{}", uuid::Uuid::new_v4().simple());
     let database_url = format!("{server_url}/{database_name}");
     let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
-    let config = Config {
-        http: HttpSettings {
-            host: "127.0.0.1".into(),
-            port: 0,
-            inherited_listener: None,
-            drain_limit: common::config::DEFAULT_DRAIN_LIMIT,
-        },
-        database_url: database_url.clone(),
-        database_max_connections: 3,
-        // Generated on first use: this also exercises the development key path.
-        signing_key: SigningKeySource::File(key_path.clone()),
-        access_token_ttl: Duration::from_secs(30 * 60),
-        refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
-        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
-        staff_emails: vec![STAFF_EMAIL.to_owned()],
-    };
+    let config = test_config(&database_url, key_path.clone());
     let application = Application::build(config).await.expect("the user service starts");
     let base_url = format!("http://127.0.0.1:{}", application.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -381,4 +386,45 @@ async fn the_openapi_document_describes_every_route_and_the_bearer_scheme() {
         assert_eq!(docs.status(), StatusCode::OK);
     })
     .await;
+}
+
+/// A registration whose body never comes in full holds a request in flight for ever: the stop
+/// still ends at the drain limit (`common::runtime`), with the request abandoned.
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_does_not_hold_up_the_stop() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server_url = postgres_server_url();
+    let database_name = format!("user_api_{}", uuid::Uuid::new_v4().simple());
+    let database_url = format!("{server_url}/{database_name}");
+    let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
+    let mut config = test_config(&database_url, key_path.clone());
+    config.http.drain_limit = Duration::from_millis(300);
+    let application = Application::build(config).await.expect("the user service starts");
+    let address = format!("127.0.0.1:{}", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    // `Expect: 100-continue`: the server says "100 Continue" once the handler reads the body, so
+    // the request is known to be in flight before the stop.
+    let mut client = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = "POST /api/v1/auth/register HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+                content-length: 1000\r\nexpect: 100-continue\r\n\r\n";
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut continued = [0_u8; 25];
+    client.read_exact(&mut continued).await.unwrap();
+    assert!(continued.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&continued));
+    client.write_all(br#"{"email": "slow@example.com""#).await.unwrap();
+    stop.send(()).unwrap();
+
+    // Far longer than the drain limit: this only turns a stop that never ends into a failure.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), server).await;
+    let result = stopped.expect("the service stopped although a request never finished").expect("no panic");
+    assert!(result.is_ok(), "{result:?}");
+    drop(client);
+    let mut connection = sqlx::PgConnection::connect(&format!("{server_url}/postgres")).await.expect("PostgreSQL is reachable");
+    let statement = format!(r#"DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)"#);
+    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("the test database drops");
+    let _ = std::fs::remove_file(&key_path);
 }
