@@ -19,6 +19,25 @@ pub enum Environment {
     DefaultsOnly,
 }
 
+/// A service's settings: read from an [`Environment`], with a developer machine's defaults for
+/// whatever is not set. Each service implements [`Settings::from_environment`]; the binaries call
+/// [`Settings::from_env`], tests and the harness [`Settings::defaults`] and then set what they need.
+pub trait Settings: Sized {
+    /// The settings `environment` gives, with defaults for what it does not.
+    fn from_environment(environment: Environment) -> anyhow::Result<Self>;
+
+    /// The settings in the process's environment variables, with defaults for what is unset.
+    fn from_env() -> anyhow::Result<Self> {
+        Self::from_environment(Environment::Process)
+    }
+
+    /// Every setting at its default, whatever the process's environment says: for callers that
+    /// set what they need themselves and must not be steered by the environment they run in.
+    fn defaults() -> Self {
+        Self::from_environment(Environment::DefaultsOnly).expect("the defaults are valid")
+    }
+}
+
 impl Environment {
     /// The value of `name`, if it is set and not blank.
     pub fn get(self, name: &str) -> Option<String> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::config::Settings as _;
 use inventory_service::{Application, Config};
 
 /// A broker that takes connections and never says a word; counts what it took.

@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use common::config::Settings as _;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
 use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
 use futures::StreamExt as _;

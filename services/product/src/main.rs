@@ -1,5 +1,7 @@
 use product_service::{Application, Config};
 
+use common::config::Settings as _;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init("info");

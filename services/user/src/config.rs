@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{Environment, HttpSettings};
+use common::config::{Environment, HttpSettings, Settings};
 
 pub const PORT: u16 = 8003;
 
@@ -64,19 +64,8 @@ impl Default for PasswordHashing {
     }
 }
 
-impl Config {
-    /// The settings in the process's environment variables, with defaults for what is unset.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_environment(Environment::Process)
-    }
-
-    /// Every setting at its default, whatever the process's environment says: for callers that
-    /// set what they need themselves and must not be steered by the environment they run in.
-    pub fn defaults() -> Self {
-        Self::from_environment(Environment::DefaultsOnly).expect("the defaults are valid")
-    }
-
-    pub fn from_environment(environment: Environment) -> anyhow::Result<Self> {
+impl Settings for Config {
+    fn from_environment(environment: Environment) -> anyhow::Result<Self> {
         let pem = environment.or("JWT_PRIVATE_KEY", "");
         let signing_key = if pem.is_empty() {
             SigningKeySource::File(PathBuf::from(environment.or("JWT_PRIVATE_KEY_PATH", ".local/keys/user-service.pem")))

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use common::config::HttpSettings;
+use common::config::{HttpSettings, Settings as _};
 
 use super::*;
 use super::addresses::*;
