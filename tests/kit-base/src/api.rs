@@ -75,6 +75,9 @@ pub enum CallBody {
     None,
     Json(Value),
     Form(Vec<(String, String)>),
+    /// A body sent exactly as written, with its content type: for the callers whose text is the
+    /// contract (the guide's literal requests, malformed bodies).
+    Text { content_type: String, text: String },
 }
 
 /// One request to the shop, described; sent by [`Client::send`] or put on a builder by
@@ -117,6 +120,12 @@ impl Call {
         self
     }
 
+    /// A body sent as written, with `content_type`.
+    pub fn text(mut self, content_type: &str, text: impl Into<String>) -> Self {
+        self.body = CallBody::Text { content_type: content_type.to_owned(), text: text.into() };
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -140,6 +149,9 @@ impl Call {
             CallBody::None => builder,
             CallBody::Json(body) => builder.json(body),
             CallBody::Form(fields) => builder.form(fields),
+            CallBody::Text { content_type, text } => {
+                builder.header(reqwest::header::CONTENT_TYPE, content_type.as_str()).body(text.clone())
+            }
         }
     }
 
@@ -516,6 +528,14 @@ mod tests {
         let answer = Answer { status: 200, headers: HeaderMap::new(), body: r#"{"id": "not a number"}"#.into() };
         let error = answer.expect::<User>("GET /api/v1/users/me", 200).unwrap_err();
         assert!(matches!(error, ApiError::Undecodable { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_text_body_is_sent_as_written_with_its_content_type() {
+        let call = Call::post(paths::LOGIN).text("application/x-www-form-urlencoded", "username=a&password=");
+        let request = Client::new("http://gateway").request(&call).build().unwrap();
+        assert_eq!(request.headers()["content-type"], "application/x-www-form-urlencoded");
+        assert_eq!(request.body().and_then(|body| body.as_bytes()), Some(&b"username=a&password="[..]));
     }
 
     #[test]

@@ -46,8 +46,10 @@ const REQUEST_SPAN: &str = "request";
 
 /// Crates whose spans carry the context we follow. Third-party spans (sqlx, mongodb, hyper) are
 /// left out: we need none of them, and following them would cost every query a span.
-const OUR_TARGETS: [&str; 7] =
-    ["common", "features", "chaos", "user_service", "product_service", "inventory_service", "order_service"];
+/// `shop_testkit` makes the system spans (system/lifecycle.rs); `features` and `chaos` are the
+/// test binaries, whose own spans follow the context too.
+const OUR_TARGETS: [&str; 8] =
+    ["common", "shop_testkit", "features", "chaos", "user_service", "product_service", "inventory_service", "order_service"];
 
 #[derive(Debug, Default)]
 struct SystemRecord {

@@ -8,6 +8,8 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use shop_testkit_base::{Call, Client};
+
 use crate::system::System;
 
 /// What a request carries.
@@ -203,33 +205,29 @@ impl ShopWorld {
         credentials: Credentials,
         headers: &[(&str, &str)],
     ) -> Result<Response, String> {
-        let url = format!("{base}{}", self.interpolate(path));
-        let mut request = self.http.request(method.clone(), &url);
+        let mut call = Call::new(method, self.interpolate(path));
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            call = call.header(name, value);
         }
         match credentials {
             Credentials::Current => {
                 if let Some(token) = &self.token {
-                    request = request.bearer_auth(token);
+                    call = call.bearer(token);
                 }
             }
             Credentials::Anonymous => {}
-            Credentials::Token(token) => request = request.bearer_auth(token),
-            Credentials::Header(value) => request = request.header(reqwest::header::AUTHORIZATION, value),
+            Credentials::Token(token) => call = call.bearer(&token),
+            Credentials::Header(value) => call = call.header(reqwest::header::AUTHORIZATION.as_str(), &value),
         }
-        request = match body {
-            Body::None => request,
-            Body::Json(text) => request.header(reqwest::header::CONTENT_TYPE, "application/json").body(self.interpolate(&text)),
-            Body::Form(text) => {
-                request.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(self.interpolate(&text))
-            }
+        call = match body {
+            Body::None => call,
+            Body::Json(text) => call.text("application/json", self.interpolate(&text)),
+            Body::Form(text) => call.text("application/x-www-form-urlencoded", self.interpolate(&text)),
         };
-        let response = request.send().await.map_err(|error| format!("{method} {url} got no response: {error}"))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|error| format!("{method} {url}: unreadable body: {error}"))?;
-        let json = serde_json::from_str(&text).ok();
-        Ok(Response { status, headers, text, json })
+        // The shop's typed client, sending the body as the step wrote it (the text is the
+        // contract) and answering the raw response, which the steps assert on.
+        let answer = Client::with_http(base, self.http.clone()).send(&call).await.map_err(|error| format!("{base}: {error}"))?;
+        let json = serde_json::from_str(&answer.body).ok();
+        Ok(Response { status: answer.status, headers: answer.headers, text: answer.body, json })
     }
 }
