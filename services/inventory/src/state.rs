@@ -6,7 +6,8 @@ use axum::extract::FromRef;
 use common::auth::{StaffPolicy, TokenVerifier};
 use sqlx::PgPool;
 
-#[derive(Clone)]
+/// Handlers' extractors take what they need from it (`FromRef`, derived for every field).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     /// The service's own database; the pool is bounded by configuration.
     pub pool: PgPool,
@@ -14,16 +15,4 @@ pub struct AppState {
     pub token_verifier: Arc<TokenVerifier>,
     /// Who may write (see `common::auth::StaffPolicy`).
     pub staff_policy: StaffPolicy,
-}
-
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.token_verifier)
-    }
-}
-
-impl FromRef<AppState> for StaffPolicy {
-    fn from_ref(state: &AppState) -> Self {
-        state.staff_policy
-    }
 }

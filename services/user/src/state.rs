@@ -11,7 +11,8 @@ use crate::passwords::PasswordHasher;
 use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
 
-#[derive(Clone)]
+/// Handlers' extractors take what they need from it (`FromRef`, derived for every field).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     /// The service's own database: users, addresses, refresh tokens.
     pub pool: PgPool,
@@ -32,12 +33,5 @@ impl AppState {
     pub fn roles_of(&self, email: &str) -> Vec<String> {
         let staff = self.staff_emails.iter().any(|staff| staff.eq_ignore_ascii_case(email));
         if staff { vec![common::auth::STAFF_ROLE.to_owned()] } else { Vec::new() }
-    }
-}
-
-/// Lets handlers take `common::auth::CurrentUser`, which needs the verifier from the state.
-impl FromRef<AppState> for Arc<TokenVerifier> {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
     }
 }

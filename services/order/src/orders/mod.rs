@@ -37,8 +37,9 @@ pub const MAXIMUM_QUANTITY: i64 = 1_000_000;
 /// How many times a status change is re-evaluated when another change got there first.
 const STATUS_CHANGE_ATTEMPTS: usize = 3;
 
-/// What the order handlers share.
-#[derive(Clone)]
+/// What the order handlers share; their extractors take what they need from it (`FromRef`,
+/// derived for every field).
+#[derive(Clone, FromRef)]
 pub struct OrdersState {
     pub store: OrderStore,
     pub catalog: CatalogClient,
@@ -46,12 +47,6 @@ pub struct OrdersState {
     pub verifier: Arc<TokenVerifier>,
     /// Who may ship, deliver and refund (see `common::auth::StaffPolicy`).
     pub staff_policy: StaffPolicy,
-}
-
-impl FromRef<OrdersState> for Arc<TokenVerifier> {
-    fn from_ref(state: &OrdersState) -> Self {
-        Arc::clone(&state.verifier)
-    }
 }
 
 pub fn router(state: OrdersState) -> OpenApiRouter {
@@ -118,13 +113,14 @@ async fn create_order(
         .await
         .map_err(|error| ApiError::unavailable("The product catalog is unavailable; try again shortly", error))?;
     let items = priced_items(&request, &catalog)?;
-    let order = OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref())
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "The order's total would exceed {}, the most an order may cost",
-                common::money::Cents(common::money::MAXIMUM_EXACT_CENTS)
-            ))
-        })?;
+    let order =
+        OrderDocument::new_pending(request.user_id.clone(), items, request.shipping_address.clone(), idempotency_key.as_ref())
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "The order's total would exceed {}, the most an order may cost",
+                    common::money::Cents(common::money::MAXIMUM_EXACT_CENTS)
+                ))
+            })?;
     if state.store.insert(&order).await? == Insertion::KeyTaken {
         // A try with the same key got there first, concurrently: answer with its order.
         let key = order.idempotency_key.as_deref().unwrap_or_default();
@@ -456,7 +452,12 @@ mod tests {
 
     #[test]
     fn control_characters_in_a_shipping_address_are_a_422() {
-        for (field, text) in [("line1", "1 Street\u{0}"), ("line2", "Flat 2\r\nX-Injected: yes"), ("city", "\u{1b}[31mCity"), ("country", "Tab\there")] {
+        for (field, text) in [
+            ("line1", "1 Street\u{0}"),
+            ("line2", "Flat 2\r\nX-Injected: yes"),
+            ("city", "\u{1b}[31mCity"),
+            ("country", "Tab\there"),
+        ] {
             let mut order = request(vec![(A, 1, 100)]);
             let address = &mut order.shipping_address;
             match field {
