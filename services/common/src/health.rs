@@ -89,14 +89,6 @@ impl Readiness {
         status
     }
 
-    /// Registers "broker": the publisher's connection works (or can be made).
-    pub fn broker(&self, publisher: Arc<crate::messaging::publisher::Publisher>) {
-        self.check("broker", move || {
-            let publisher = Arc::clone(&publisher);
-            async move { publisher.check().await }
-        });
-    }
-
     /// Registers "database": the PostgreSQL pool answers `SELECT 1`.
     #[cfg(feature = "postgres")]
     pub fn postgres(&self, pool: sqlx::PgPool) {

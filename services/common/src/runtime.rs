@@ -124,7 +124,12 @@ impl Service {
     /// The service's broker connection for publishing, checked by `/ready`, closed at the end.
     pub fn publisher(&mut self, rabbitmq_url: &str) -> Arc<Publisher> {
         let publisher = Arc::new(Publisher::new(rabbitmq_url, format!("{} publisher", self.name)));
-        self.readiness.broker(Arc::clone(&publisher));
+        // "broker": the publisher's connection works (or can be made).
+        let checked = Arc::clone(&publisher);
+        self.readiness.check("broker", move || {
+            let publisher = Arc::clone(&checked);
+            async move { publisher.check().await }
+        });
         let closing = Arc::clone(&publisher);
         self.on_stop("the broker connection", async move { closing.close().await });
         publisher
