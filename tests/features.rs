@@ -11,21 +11,19 @@
 //! `E2E_CONCURRENCY` (scenarios at once, default 4), `E2E_LOG` (service log filter,
 //! default `warn,lapin=off,sqlx=error`: lapin logs every expected channel close), `E2E_JUNIT`
 //! (where to write JUnit XML, default target/cucumber-junit.xml), and the infrastructure variables
-//! of `support::infrastructure`. Nothing else in the environment reaches the services: to prove
+//! of `shop_testkit::infrastructure`. Nothing else in the environment reaches the services: to prove
 //! it, every variable they read is set to an unusable value before anything starts.
 
 mod steps;
-/// The test kit (tests/kit), under the name the steps know it by.
-use shop_testkit as support;
 
 use std::path::PathBuf;
 
 use cucumber::{World as _, WriterExt as _, writer};
 use futures::FutureExt as _;
 
-use support::logs;
-use support::teardown::tear_down;
-use support::world::ShopWorld;
+use shop_testkit::logs;
+use shop_testkit::teardown::tear_down;
+use shop_testkit::world::ShopWorld;
 
 const FEATURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
 
@@ -50,7 +48,7 @@ fn main() {
     });
 
     // SAFETY: no other thread exists yet; the runtime is built below.
-    unsafe { support::system::poison_service_environment() };
+    unsafe { shop_testkit::system::poison_service_environment() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(run(exact));
 }

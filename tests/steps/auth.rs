@@ -12,8 +12,8 @@ use serde_json::json;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::support::system::STAFF_EMAIL;
-use crate::support::world::{Body, Credentials, ShopWorld};
+use shop_testkit::system::STAFF_EMAIL;
+use shop_testkit::world::{Body, Credentials, ShopWorld};
 
 /// The guide's customer, as section 1 registers them.
 pub const GUIDE_CUSTOMER: &str = "customer@example.com";

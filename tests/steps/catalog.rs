@@ -14,8 +14,8 @@ use cucumber::{Parameter, given, then, when};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::eventually::eventually;
-use crate::support::world::{Body, Credentials, Response, ShopWorld};
+use shop_testkit::eventually::eventually;
+use shop_testkit::world::{Body, Credentials, Response, ShopWorld};
 
 /// How long stock may take to reach what a step expects: a reservation or release travels
 /// through two queues and an outbox relay, which takes well under a second on a quiet machine.

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use cucumber::{Parameter, then, when};
 
-use crate::support::proxy::Mode;
-use crate::support::system::{Dependency, Instance, Target};
-use crate::support::world::ShopWorld;
+use shop_testkit::proxy::Mode;
+use shop_testkit::system::{Dependency, Instance, Target};
+use shop_testkit::world::ShopWorld;
 
 /// What a fault hits: `the inventory service` (every replica it has) or `inventory replica 2`.
 #[derive(Debug, Parameter)]

@@ -21,7 +21,7 @@ use reqwest::Method;
 
 use super::catalog::{product_named, wait_for_stock};
 use super::orders::{one_line_order_body, orders_by_id};
-use crate::support::world::{Body, Credentials, ShopWorld};
+use shop_testkit::world::{Body, Credentials, ShopWorld};
 
 /// How many abandoned requests are in flight at once.
 const CONCURRENT_CLIENTS: usize = 16;

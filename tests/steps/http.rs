@@ -13,10 +13,10 @@ use cucumber::{then, when};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::eventually::eventually;
-use crate::support::snapshot;
-use crate::support::system::ServiceName;
-use crate::support::world::{Body, Credentials, ShopWorld, field};
+use shop_testkit::eventually::eventually;
+use shop_testkit::snapshot;
+use shop_testkit::system::ServiceName;
+use shop_testkit::world::{Body, Credentials, ShopWorld, field};
 
 fn method(name: &str) -> Method {
     Method::from_bytes(name.as_bytes()).unwrap_or_else(|_| panic!("{name:?} is not an HTTP method"))

@@ -7,9 +7,9 @@ use std::time::Duration;
 use cucumber::then;
 use reqwest::Method;
 
-use crate::support::eventually::eventually;
-use crate::support::system::ServiceName;
-use crate::support::world::{Body, Credentials, ShopWorld};
+use shop_testkit::eventually::eventually;
+use shop_testkit::system::ServiceName;
+use shop_testkit::world::{Body, Credentials, ShopWorld};
 
 /// One sample: the metric's name, its labels, and its value.
 fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {

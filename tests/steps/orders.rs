@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::auth::session_of;
 use super::catalog::{Actor, product_named};
-use crate::support::eventually::eventually;
-use crate::support::world::{Body, Credentials, Response, ShopWorld};
+use shop_testkit::eventually::eventually;
+use shop_testkit::world::{Body, Credentials, Response, ShopWorld};
 
 /// The variable holding the scenario's current order. Lower case on purpose: snapshots name a
 /// remembered value after the first variable (in sorted order) holding it, and ORDER_ID_2 says
@@ -367,7 +367,7 @@ async fn the_request_id_reached(world: &mut ShopWorld, request_id: String, step:
     let mut expected: Vec<(String, String)> =
         table.rows.iter().skip(1).map(|row| (row[0].clone(), world.interpolate(&row[1]))).collect();
     expected.sort();
-    let reached = crate::support::logs::reached_by(&world.system().id, &request_id);
+    let reached = shop_testkit::logs::reached_by(&world.system().id, &request_id);
     assert_eq!(reached, expected, "where the request id {request_id:?} went");
 }
 

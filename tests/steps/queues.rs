@@ -7,9 +7,9 @@ use cucumber::gherkin::Step;
 use cucumber::{then, when};
 use serde_json::Value;
 
-use crate::support::eventually::eventually;
-use crate::support::system::ServiceName;
-use crate::support::world::{Response, ShopWorld};
+use shop_testkit::eventually::eventually;
+use shop_testkit::system::ServiceName;
+use shop_testkit::world::{Response, ShopWorld};
 
 #[when(expr = "I publish to the queue {string}:")]
 async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {

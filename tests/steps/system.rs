@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use cucumber::{given, then};
 
-use crate::support::system::{ServiceName, Setup, System};
-use crate::support::world::ShopWorld;
+use shop_testkit::system::{ServiceName, Setup, System};
+use shop_testkit::world::ShopWorld;
 
 #[given("the shop is running")]
 async fn the_shop_is_running(world: &mut ShopWorld) {
