@@ -66,11 +66,6 @@ impl Environment {
     }
 }
 
-/// Reads `name` from the process environment, or returns `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    Environment::Process.or(name, default)
-}
-
 /// Where a service listens. Port 0 asks the OS for a free port; the bound port can be read back
 /// from the application.
 #[derive(Debug, Clone)]
@@ -101,44 +96,6 @@ impl HttpSettings {
                 environment.parse("SHUTDOWN_DRAIN_LIMIT_MS", DEFAULT_DRAIN_LIMIT.as_millis() as u64)?,
             ),
         })
-    }
-}
-
-/// The servers every test target talks to, from one set of variables for the whole suite:
-/// `E2E_POSTGRES_URL` (a server URL without a database), `E2E_MONGODB_URL`, `E2E_RABBITMQ_URL`
-/// (without a vhost) and `E2E_RABBITMQ_MANAGEMENT_URL`. By default this machine's own servers;
-/// `cargo xtask e2e --containers` points them at the containers it started.
-#[derive(Debug, Clone)]
-pub struct TestServers {
-    pub postgres: String,
-    pub mongodb: String,
-    pub rabbitmq: String,
-    /// `http://[user:password@]host:port`; the tests log in as guest unless it names a user.
-    pub rabbitmq_management: String,
-}
-
-impl TestServers {
-    pub fn from_environment() -> Self {
-        Self {
-            postgres: env_or("E2E_POSTGRES_URL", DEFAULT_POSTGRES_URL).trim_end_matches('/').to_owned(),
-            mongodb: env_or("E2E_MONGODB_URL", DEFAULT_MONGODB_URL),
-            rabbitmq: env_or("E2E_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672").trim_end_matches('/').to_owned(),
-            rabbitmq_management: env_or("E2E_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
-                .trim_end_matches('/')
-                .to_owned(),
-        }
-    }
-
-    /// The management API's address without credentials, and the credentials (guest by default).
-    pub fn rabbitmq_management_login(&self) -> (String, String, String) {
-        let (scheme, rest) = self.rabbitmq_management.split_once("://").unwrap_or(("http", &self.rabbitmq_management));
-        match rest.rsplit_once('@') {
-            Some((credentials, host)) => {
-                let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-                (format!("{scheme}://{host}"), user.to_owned(), password.to_owned())
-            }
-            None => (format!("{scheme}://{rest}"), "guest".to_owned(), "guest".to_owned()),
-        }
     }
 }
 

@@ -746,7 +746,8 @@ async fn a_message_is_handled_in_the_scope_of_the_request_id_it_was_published_wi
 /// connection lost), once the API lists at least one (it lists a new connection within seconds);
 /// how many it closed.
 async fn close_every_connection(vhost: &TestVirtualHost) -> usize {
-    let (management_url, user, password) = common::config::TestServers::from_environment().rabbitmq_management_login();
+    let shop_testkit_base::servers::ManagementLogin { url: management_url, user, password } =
+        shop_testkit_base::ServerUrls::from_environment().rabbitmq_management_login();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     let connections = loop {

@@ -23,7 +23,7 @@ struct TestDatabase {
 
 impl TestDatabase {
     async fn new() -> Self {
-        let server_url = common::config::TestServers::from_environment().postgres;
+        let server_url = shop_testkit_base::ServerUrls::from_environment().postgres;
         let name = format!("inventory_test_{}", uuid::Uuid::new_v4().simple());
         let database_url = format!("{server_url}/{name}");
         common::postgres::ensure_database(&database_url).await.expect("create the test database");

@@ -28,7 +28,7 @@ async fn silent_broker() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn consumers_stuck_on_a_silent_broker_do_not_hold_up_the_stop() {
-    let server_url = common::config::TestServers::from_environment().postgres;
+    let server_url = shop_testkit_base::ServerUrls::from_environment().postgres;
     let database_name = format!("inventory_stop_{}", uuid::Uuid::new_v4().simple());
     let (broker_url, connections) = silent_broker().await;
     let mut config = Config::defaults();

@@ -28,7 +28,8 @@ const JWKS: &str = include_str!("fixtures/test_jwks.json");
 const KEY_ID: &str = "order-service-test-key";
 /// The broker's management API and its login (`E2E_RABBITMQ_MANAGEMENT_URL`).
 fn management() -> (String, String, String) {
-    common::config::TestServers::from_environment().rabbitmq_management_login()
+    let login = shop_testkit_base::ServerUrls::from_environment().rabbitmq_management_login();
+    (login.url, login.user, login.password)
 }
 
 /// The fake product service (and JWKS host).
@@ -90,7 +91,7 @@ impl TestApp {
             axum::serve(fake_listener, fake_router).with_graceful_shutdown(fake_server_stop.cancelled_owned()).await.unwrap();
         })];
 
-        let servers = common::config::TestServers::from_environment();
+        let servers = shop_testkit_base::ServerUrls::from_environment();
         let rabbitmq_url = format!("{}/{vhost}", servers.rabbitmq);
         let inventory = Arc::new(FakeInventory::default());
         fake_tasks.extend(spawn_fake_inventory(&rabbitmq_url, &inventory, &stop_fakes));

@@ -19,7 +19,7 @@ struct TestDatabase {
 
 impl TestDatabase {
     async fn new() -> Self {
-        let url = common::config::TestServers::from_environment().mongodb;
+        let url = shop_testkit_base::ServerUrls::from_environment().mongodb;
         let client = mongodb::Client::with_uri_str(&url).await.expect("MongoDB client");
         let database = client.database(&format!("product_outbox_test_{}", uuid::Uuid::new_v4().simple()));
         Self { database }

@@ -25,7 +25,7 @@ struct TestApi {
 }
 
 fn postgres_server_url() -> String {
-    common::config::TestServers::from_environment().postgres
+    shop_testkit_base::ServerUrls::from_environment().postgres
 }
 
 /// The one account configured as staff (`STAFF_EMAILS`) in these tests.

@@ -471,7 +471,7 @@ mod tests {
     use super::*;
 
     async fn test_collection() -> (mongodb::Database, Collection<Document>) {
-        let url = crate::config::TestServers::from_environment().mongodb;
+        let url = shop_testkit_base::ServerUrls::from_environment().mongodb;
         let client = mongodb::Client::with_uri_str(&url).await.expect("MongoDB client");
         let database = client.database(&format!("document_outbox_test_{}", uuid::Uuid::new_v4().simple()));
         let collection = database.collection("things");

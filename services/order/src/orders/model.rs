@@ -482,11 +482,19 @@ mod tests {
     fn an_order_whose_total_cannot_be_answered_to_the_cent_is_not_made() {
         let line = |price_cents: i64, quantity: i64| StoredOrderItem { product_id: "a".repeat(24), quantity, price_cents };
         let most_expensive = 1_000_000_000_000_000; // 10,000,000,000,000.00
-        assert!(OrderDocument::new_pending("1".into(), vec![line(most_expensive, 1_000_000)], address(), None).is_none(), "i64 overflow");
-        assert!(OrderDocument::new_pending("1".into(), vec![line(most_expensive, 10)], address(), None).is_none(), "beyond 2^53 cents");
-        let two_lines = vec![line(common::money::MAXIMUM_EXACT_CENTS, 1), StoredOrderItem { product_id: "b".repeat(24), ..line(1, 1) }];
+        assert!(
+            OrderDocument::new_pending("1".into(), vec![line(most_expensive, 1_000_000)], address(), None).is_none(),
+            "i64 overflow"
+        );
+        assert!(
+            OrderDocument::new_pending("1".into(), vec![line(most_expensive, 10)], address(), None).is_none(),
+            "beyond 2^53 cents"
+        );
+        let two_lines =
+            vec![line(common::money::MAXIMUM_EXACT_CENTS, 1), StoredOrderItem { product_id: "b".repeat(24), ..line(1, 1) }];
         assert!(OrderDocument::new_pending("1".into(), two_lines, address(), None).is_none(), "the sum beyond 2^53 cents");
-        let order = OrderDocument::new_pending("1".into(), vec![line(most_expensive, 9)], address(), None).expect("within bounds");
+        let order =
+            OrderDocument::new_pending("1".into(), vec![line(most_expensive, 9)], address(), None).expect("within bounds");
         assert_eq!(order.total_price_cents, 9_000_000_000_000_000);
     }
 }

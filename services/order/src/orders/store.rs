@@ -40,9 +40,10 @@ pub enum Insertion {
 /// Whether `error` is MongoDB's duplicate key error (11000): a unique index refused the write.
 fn is_duplicate_key(error: &anyhow::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
-    error.chain().filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>()).any(|error| {
-        matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(write)) if write.code == 11000)
-    })
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<mongodb::error::Error>())
+        .any(|error| matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(write)) if write.code == 11000))
 }
 
 /// What a conditional status change found.
