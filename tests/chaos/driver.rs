@@ -117,7 +117,8 @@ impl Chaos {
         let email = format!("chaos-{seed}-{number}@example.com");
         let registration = Registration::customer(email.as_str(), PASSWORD, "Chaos", "Customer");
         self.shop.register(&registration).await.map_err(|error| format!("registering {email}: {error}"))?;
-        let token = self.shop.log_in(&email, PASSWORD).await.map_err(|error| format!("logging in {email}: {error}"))?.access_token;
+        let token =
+            self.shop.log_in(&email, PASSWORD).await.map_err(|error| format!("logging in {email}: {error}"))?.access_token;
         let me = self.shop.me(&token).await.map_err(|error| format!("{email}: {error}"))?;
         let address = Address {
             line1: format!("{number} Chaos Street"),
@@ -234,7 +235,9 @@ impl Chaos {
                     }
                     if let Some(earlier) = self.orders.iter().position(|order| order.id == id) {
                         // Another request's key answered with this order: two requests, one order.
-                        self.tally.violations.push(format!("order request {key} was answered with the order of request {earlier}: {id}"));
+                        self.tally
+                            .violations
+                            .push(format!("order request {key} was answered with the order of request {earlier}: {id}"));
                         return;
                     }
                     self.customers[index].orders.push(self.orders.len());

@@ -47,10 +47,7 @@ pub async fn check(chaos: &Chaos, plan: &Plan, routed: Result<(), String>, settl
         let status = stored.status.as_str();
         let allowed = match status {
             "refunded" => order.refunded,
-            "cancelled" => {
-                order.cancelled_by_customer
-                    || (!order.refunded && stored.cancellation_reason.is_some())
-            }
+            "cancelled" => order.cancelled_by_customer || (!order.refunded && stored.cancellation_reason.is_some()),
             "paid" => !order.refunded && !order.cancelled_by_customer,
             _ => false,
         };

@@ -49,7 +49,12 @@ async fn send_and_hang_up(world: &ShopWorld, mut requests: Vec<(Method, String, 
             match tokio::time::timeout(hang_up_delay(index, spread), sent).await {
                 Err(_hung_up) => false,
                 Ok(Ok(response)) => {
-                    assert!(response.status < 500, "{method} {path} answered {} before the hang-up: {}", response.status, response.text);
+                    assert!(
+                        response.status < 500,
+                        "{method} {path} answered {} before the hang-up: {}",
+                        response.status,
+                        response.text
+                    );
                     true
                 }
                 Ok(Err(error)) => panic!("{error}"),

@@ -183,4 +183,3 @@ fn ensure_mongodb() -> anyhow::Result<Option<Child>> {
     wait_for_port(MONGODB_PORT, "MongoDB", Duration::from_secs(30))?;
     Ok(Some(child))
 }
-

@@ -76,7 +76,11 @@ mod tests {
     fn the_binaries_are_the_workspaces_service_packages() {
         let manifest = std::fs::read_to_string(crate::workspace_root().join("Cargo.toml")).unwrap();
         for service in &SERVICES {
-            assert!(manifest.contains(&format!("{} = {{ path = \"services/{}\" }}", service.binary, service.name)), "{}", service.binary);
+            assert!(
+                manifest.contains(&format!("{} = {{ path = \"services/{}\" }}", service.binary, service.name)),
+                "{}",
+                service.binary
+            );
         }
     }
 }

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn the_guides_multi_item_total_is_exact() {
-        let lines = [Cents::from_decimal(249.99).unwrap().checked_times(1), Cents::from_decimal(179.99).unwrap().checked_times(2)];
+        let lines =
+            [Cents::from_decimal(249.99).unwrap().checked_times(1), Cents::from_decimal(179.99).unwrap().checked_times(2)];
         let total = Cents::checked_sum(lines.into_iter().map(Option::unwrap)).unwrap();
         assert_eq!(total, Cents(60997));
         assert_eq!(serde_json::to_string(&total).unwrap(), "609.97");

@@ -77,7 +77,10 @@ pub enum CallBody {
     Form(Vec<(String, String)>),
     /// A body sent exactly as written, with its content type: for the callers whose text is the
     /// contract (the guide's literal requests, malformed bodies).
-    Text { content_type: String, text: String },
+    Text {
+        content_type: String,
+        text: String,
+    },
 }
 
 /// One request to the shop, described; sent by [`Client::send`] or put on a builder by
@@ -263,8 +266,11 @@ impl Answer {
         if self.status != success {
             return Err(ApiError::Refused { call: call.to_owned(), status: self.status, body: self.body });
         }
-        serde_json::from_str(if self.body.is_empty() { "null" } else { &self.body })
-            .map_err(|error| ApiError::Undecodable { call: call.to_owned(), error: error.to_string(), body: self.body })
+        serde_json::from_str(if self.body.is_empty() { "null" } else { &self.body }).map_err(|error| ApiError::Undecodable {
+            call: call.to_owned(),
+            error: error.to_string(),
+            body: self.body,
+        })
     }
 }
 
@@ -294,7 +300,9 @@ impl std::fmt::Display for ApiError {
         match self {
             ApiError::NoAnswer { call, error } => write!(formatter, "{call} got no answer: {error}"),
             ApiError::Refused { call, status, body } => write!(formatter, "{call} answered {status}: {body}"),
-            ApiError::Undecodable { call, error, body } => write!(formatter, "{call} answered a body that does not decode ({error}): {body}"),
+            ApiError::Undecodable { call, error, body } => {
+                write!(formatter, "{call} answered a body that does not decode ({error}): {body}")
+            }
         }
     }
 }
@@ -437,7 +445,11 @@ impl Client {
     pub async fn cancel_order(&self, token: &str, id: &str) -> Result<(), ApiError> {
         let call = Call::cancel_order(token, id);
         let answer = self.send(&call).await?;
-        if answer.status == 204 { Ok(()) } else { Err(ApiError::Refused { call: call.describe(), status: answer.status, body: answer.body }) }
+        if answer.status == 204 {
+            Ok(())
+        } else {
+            Err(ApiError::Refused { call: call.describe(), status: answer.status, body: answer.body })
+        }
     }
 
     pub async fn set_order_status(&self, token: &str, id: &str, status: &str) -> Result<Order, ApiError> {
@@ -458,7 +470,11 @@ impl Client {
     pub async fn metrics(&self) -> Result<String, ApiError> {
         let call = Call::metrics();
         let answer = self.send(&call).await?;
-        if answer.status == 200 { Ok(answer.body) } else { Err(ApiError::Refused { call: call.describe(), status: answer.status, body: answer.body }) }
+        if answer.status == 200 {
+            Ok(answer.body)
+        } else {
+            Err(ApiError::Refused { call: call.describe(), status: answer.status, body: answer.body })
+        }
     }
 }
 

@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn replicas_become_one_server_line_each_with_the_templates_parameters() {
-        let template = "upstream user_service { server ${USER_SERVICE} fail_timeout=2s; keepalive 16; }\nlisten ${GATEWAY_LISTEN};";
+        let template =
+            "upstream user_service { server ${USER_SERVICE} fail_timeout=2s; keepalive 16; }\nlisten ${GATEWAY_LISTEN};";
         let text = render(template, &upstreams(&["127.0.0.1:1", "127.0.0.1:2"]), Path::new("/p"), 8080).unwrap();
         assert_eq!(
             text,

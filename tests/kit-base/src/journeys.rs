@@ -12,7 +12,8 @@ use crate::model::{Address, NewOrder, NewProduct, OrderLine, Registration};
 /// development setup), orders 2 of them, and the order is polled until paid; then the stock must
 /// be 3 available and 2 reserved. Returns a line saying how long POST-to-paid took.
 pub async fn one_order_to_paid(shop: &Client) -> anyhow::Result<String> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis()).unwrap_or(0);
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_millis()).unwrap_or(0);
     let registration = Registration::customer(format!("order-check-{stamp}@example.com"), "Password123", "Order", "Check");
     let customer = shop.sign_up(&registration).await?;
     let token = &customer.tokens.access_token;

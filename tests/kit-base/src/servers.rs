@@ -108,7 +108,8 @@ mod tests {
 
     #[test]
     fn a_management_url_without_credentials_logs_in_as_guest() {
-        let servers = ServerUrls::from_lookup(|name| (name == "E2E_RABBITMQ_MANAGEMENT_URL").then(|| "http://broker:1".to_owned()));
+        let servers =
+            ServerUrls::from_lookup(|name| (name == "E2E_RABBITMQ_MANAGEMENT_URL").then(|| "http://broker:1".to_owned()));
         let login = servers.rabbitmq_management_login();
         assert_eq!((login.url.as_str(), login.user.as_str(), login.password.as_str()), ("http://broker:1", "guest", "guest"));
     }

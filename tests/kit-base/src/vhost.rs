@@ -76,7 +76,8 @@ mod amqp {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let mut messages = Vec::new();
-            while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get") {
+            while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await.expect("basic.get")
+            {
                 message.delivery.ack(BasicAckOptions::default()).await.expect("ack");
                 messages.push(message);
             }

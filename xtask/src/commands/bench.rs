@@ -58,8 +58,8 @@ pub fn bench(arguments: &[String]) -> anyhow::Result<ExitCode> {
         .stdout(Stdio::null())
         .spawn()
         .context("failed to start the system")?;
-    let outcome = crate::http::wait_until_ready(Duration::from_secs(600))
-        .and_then(|()| run(&format!("http://127.0.0.1:{GATEWAY_PORT}")));
+    let outcome =
+        crate::http::wait_until_ready(Duration::from_secs(600)).and_then(|()| run(&format!("http://127.0.0.1:{GATEWAY_PORT}")));
     say("stopping the system");
     stop_child(&mut system, Duration::from_secs(60));
     outcome

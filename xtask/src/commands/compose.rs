@@ -29,7 +29,9 @@ use crate::workspace_root;
 /// The published ports: variable, the guide's port, what it is.
 fn ports() -> Vec<(&'static str, u16, String)> {
     let mut ports = vec![("GATEWAY_PORT", 80, "gateway".to_owned())];
-    ports.extend(SERVICES.iter().map(|service| (service.compose_port_variable, service.port, format!("{} service", service.name))));
+    ports.extend(
+        SERVICES.iter().map(|service| (service.compose_port_variable, service.port, format!("{} service", service.name))),
+    );
     ports.push(("RABBITMQ_PORT", 5672, "RabbitMQ".to_owned()));
     ports.push(("RABBITMQ_MANAGEMENT_PORT", 15672, "RabbitMQ management".to_owned()));
     ports

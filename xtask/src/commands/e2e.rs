@@ -178,7 +178,6 @@ fn number_before(text: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

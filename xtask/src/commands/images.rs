@@ -23,4 +23,3 @@ pub fn images(arguments: &[String]) -> anyhow::Result<ExitCode> {
     say(&format!("every local image is built ({:.0} s)", started.elapsed().as_secs_f64()));
     Ok(ExitCode::SUCCESS)
 }
-

@@ -215,10 +215,9 @@ fn parse(arguments: &[String]) -> anyhow::Result<(Vec<&'static Area>, &[String])
         names
             .iter()
             .map(|name| {
-                AREAS
-                    .iter()
-                    .find(|area| area.name == name)
-                    .with_context(|| format!("unknown area {name:?}; areas: {}", AREAS.iter().map(|area| area.name).collect::<Vec<_>>().join(", ")))
+                AREAS.iter().find(|area| area.name == name).with_context(|| {
+                    format!("unknown area {name:?}; areas: {}", AREAS.iter().map(|area| area.name).collect::<Vec<_>>().join(", "))
+                })
             })
             .collect::<anyhow::Result<_>>()?
     };

@@ -175,7 +175,6 @@ pub fn build_binaries(release: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

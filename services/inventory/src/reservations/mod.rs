@@ -80,7 +80,8 @@ pub async fn on_order_created(
 ) -> Result<(), HandlerError> {
     let order_id = order.order_id.clone();
     let unknown_products = if attempt.may_keep_waiting { UnknownProducts::WaitForThem } else { UnknownProducts::Fail };
-    let outcome = store::reserve(pool, &order, unknown_products).await.map_err(|error| metrics.failed("reserve", &order_id, error))?;
+    let outcome =
+        store::reserve(pool, &order, unknown_products).await.map_err(|error| metrics.failed("reserve", &order_id, error))?;
     match outcome {
         ReservationOutcome::Reserved => {
             publisher

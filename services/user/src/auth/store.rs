@@ -77,13 +77,11 @@ pub async fn consume(connection: &mut PgConnection, jti: Uuid, user_id: i64) -> 
 
 /// Revokes every refresh token of the family; how many were still live.
 pub async fn revoke_family(pool: &PgPool, family_id: Uuid) -> anyhow::Result<u64> {
-    let revoked = sqlx::query(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1::uuid AND revoked_at IS NULL",
-    )
-    .bind(family_id.to_string())
-    .execute(pool)
-    .await
-    .with_context(|| format!("failed to revoke the refresh-token family {family_id}"))?;
+    let revoked = sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1::uuid AND revoked_at IS NULL")
+        .bind(family_id.to_string())
+        .execute(pool)
+        .await
+        .with_context(|| format!("failed to revoke the refresh-token family {family_id}"))?;
     Ok(revoked.rows_affected())
 }
 

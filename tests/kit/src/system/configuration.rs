@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use common::config::{HttpSettings, Settings as _};
 
-use super::*;
 use super::addresses::*;
 use super::process::*;
+use super::*;
 
 /// Per-scenario PostgreSQL pools stay small: several scenarios run at once against a server
 /// with max_connections = 100.
@@ -33,7 +33,10 @@ impl System {
     }
 
     pub(super) fn http_settings(&self, instance: Instance) -> HttpSettings {
-        HttpSettings { host: "127.0.0.1".into(), port: 0, inherited_listener: Some(Arc::clone(&self.listeners[&instance])),
+        HttpSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            inherited_listener: Some(Arc::clone(&self.listeners[&instance])),
             drain_limit: common::config::DEFAULT_DRAIN_LIMIT,
         }
     }

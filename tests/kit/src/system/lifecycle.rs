@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::*;
 use super::addresses::*;
 use super::process::*;
+use super::*;
 use crate::gateway::{Gateway, Upstreams};
 use crate::infrastructure;
 use crate::proxy::Proxy;
@@ -35,9 +35,7 @@ impl System {
             for &dependency in service.dependencies() {
                 let upstream = match (service, dependency) {
                     (_, Dependency::Broker) => address_of(&infrastructure.rabbitmq)?,
-                    (ServiceName::User | ServiceName::Inventory, Dependency::Database) => {
-                        address_of(&infrastructure.postgres)?
-                    }
+                    (ServiceName::User | ServiceName::Inventory, Dependency::Database) => address_of(&infrastructure.postgres)?,
                     (ServiceName::Product | ServiceName::Order, Dependency::Database) => address_of(&infrastructure.mongodb)?,
                 };
                 proxies.insert((instance, dependency), Proxy::start(upstream).await?);

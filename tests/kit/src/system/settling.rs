@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::*;
 use super::addresses::*;
+use super::*;
 
 impl System {
     /// The events waiting in `service`'s outbox (product or order), as `queue` names.
