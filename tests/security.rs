@@ -1,7 +1,7 @@
 //! Token security: every way of presenting a token that is not a valid, unexpired access token
 //! signed by the user service is refused with 401 and `WWW-Authenticate: Bearer`.
 //!
-//! Each test starts the user service in-process (`Application::build` on port 0, the same call
+//! Each test starts the user service in-process (`user_service::build` on port 0, the same call
 //! the binary makes) against a fresh PostgreSQL database named after a uuid, which it drops at
 //! the end even when the test fails. The service signs with a private key generated here and
 //! handed over as `SigningKeySource::Pem`, so the tests can forge tokens that differ from a real
@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use user_service::{Application, Config, PasswordHashing, SigningKeySource};
+use user_service::{Config, PasswordHashing, SigningKeySource};
 
 const EMAIL: &str = "customer@example.com";
 const PASSWORD: &str = "Password123";
@@ -107,7 +107,7 @@ impl TestService {
             password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
             staff_emails: Vec::new(),
         };
-        let application = Application::build(config).await.expect("the user service starts");
+        let application = user_service::build(config).await.expect("the user service starts");
         let base_url = format!("http://127.0.0.1:{}", application.port());
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {

@@ -23,7 +23,7 @@ pub mod startup;
 pub mod state;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Application, build};
 
 /// The migrations, embedded in the binary and run at start-up (and by the tests).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

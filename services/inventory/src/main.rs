@@ -1,10 +1,10 @@
-use inventory_service::{Application, Config};
+use inventory_service::Config;
 
 use common::config::Settings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init("info");
-    let application = Application::build(Config::from_env()?).await?;
+    let application = inventory_service::build(Config::from_env()?).await?;
     application.run_until_stopped(common::shutdown::signal()).await
 }

@@ -1,4 +1,4 @@
-//! Start-up: `Application::build` creates the database if needed, runs the migrations, binds
+//! Start-up: `build` creates the database if needed, runs the migrations, binds
 //! (port 0 works; read the port back with `port()`) and registers the four consumers;
 //! `run_until_stopped` serves HTTP and runs them until the shutdown future resolves, then drains
 //! (see `common::runtime`). The binary and the test harness both start the service through these
@@ -7,7 +7,6 @@
 //! Only PostgreSQL must be reachable at start-up: the consumers connect to RabbitMQ in the
 //! background and keep retrying, and the user service's keys are fetched on first use.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -43,38 +42,29 @@ const ORDER_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_se
 )]
 struct ApiDocumentation;
 
-/// The inventory service, ready to run (see [`common::runtime`]).
-pub struct Application(Service);
+/// The inventory service, ready to run (see [`common::runtime`]): read its `port()`, then
+/// `run_until_stopped(shutdown)`.
+pub type Application = Service;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        common::postgres::ensure_database(&config.database_url).await?;
-        let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
-        crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
+/// Prepares the service's store and puts the service together (binds; port 0 works).
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    common::postgres::ensure_database(&config.database_url).await?;
+    let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
+    crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
 
-        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
-        service.postgres(pool.clone());
-        // Announces reservation outcomes.
-        let publisher = service.publisher(&config.rabbitmq_url);
-        register_consumers(&mut service, &config, &pool, &publisher);
+    let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+    service.postgres(pool.clone());
+    // Announces reservation outcomes.
+    let publisher = service.publisher(&config.rabbitmq_url);
+    register_consumers(&mut service, &config, &pool, &publisher);
 
-        let state = AppState {
-            pool,
-            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
-            staff_policy: config.staff_policy,
-        };
-        service.route(router(state, service.readiness(), service.metrics()));
-        Ok(Self(service))
-    }
-
-    pub fn port(&self) -> u16 {
-        self.0.port()
-    }
-
-    /// Serves until `shutdown` resolves, then drains within the configured limit.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        self.0.run_until_stopped(shutdown).await
-    }
+    let state = AppState {
+        pool,
+        token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+        staff_policy: config.staff_policy,
+    };
+    service.route(router(state, service.readiness(), service.metrics()));
+    Ok(service)
 }
 
 /// One supervised consumer per queue inventory listens to.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::config::Settings as _;
-use inventory_service::{Application, Config};
+use inventory_service::Config;
 
 /// A broker that takes connections and never says a word; counts what it took.
 async fn silent_broker() -> (String, Arc<AtomicUsize>) {
@@ -36,7 +36,7 @@ async fn consumers_stuck_on_a_silent_broker_do_not_hold_up_the_stop() {
     config.http.drain_limit = Duration::from_millis(300);
     config.database_url = format!("{server_url}/{database_name}");
     config.rabbitmq_url = broker_url;
-    let application = Application::build(config).await.expect("the inventory service starts");
+    let application = inventory_service::build(config).await.expect("the inventory service starts");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(application.run_until_stopped(async move {
         let _ = stopped.await;

@@ -12,4 +12,4 @@ pub mod orders;
 pub mod startup;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Application, build};

@@ -1,10 +1,10 @@
-use order_service::{Application, Config};
+use order_service::Config;
 
 use common::config::Settings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init("info");
-    let application = Application::build(Config::from_env()?).await?;
+    let application = order_service::build(Config::from_env()?).await?;
     application.run_until_stopped(common::shutdown::signal()).await
 }

@@ -1,4 +1,4 @@
-//! Start-up: `Application::build` binds (port 0 works; read the port back with `port()`),
+//! Start-up: `build` binds (port 0 works; read the port back with `port()`),
 //! `run_until_stopped` serves until the shutdown future resolves. The binary and the test
 //! harness both start the service through these two calls.
 //!
@@ -6,7 +6,6 @@
 //! user service may be down: the consumers and the outbox relay retry in the background, and the
 //! token verifier fetches its keys on first use.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -32,53 +31,44 @@ pub const SERVICE_NAME: &str = "order-service";
 #[openapi(info(title = "Order service", description = "Orders and their status"), modifiers(&BearerSecurity))]
 struct ApiDocumentation;
 
-/// The order service, ready to run (see [`common::runtime`]).
-pub struct Application(Service);
+/// The order service, ready to run (see [`common::runtime`]): read its `port()`, then
+/// `run_until_stopped(shutdown)`.
+pub type Application = Service;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let mut mongodb_options = ClientOptions::parse(&config.mongodb_url).await.context("failed to parse MONGODB_URL")?;
-        mongodb_options.app_name = Some(SERVICE_NAME.to_owned());
-        mongodb_options.max_pool_size = Some(config.mongodb_max_pool_size);
-        mongodb_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
-        let mongodb = mongodb::Client::with_options(mongodb_options).context("failed to create the MongoDB client")?;
-        let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
-        store.create_indexes().await?;
+/// Prepares the service's store and puts the service together (binds; port 0 works).
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let mut mongodb_options = ClientOptions::parse(&config.mongodb_url).await.context("failed to parse MONGODB_URL")?;
+    mongodb_options.app_name = Some(SERVICE_NAME.to_owned());
+    mongodb_options.max_pool_size = Some(config.mongodb_max_pool_size);
+    mongodb_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
+    let mongodb = mongodb::Client::with_options(mongodb_options).context("failed to create the MongoDB client")?;
+    let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
+    store.create_indexes().await?;
 
-        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
-        service.mongodb(mongodb);
-        // Every event the order service sends goes through the outbox: the relay is the only
-        // publisher.
-        let publisher = service.publisher(&config.rabbitmq_url);
-        let outbox = store.outbox();
-        service.relay(OutboxRelay::new(outbox.clone(), publisher, outbox.wake()));
+    let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+    service.mongodb(mongodb);
+    // Every event the order service sends goes through the outbox: the relay is the only
+    // publisher.
+    let publisher = service.publisher(&config.rabbitmq_url);
+    let outbox = store.outbox();
+    service.relay(OutboxRelay::new(outbox.clone(), publisher, outbox.wake()));
 
-        let accepted_to_paid = service.metrics().histogram(
-            "order_accepted_to_paid_seconds",
-            "Time from an order's acceptance to its payment",
-            &consumers::ACCEPTED_TO_PAID_BUCKETS,
-        );
-        let context = ConsumerContext { store: store.clone(), accepted_to_paid };
-        consumers::register(&mut service, &config, &context);
+    let accepted_to_paid = service.metrics().histogram(
+        "order_accepted_to_paid_seconds",
+        "Time from an order's acceptance to its payment",
+        &consumers::ACCEPTED_TO_PAID_BUCKETS,
+    );
+    let context = ConsumerContext { store: store.clone(), accepted_to_paid };
+    consumers::register(&mut service, &config, &context);
 
-        let state = OrdersState {
-            store,
-            catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
-            verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
-            staff_policy: config.staff_policy,
-        };
-        service.route(router(state, service.readiness(), service.metrics()));
-        Ok(Self(service))
-    }
-
-    pub fn port(&self) -> u16 {
-        self.0.port()
-    }
-
-    /// Serves until `shutdown` resolves, then drains within the configured limit.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        self.0.run_until_stopped(shutdown).await
-    }
+    let state = OrdersState {
+        store,
+        catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
+        verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
+        staff_policy: config.staff_policy,
+    };
+    service.route(router(state, service.readiness(), service.metrics()));
+    Ok(service)
 }
 
 /// Every route of the service, with health, the OpenAPI document and Swagger UI.

@@ -19,7 +19,7 @@ use common::config::Settings as _;
 use common::messaging::events::{InventoryFailed, InventoryRelease, InventoryReserved, OrderCreated};
 use common::messaging::{ConsumerSettings, HandlerError, Publisher, consume};
 use futures::StreamExt as _;
-use order_service::{Application, Config};
+use order_service::Config;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +107,7 @@ impl TestApp {
         config.jwks_url = format!("{fake_address}/api/v1/auth/jwks");
         config.product_service_url = fake_address;
         let mongodb = mongodb::Client::with_uri_str(&config.mongodb_url).await.unwrap();
-        let application = Application::build(config).await.expect("the order service starts");
+        let application = order_service::build(config).await.expect("the order service starts");
         let address = format!("http://127.0.0.1:{}", application.port());
         let (stop_service, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = tokio::spawn(application.run_until_stopped(async move {

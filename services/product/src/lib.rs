@@ -17,4 +17,4 @@ pub mod startup;
 pub mod state;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Application, build};

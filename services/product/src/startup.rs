@@ -1,4 +1,4 @@
-//! Start-up: `Application::build` connects to MongoDB, creates the indexes and binds (port 0
+//! Start-up: `build` connects to MongoDB, creates the indexes and binds (port 0
 //! works; read the port back with `port()`); `run_until_stopped` serves HTTP and runs the outbox
 //! relay until the shutdown future resolves, then drains (see `common::runtime`). The binary and
 //! the test harness both start the service through these two calls.
@@ -6,7 +6,6 @@
 //! Only MongoDB must be reachable at start-up: RabbitMQ is reached by the relay, which retries in
 //! the background, and the user service's keys are fetched on the first authenticated request.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -32,43 +31,33 @@ pub const SERVICE_NAME: &str = "product-service";
 )]
 struct ApiDocumentation;
 
-/// The product service, ready to run (see [`common::runtime`]).
-pub struct Application(Service);
+/// The product service, ready to run (see [`common::runtime`]): read its `port()`, then
+/// `run_until_stopped(shutdown)`.
+pub type Application = Service;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let mut client_options = ClientOptions::parse(&config.mongodb_url)
-            .await
-            .with_context(|| format!("invalid MongoDB URL {}", config.mongodb_url))?;
-        client_options.app_name = Some(SERVICE_NAME.to_owned());
-        client_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
-        let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
-        let products = ProductStore::new(&mongodb_client.database(&config.mongodb_database));
-        products.create_indexes().await?;
+/// Prepares the service's store and puts the service together (binds; port 0 works).
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let mut client_options =
+        ClientOptions::parse(&config.mongodb_url).await.with_context(|| format!("invalid MongoDB URL {}", config.mongodb_url))?;
+    client_options.app_name = Some(SERVICE_NAME.to_owned());
+    client_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
+    let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
+    let products = ProductStore::new(&mongodb_client.database(&config.mongodb_database));
+    products.create_indexes().await?;
 
-        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
-        service.mongodb(mongodb_client);
-        // Publishes the events stored in product documents.
-        let publisher = service.publisher(&config.rabbitmq_url);
-        service.relay(OutboxRelay::new(products.outbox(), publisher, products.outbox().wake()));
+    let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+    service.mongodb(mongodb_client);
+    // Publishes the events stored in product documents.
+    let publisher = service.publisher(&config.rabbitmq_url);
+    service.relay(OutboxRelay::new(products.outbox(), publisher, products.outbox().wake()));
 
-        let state = AppState {
-            products,
-            token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
-            staff_policy: config.staff_policy,
-        };
-        service.route(router(state, service.readiness(), service.metrics()));
-        Ok(Self(service))
-    }
-
-    pub fn port(&self) -> u16 {
-        self.0.port()
-    }
-
-    /// Serves until `shutdown` resolves, then drains within the configured limit.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        self.0.run_until_stopped(shutdown).await
-    }
+    let state = AppState {
+        products,
+        token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+        staff_policy: config.staff_policy,
+    };
+    service.route(router(state, service.readiness(), service.metrics()));
+    Ok(service)
 }
 
 /// The whole HTTP surface: health, documentation and the catalog. Pure, so tests can call it

@@ -21,4 +21,4 @@ pub mod users;
 pub mod validation;
 
 pub use config::{Config, PasswordHashing, SigningKeySource};
-pub use startup::Application;
+pub use startup::{Application, build};

@@ -1,10 +1,10 @@
-use user_service::{Application, Config};
+use user_service::Config;
 
 use common::config::Settings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init("info");
-    let application = Application::build(Config::from_env()?).await?;
+    let application = user_service::build(Config::from_env()?).await?;
     application.run_until_stopped(common::shutdown::signal()).await
 }

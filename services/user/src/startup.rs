@@ -1,4 +1,4 @@
-//! Start-up: `Application::build` prepares the database (created if missing, migrated), loads
+//! Start-up: `build` prepares the database (created if missing, migrated), loads
 //! or generates the signing key and binds (port 0 works; read the port back with `port()`);
 //! `run_until_stopped` serves until the shutdown future resolves, then drains and closes the pool
 //! (see `common::runtime`). The binary and the test harness both start the service through these
@@ -6,7 +6,6 @@
 //!
 //! The service has no background tasks: it publishes and consumes no messages.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -24,44 +23,35 @@ use crate::tokens::{TokenIssuer, load_signing_key};
 
 pub const SERVICE_NAME: &str = "user-service";
 
-/// The user service, ready to run (see [`common::runtime`]).
-pub struct Application(Service);
+/// The user service, ready to run (see [`common::runtime`]): read its `port()`, then
+/// `run_until_stopped(shutdown)`.
+pub type Application = Service;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        common::postgres::ensure_database(&config.database_url).await?;
-        let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
-        sqlx::migrate!().run(&pool).await.context("failed to run the user service's migrations")?;
+/// Prepares the service's store and puts the service together (binds; port 0 works).
+pub async fn build(config: Config) -> anyhow::Result<Application> {
+    common::postgres::ensure_database(&config.database_url).await?;
+    let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
+    sqlx::migrate!().run(&pool).await.context("failed to run the user service's migrations")?;
 
-        let private_key_pem = load_signing_key(&config.signing_key).await?;
-        let tokens = TokenIssuer::from_private_key_pem(&private_key_pem, config.access_token_ttl, config.refresh_token_ttl)?;
-        let verifier = TokenVerifier::from_jwk_set(tokens.key_set()).context("failed to build the token verifier")?;
-        tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
-        let passwords = PasswordHasher::new(config.password_hashing).await?;
+    let private_key_pem = load_signing_key(&config.signing_key).await?;
+    let tokens = TokenIssuer::from_private_key_pem(&private_key_pem, config.access_token_ttl, config.refresh_token_ttl)?;
+    let verifier = TokenVerifier::from_jwk_set(tokens.key_set()).context("failed to build the token verifier")?;
+    tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
+    let passwords = PasswordHasher::new(config.password_hashing).await?;
 
-        let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
-        // Closed once the server has stopped, so a test can drop its database at once.
-        service.postgres(pool.clone());
-        let state = AppState {
-            pool,
-            tokens: Arc::new(tokens),
-            verifier: Arc::new(verifier),
-            passwords: Arc::new(passwords),
-            login_throttle: Arc::default(),
-            staff_emails: config.staff_emails.clone().into(),
-        };
-        service.route(router(state, service.readiness(), service.metrics()));
-        Ok(Self(service))
-    }
-
-    pub fn port(&self) -> u16 {
-        self.0.port()
-    }
-
-    /// Serves until `shutdown` resolves, then drains within the configured limit.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        self.0.run_until_stopped(shutdown).await
-    }
+    let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+    // Closed once the server has stopped, so a test can drop its database at once.
+    service.postgres(pool.clone());
+    let state = AppState {
+        pool,
+        tokens: Arc::new(tokens),
+        verifier: Arc::new(verifier),
+        passwords: Arc::new(passwords),
+        login_throttle: Arc::default(),
+        staff_emails: config.staff_emails.clone().into(),
+    };
+    service.route(router(state, service.readiness(), service.metrics()));
+    Ok(service)
 }
 
 /// Every route of the service, with its OpenAPI document. Pure: a test can call it without a

@@ -14,7 +14,7 @@ use futures::FutureExt as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection as _;
-use user_service::{Application, Config, PasswordHashing, SigningKeySource};
+use user_service::{Config, PasswordHashing, SigningKeySource};
 
 /// A running service, a client, and a direct connection pool for arranging and inspecting.
 #[derive(Clone)]
@@ -68,7 +68,7 @@ where
     let database_url = format!("{server_url}/{database_name}");
     let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
     let config = test_config(&database_url, key_path.clone());
-    let application = Application::build(config).await.expect("the user service starts");
+    let application = user_service::build(config).await.expect("the user service starts");
     let base_url = format!("http://127.0.0.1:{}", application.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async move {
@@ -399,7 +399,7 @@ async fn a_request_whose_body_never_arrives_does_not_hold_up_the_stop() {
     let key_path = std::env::temp_dir().join(format!("{database_name}.pem"));
     let mut config = test_config(&database_url, key_path.clone());
     config.http.drain_limit = Duration::from_millis(300);
-    let application = Application::build(config).await.expect("the user service starts");
+    let application = user_service::build(config).await.expect("the user service starts");
     let address = format!("127.0.0.1:{}", application.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async move {

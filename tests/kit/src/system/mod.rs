@@ -1,6 +1,6 @@
 //! One isolated copy of the whole system per scenario: its own PostgreSQL databases, MongoDB
 //! databases and RabbitMQ vhost, the four services started in-process (on ports the system
-//! holds) through the same `Application::build` / `run_until_stopped` calls their binaries use,
+//! holds) through the same `build` / `run_until_stopped` calls their binaries use,
 //! and the real nginx in front. Services can be stopped and started again on the same port, or
 //! killed, to inject outages; each runs in a tokio runtime and thread of its own, like a process
 //! of its own, and reaches its database and the broker through fault proxies of its own (see

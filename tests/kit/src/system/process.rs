@@ -28,7 +28,7 @@ impl ServiceConfig {
     ) -> anyhow::Result<()> {
         macro_rules! build_and_run {
             ($service:ident, $config:expr) => {{
-                match $service::Application::build($config).await {
+                match $service::build($config).await {
                     Ok(application) => {
                         let _ = ready.send(Ok(()));
                         application.run_until_stopped(shutdown).await
