@@ -1,4 +1,4 @@
-//! `cargo xtask chaos [--seed N] [--operations M]`: the seeded chaos run (tests/chaos.rs) against
+//! `cargo xtask chaos [--seed N] [--operations M]`: the seeded chaos run (tests/chaos/) against
 //! a system started the way the harness starts one, on the same servers as `cargo xtask e2e`.
 
 use std::process::ExitCode;

@@ -55,7 +55,14 @@ static AREAS: [Area; 4] = [
     },
     Area {
         name: "consumer",
-        files: &["services/common/src/messaging/consumer.rs", "services/common/src/messaging/failure_streak.rs"],
+        files: &[
+            "services/common/src/messaging/consumer/mod.rs",
+            "services/common/src/messaging/consumer/session.rs",
+            "services/common/src/messaging/consumer/delivery.rs",
+            "services/common/src/messaging/consumer/outage.rs",
+            "services/common/src/messaging/consumer/headers.rs",
+            "services/common/src/messaging/failure_streak.rs",
+        ],
         // Its own tests only: the consumer is in `common`, which every service and the features
         // depend on, so running the features would rebuild the whole workspace for each of its
         // ~80 mutants (over an hour here). Its tests drive it against the real broker.
@@ -227,6 +234,16 @@ fn parse(arguments: &[String]) -> anyhow::Result<(Vec<&'static Area>, &[String])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_area_names_files_that_exist() {
+        let root = crate::workspace_root();
+        for area in &AREAS {
+            for file in area.files {
+                assert!(root.join(file).is_file(), "area {}: {file} does not exist", area.name);
+            }
+        }
+    }
 
     fn words(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
