@@ -17,6 +17,9 @@ use crate::rabbitmq::VirtualHost;
 
 /// How long a new system's instances may take to become ready.
 pub(super) const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a stopped or killed instance's listening socket may take to close (a killed
+/// service's runtime drops its tasks, and so its listener, just after it is gone).
+const PORT_CLOSE_PATIENCE: Duration = Duration::from_secs(10);
 
 impl System {
     pub async fn start(setup: &Setup) -> anyhow::Result<Self> {
@@ -24,7 +27,10 @@ impl System {
             .into_iter()
             .map(|service| (service, setup.replicas.get(&service).copied().unwrap_or(1).max(1)))
             .collect();
-        let infrastructure = infrastructure::get().await;
+        let infrastructure = match setup.servers {
+            Some(servers) => servers,
+            None => infrastructure::get().await,
+        };
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mongodb =
             mongodb::Client::with_uri_str(&infrastructure.mongodb).await.context("failed to create a MongoDB client")?;
@@ -47,9 +53,10 @@ impl System {
             infrastructure,
             replicas,
             staff_policy: common::auth::StaffPolicy { require_staff_role: setup.staff_only },
+            ports: BTreeMap::new(),
             listeners: BTreeMap::new(),
             running: BTreeMap::new(),
-            closed_doors: BTreeMap::new(),
+            refusing: BTreeMap::new(),
             gateway: None,
             mongodb,
             proxies,
@@ -122,11 +129,13 @@ impl System {
             bail!("{instance} is already running");
         }
         if !self.listeners.contains_key(&instance) {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").context("failed to bind a port for a service")?;
+            // The port it had, held refusing since it stopped; or, at its first start, a new one.
+            let listener = match self.refusing.remove(&instance) {
+                Some(held) => held.listen()?,
+                None => listen_on_a_free_port()?,
+            };
+            self.ports.insert(instance, listener.local_addr()?.port());
             self.listeners.insert(instance, Arc::new(listener));
-        }
-        if let Some(door) = self.closed_doors.remove(&instance) {
-            door.close().await;
         }
         let span = tracing::info_span!(
             parent: None,
@@ -142,29 +151,51 @@ impl System {
                 Ok(())
             }
             Err(error) => {
-                self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
+                self.refuse_connections(instance).await?;
                 Err(error)
             }
         }
     }
 
     /// Stops `instance` gracefully and waits until it has: it no longer serves HTTP, its
-    /// consumers have finished in-flight messages and disconnected. Its socket stays the
-    /// system's, closing every connection, until the instance is started again.
+    /// consumers have finished in-flight messages and disconnected, and its port refuses
+    /// connections (held by the system until the instance is started again). The system lets go
+    /// of its own listening socket first, so the port refuses as soon as the service stops
+    /// accepting, as a process's would.
     pub async fn stop_instance(&mut self, instance: Instance) -> anyhow::Result<()> {
         let running = self.running.remove(&instance).with_context(|| format!("{instance} is not running"))?;
+        self.hold_port(instance)?;
         let stopped = running.stop_gracefully(Duration::from_secs(30)).await;
-        self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
-        stopped
+        let refusing = wait_until_port_refuses(self.port(instance), PORT_CLOSE_PATIENCE).await;
+        stopped.and(refusing.with_context(|| format!("{instance} stopped, but its listening socket is still open")))
     }
 
     /// Kills `instance` as the end of its process would: no graceful shutdown, every task it had
-    /// is dropped wherever it was, every connection it held is closed. Returns once it is gone.
+    /// is dropped wherever it was, every connection it held is closed. Returns once it is gone
+    /// and its port refuses connections.
     pub async fn kill_instance(&mut self, instance: Instance) -> anyhow::Result<()> {
         let running = self.running.remove(&instance).with_context(|| format!("{instance} is not running"))?;
+        self.hold_port(instance)?;
         running.kill().await;
-        self.closed_doors.insert(instance, ClosedDoor::open_on(&self.listeners[&instance])?);
+        wait_until_port_refuses(self.port(instance), PORT_CLOSE_PATIENCE)
+            .await
+            .with_context(|| format!("{instance} was killed, but its listening socket is still open"))
+    }
+
+    /// Holds `instance`'s port with a socket that does not listen and closes the system's own
+    /// listening socket; the port refuses connections once the service has closed its duplicate.
+    fn hold_port(&mut self, instance: Instance) -> anyhow::Result<()> {
+        if !self.refusing.contains_key(&instance) {
+            self.refusing.insert(instance, RefusingPort::hold(self.port(instance))?);
+        }
+        self.listeners.remove(&instance);
         Ok(())
+    }
+
+    /// [`Self::hold_port`], then waits until the port refuses.
+    async fn refuse_connections(&mut self, instance: Instance) -> anyhow::Result<()> {
+        self.hold_port(instance)?;
+        wait_until_port_refuses(self.port(instance), PORT_CLOSE_PATIENCE).await
     }
 
     /// Proves that `instance` holds no connection to its database or the broker any more (within
@@ -207,13 +238,15 @@ impl System {
         &self.proxies[&(instance, dependency)]
     }
 
-    /// Proves that `instance` is down: a request sent straight to its port gets no answer. And
-    /// that its port is still the system's: nobody else can bind it meanwhile.
+    /// Proves that `instance` is down: a connection to its port is refused, as at a dead
+    /// process's port, and a request sent straight to it gets no answer. And that its port is
+    /// still the system's: nobody else can bind it meanwhile.
     pub async fn verify_instance_is_down(&self, instance: Instance) -> anyhow::Result<()> {
         let port = self.port(instance);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             bail!("{instance} was stopped and its port {port} was free for anyone to take");
         }
+        port_refuses(port).await.with_context(|| format!("{instance} was stopped, but its port {port} does not refuse connections"))?;
         let url = format!("{}/health", self.instance_url(instance));
         match reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await {
             Ok(response) => bail!("{instance} was stopped, but GET {url} answered {}", response.status()),
@@ -235,9 +268,9 @@ impl System {
         if let Some(gateway) = self.gateway.take() {
             gateway.stop().await;
         }
-        for (_, door) in std::mem::take(&mut self.closed_doors) {
-            door.close().await;
-        }
+        // The ports go back to the machine.
+        self.refusing.clear();
+        self.listeners.clear();
         for (_, proxy) in std::mem::take(&mut self.proxies) {
             proxy.stop();
         }

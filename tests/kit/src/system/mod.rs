@@ -6,10 +6,14 @@
 //! of its own, and reaches its database and the broker through fault proxies of its own (see
 //! [`crate::proxy`]).
 //!
-//! Each service's listening socket belongs to the system, not to the service: the service serves
-//! on a duplicate of it, and while the service is stopped the system keeps the socket and closes
-//! every connection that arrives (nginx answers those requests with its JSON 503). So nobody else
-//! can take a stopped service's port, and a restart serves on exactly the port nginx knows.
+//! Each service's port belongs to the system, not to the service: the service serves on a
+//! duplicate of the system's listening socket, and while the service is stopped or killed the
+//! system holds the port with a socket that does not listen, so every connection is refused as
+//! at a dead process's port (nginx tries the next replica, or answers its JSON 503). So nobody
+//! else can take a stopped service's port, and a restart serves on exactly the port nginx knows.
+//!
+//! A system uses the process's servers ([`crate::infrastructure::get`]) unless its [`Setup`]
+//! names others (the chaos run's own servers, which it stops and kills).
 //!
 //! A service may run as several replicas ([`Setup::replicas`]): each replica is an
 //! [`Instance`] with its own port, runtime and fault proxies, all sharing the service's
@@ -21,12 +25,15 @@
 //!
 //! By job: [`addresses`] (names of services, instances and targets; ports and URLs),
 //! [`configuration`] (each instance's configuration, the staff account, the poisoned
-//! environment), [`process`] (a service run as if it were a process of its own, and the closed
-//! door of a stopped one), [`lifecycle`] (start, stop, kill, readiness, faults' proofs, removal
-//! of the data) and [`settling`] (what the system is still doing, and waiting until it is idle).
+//! environment), [`process`] (a service run as if it were a process of its own, and the
+//! refusing port of a stopped one), [`lifecycle`] (start, stop, kill, readiness, faults' proofs, removal
+//! of the data), [`dependencies`] (which instances depend on which server, and the proof that a
+//! server's fault shows on their readiness) and [`settling`] (what the system is still doing,
+//! and waiting until it is idle).
 
 mod addresses;
 mod configuration;
+mod dependencies;
 mod lifecycle;
 mod process;
 mod settling;
@@ -36,12 +43,13 @@ use std::sync::Arc;
 
 pub use addresses::{Dependency, Instance, ServiceName, Target};
 pub use configuration::{STAFF_EMAIL, poison_service_environment};
+pub use shop_testkit_base::ServerKind;
 
 use crate::gateway::Gateway;
 use crate::infrastructure::Infrastructure;
 use crate::proxy::Proxy;
 use crate::rabbitmq::VirtualHost;
-use process::{ClosedDoor, RunningService};
+use process::{RefusingPort, RunningService};
 
 pub struct System {
     pub id: String,
@@ -51,12 +59,14 @@ pub struct System {
     replicas: BTreeMap<ServiceName, usize>,
     /// Who may do staff work in the product, inventory and order services.
     staff_policy: common::auth::StaffPolicy,
-    /// Every instance's listening socket, kept for the system's whole life so that a restart
-    /// serves on the same port (nginx's upstreams point at it) and nobody can take it meanwhile.
+    /// Every instance's port, fixed for the system's whole life (nginx's upstreams point at it).
+    ports: BTreeMap<Instance, u16>,
+    /// The listening socket of every running instance; the service serves on a duplicate of it.
     listeners: BTreeMap<Instance, Arc<std::net::TcpListener>>,
     running: BTreeMap<Instance, RunningService>,
-    /// The sockets of stopped instances, answering with a closed connection.
-    closed_doors: BTreeMap<Instance, ClosedDoor>,
+    /// The ports of stopped and killed instances, held without listening: connections are
+    /// refused, and nobody else can take the port before the instance starts again.
+    refusing: BTreeMap<Instance, RefusingPort>,
     gateway: Option<Gateway>,
     /// For reading the MongoDB services' outboxes (an event stored and never published).
     mongodb: mongodb::Client,
@@ -72,4 +82,9 @@ pub struct Setup {
     pub replicas: BTreeMap<ServiceName, usize>,
     /// `REQUIRE_STAFF_ROLE` for the product, inventory and order services.
     pub staff_only: bool,
+    /// The servers to use instead of the process's ([`crate::infrastructure::get`]): the fault
+    /// proxies' upstreams, the databases, the vhost, the management API, the teardown's checks
+    /// and the removal of the data all go there. A run that stops and kills its own servers
+    /// (see [`shop_testkit_base::own_servers`]) leaks a box of their URLs to give them here.
+    pub servers: Option<&'static Infrastructure>,
 }

@@ -1,11 +1,11 @@
 //! Process emulation: a service run as a process of its own would be (its own runtime and
-//! thread, killed as a whole), and the closed door a stopped service's socket keeps.
+//! thread, killed as a whole), and the port a stopped service's system keeps, refusing
+//! connections.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
@@ -108,33 +108,78 @@ impl RunningService {
     }
 }
 
-/// A stopped service's socket, kept listening by the system: it accepts each connection and
-/// closes it at once, as a dead process would have (nginx turns that into its 503).
-pub(super) struct ClosedDoor {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
+/// A new listening socket on 127.0.0.1 at a free port, for an instance's first start. It has
+/// `SO_REUSEPORT`, so that a [`RefusingPort`] can take the port over while it still listens (see
+/// there).
+pub(super) fn listen_on_a_free_port() -> anyhow::Result<std::net::TcpListener> {
+    let socket = port_socket()?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).context("failed to bind a port for a service")?;
+    socket.listen(1024).context("failed to listen on a service's port")?;
+    Ok(socket.into())
 }
 
-impl ClosedDoor {
-    pub(super) fn open_on(listener: &std::net::TcpListener) -> anyhow::Result<Self> {
-        let duplicate = listener.try_clone()?;
-        duplicate.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(duplicate)?;
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stopped.cancelled() => return,
-                    accepted = listener.accept() => drop(accepted),
-                }
-            }
-        });
-        Ok(Self { stop, task })
+fn port_socket() -> anyhow::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_port(true).context("failed to set SO_REUSEPORT")?;
+    socket.set_cloexec(true)?;
+    Ok(socket)
+}
+
+/// A stopped or killed instance's port, held by the system: a socket bound to it that does not
+/// listen, so every connection to the port is refused, as to a dead process's port (nginx then
+/// tries the service's next replica and answers 502, which the gateway maps to its JSON 503),
+/// and nobody else can bind the port meanwhile. Starting the instance again listens on this very
+/// socket, so there is no moment at which the port is free.
+///
+/// The socket has `SO_REUSEPORT` and, unlike a listener, no `SO_REUSEADDR`: Linux lets a socket
+/// with `SO_REUSEADDR` bind a port whose other sockets all have it and none listens, so with it
+/// anyone's `bind` (Rust's std sets it) would take the port. `SO_REUSEPORT` on both this socket
+/// and the instance's listener lets this one bind while the listener still listens (no gap
+/// between the two), and TIME_WAIT connections left by the listener do not stand in its way;
+/// only a socket that sets `SO_REUSEPORT` itself could share the port.
+pub(super) struct RefusingPort {
+    socket: socket2::Socket,
+}
+
+impl RefusingPort {
+    /// Binds 127.0.0.1:`port` without listening (the listener there may still be open).
+    pub(super) fn hold(port: u16) -> anyhow::Result<Self> {
+        let socket = port_socket()?;
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+            .with_context(|| format!("failed to hold port {port} for a stopped instance"))?;
+        Ok(Self { socket })
     }
 
-    pub(super) async fn close(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
+    /// Listens on the held port again, for the instance's next start.
+    pub(super) fn listen(self) -> anyhow::Result<std::net::TcpListener> {
+        self.socket.listen(1024).context("failed to listen again on a stopped instance's port")?;
+        Ok(self.socket.into())
+    }
+}
+
+/// Waits until connections to 127.0.0.1:`port` are refused: every descriptor of the instance's
+/// listener is closed (the system's, and the duplicate the service served on, which a killed
+/// service's runtime drops just after it is gone).
+pub(super) async fn wait_until_port_refuses(port: u16, patience: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match port_refuses(port).await {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                bail!("port {port} still does not refuse connections after {patience:?}: {error:#}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Ok if a connection to 127.0.0.1:`port` is refused; else what happened instead.
+pub(super) async fn port_refuses(port: u16) -> anyhow::Result<()> {
+    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await {
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+        Ok(Err(error)) => bail!("connecting to port {port} failed otherwise than refused: {error}"),
+        Ok(Ok(_)) => bail!("a connection to port {port} was accepted"),
+        Err(_) => bail!("a connection to port {port} hung for 2 s"),
     }
 }
