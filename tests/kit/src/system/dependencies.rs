@@ -71,3 +71,54 @@ impl System {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shop_testkit_base::OwnServers;
+
+    use super::*;
+
+    /// A system on servers of its own: a killed server shows, on the readiness of exactly the
+    /// instances that depend on it, as the check named for it; started again, every instance is
+    /// ready again. Also proves `Setup::servers`: the services reach those servers, not the
+    /// machine's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "starts a RabbitMQ node of its own and kills it: about a minute; run with --ignored"]
+    async fn a_killed_server_shows_on_the_readiness_of_the_instances_that_depend_on_it() {
+        let root = std::env::temp_dir().join(format!("own-servers-kit-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let mut servers = OwnServers::start(&root).await.expect("the own servers start");
+        let urls: &'static Infrastructure = Box::leak(Box::new(servers.urls()));
+        let mut system = System::start(&Setup { servers: Some(urls), ..Setup::default() }).await.expect("the system starts");
+        assert_eq!(system.servers(), urls);
+
+        for kind in [ServerKind::Postgres, ServerKind::MongoDb, ServerKind::RabbitMq] {
+            let depending = system.instances_depending_on(kind);
+            servers.kill(kind).await.expect("the kill");
+            for (instance, check) in &depending {
+                let body = system
+                    .wait_until_not_ready_naming(*instance, check, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|error| panic!("{kind} killed: {error:#}"));
+                assert_eq!(body["status"], "not ready", "{body}");
+            }
+            for instance in system.all_instances() {
+                if !depending.iter().any(|(depending, _)| *depending == instance) {
+                    assert_eq!(system.readiness(instance).await.unwrap().0, 200, "{instance} does not depend on {kind}");
+                }
+            }
+            servers.start_again(kind).await.expect("the server starts again");
+            for instance in system.all_instances() {
+                system
+                    .wait_until_ready(instance, Duration::from_secs(90))
+                    .await
+                    .unwrap_or_else(|error| panic!("{kind} back: {error:#}"));
+            }
+        }
+        let error = system.wait_until_not_ready_naming(Instance::first(ServiceName::User), "broker", Duration::from_secs(5)).await;
+        assert!(format!("{:#}", error.unwrap_err()).contains("no readiness check"), "the user service has no broker");
+
+        system.stop_everything().await.expect("the system stops");
+        system.remove_data().await.expect("the data is removed");
+        servers.shut_down().await;
+    }
+}

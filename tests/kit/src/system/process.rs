@@ -183,3 +183,78 @@ pub(super) async fn port_refuses(port: u16) -> anyhow::Result<()> {
         Err(_) => bail!("a connection to port {port} hung for 2 s"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(port: u16) -> bool {
+        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).is_ok()
+    }
+
+    fn refused(port: u16) -> bool {
+        matches!(
+            std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    }
+
+    /// Whether a socket with `SO_REUSEADDR` (as Rust's std listeners have) can bind `port`.
+    fn anyone_can_bind(port: u16) -> bool {
+        let other = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        other.set_reuse_address(true).unwrap();
+        other.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()).is_ok()
+    }
+
+    #[test]
+    fn a_held_port_refuses_connections_nobody_can_bind_it_and_it_listens_again_on_restart() {
+        let listener = listen_on_a_free_port().unwrap();
+        let port = listener.local_addr().unwrap().port();
+
+        // Held while the listener still listens: no moment at which the port is free.
+        let held = RefusingPort::hold(port).unwrap();
+        assert!(accepts(port), "the listener stopped listening when the port was held");
+        drop(listener);
+        assert!(refused(port), "a held port did not refuse a connection");
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err(), "std could bind a held port");
+        assert!(!anyone_can_bind(port), "a socket with SO_REUSEADDR could bind a held port");
+
+        let listener = held.listen().unwrap();
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        assert!(accepts(port), "the port does not listen again after the restart");
+    }
+
+    #[test]
+    fn a_port_is_held_even_with_the_time_wait_of_connections_the_service_closed() {
+        let listener = listen_on_a_free_port().unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A connection closed by the server first (as after a graceful stop) leaves a TIME_WAIT.
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        drop(listener.accept().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        drop(client);
+        drop(listener);
+        let held = RefusingPort::hold(port).expect("the port is held despite the TIME_WAIT");
+        assert!(refused(port));
+        assert!(accepts_after_listening(held, port));
+    }
+
+    fn accepts_after_listening(held: RefusingPort, port: u16) -> bool {
+        let _listener = held.listen().unwrap();
+        accepts(port)
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_port_to_refuse_fails_while_anything_still_listens_on_it() {
+        let listener = listen_on_a_free_port().unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _held = RefusingPort::hold(port).unwrap();
+        // The duplicate a service would serve on keeps the socket listening.
+        let duplicate = listener.try_clone().unwrap();
+        drop(listener);
+        let error = wait_until_port_refuses(port, Duration::from_millis(300)).await.unwrap_err();
+        assert!(format!("{error:#}").contains("accepted"), "{error:#}");
+        drop(duplicate);
+        wait_until_port_refuses(port, Duration::from_secs(2)).await.unwrap();
+    }
+}
