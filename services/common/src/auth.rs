@@ -443,4 +443,80 @@ mod tests {
         let old: Claims = serde_json::from_value(customer).unwrap();
         assert!(old.roles.is_empty());
     }
+    /// An RSA key made for these tests only (`openssl genpkey -algorithm RSA`, 2048 bits), so that
+    /// a token can be signed correctly, with the very key the verifier trusts, and differ from a
+    /// genuine one in its claims alone.
+    const TEST_SIGNING_KEY: &str = r"-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDC3hCD3LlP7ZQL
+uxmK67SmvOk92q8mQA+pkYa1sK0k6+r95qzXGEAu/ygNxjIVwPyOu9jyr5bJnvcF
+B5frh3xQdL+nNG+vmNoBLF7geX7kHW+Ac2xGqZ+vdB01yRZArn7Y+xvoa4QMCIcY
+299C1iOIeQ3/kGNK3S8nZ4d76/G8uRsHq4iNxtXIRAHb8YwscKItzaFlPhMo/lqg
+16kiaZo9mGrcRurCuxLErqIaN3c5qcYZbAnPV4aRi3FObdcVw6d3VP2gfhxgBuB2
+3y9RAx2Tnod3gllsB13+W/MGlk9EPJNEFz2ORLZNMs/PZkiHE4+fJWkWiIYdlYIJ
+9BaK+li/AgMBAAECggEANl66MehsZgIuK+W8tzeTtHACDemNs/jsxc2eTeRpMuOG
+MehiMjOIePRlSw6RG+O4M+Tyn6fhRQkO9/7J4wPu6g3hCXiGbvKRZQFpyWzsvB4A
+ZdEOlVqvfMdDfSXJiSuGpejOPRd+hNL+Sq/SR7YyvNm1z6gMJC+5f9+RfEB1Nsfb
++QH0wfi6Lc/D6ae7nqNprAk/PsAk6IpKojH537g1UR978UCfwRhFja4WOvIVBSV8
+44t+OLkucWuVa0VsZt5GgLQXWsjrFnNg9oZm8Y3xm5KoRlD/HKBKWqOa1OMrV7fG
+RRxqT5bkSMw7t0ClNsgxJlDY4OONmVG8jZGy+c75BQKBgQDu5pA3SFcpWpO6wG1f
+1Gcqf2zbKO3sTvB/g3j1qBiA4B+Q4b/MFowAqb/3fDwe7S8M8hSlJ7JfSi+TLB98
+LdNy4ESGhrrSd7l0sn05cG/KMwubZDUUGWSIf5TMck9Pe1caUK55tgUAywcSFvMi
+o+e9YJF+SCWA0ebTYVl1rLTRywKBgQDQ0Kt1nd5UKCogA10tzT0opNoftCRdMNoz
+Kz/iwOzrnzg5znKGhdKz21WnJtCm4q4W4JfcNpaR5w7wZjWF/Mg1ccQ9k2DiIg+B
+ppXPfUm0HHPQ4WT7J7vjNZmCtRf9ig/fQ/+jjaOfegBjr4bRlh9iEWnPGoN+hlv9
++OX/ZbImXQKBgEqFOzkzZJTuvyRDABsja2bzRqZ6dvT+jsCH50Rhwfr5bn9IHAby
+hYtzaAEwDKTtAX89SDlYT6ivwHVdDxkyRkIQOO/puP8L/5qqTquLKiPdlmJLeM8j
+OJvniCfaBGlbpQj9X99xatAbhMIczIziqdgF9nx4ztIHJ8SKGli9nc3PAoGBALSl
+US+XO1eix46aWmndPCOFOg5jUXItaRcLO2F3dX8BZyrbJsipzPY7sYXBVpCJWgIA
+ml+v+eKO+aWPRo57eNiDazm53f7DaJbI/qFZygE+/BKgazO71Bdjr0IcWHzGi6Si
+tu1PA1ZbvSqAFyoJrWyxk8/PKCK1KbA1OwQPfmchAoGBAOHiPh1ClbvzG6ILis0j
+KFtSaslQetzIkbxeojqZlXZbPCeoN7EbuMwhpRW1JvESJTE8uRD4oVMbQ6+/SKKM
+A7d92Yo6/eolBxFBn+0myWDYkCr0gz26JQuj2IdZ1Dt3J+0uR6Pt/WxyoBCMo7ZM
+R5dYgCgg9ErN1mPbfO57iluO
+-----END PRIVATE KEY-----";
+    const TEST_KEY_ID: &str = "test-key";
+
+    /// The test key, and a verifier that trusts it (as every service trusts the user service's).
+    fn trusted_key() -> (jsonwebtoken::EncodingKey, TokenVerifier) {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(TEST_SIGNING_KEY.as_bytes()).expect("the test key parses");
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).expect("an RSA key has a public JWK");
+        jwk.common.key_id = Some(TEST_KEY_ID.into());
+        let verifier = TokenVerifier::from_jwk_set(&JwkSet { keys: vec![jwk] }).expect("the key set is usable");
+        (key, verifier)
+    }
+
+    /// RS256 over `claims` with the trusted key, under its key id: a correct signature.
+    fn signed(key: &jsonwebtoken::EncodingKey, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some(TEST_KEY_ID.into());
+        jsonwebtoken::encode(&header, claims, key).expect("the claims sign")
+    }
+
+    /// The claims of a valid access token of user 7 from `issuer`, for ten minutes from now.
+    fn access_claims_from(issuer: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        serde_json::json!({ "sub": "7", "type": "access", "iss": issuer, "iat": now, "exp": now + 600, "jti": "j" })
+    }
+
+    #[tokio::test]
+    async fn a_correctly_signed_token_from_another_issuer_is_refused() {
+        let (key, verifier) = trusted_key();
+        // The same claims from the user service pass: the issuer is all that differs below.
+        let genuine = verifier.verify(&signed(&key, &access_claims_from(ISSUER)), TokenKind::Access).await;
+        assert_eq!(genuine.expect("the genuine token passes").user_id().unwrap(), 7);
+
+        let foreign = signed(&key, &access_claims_from("another-service"));
+        let refusal = verifier.verify(&foreign, TokenKind::Access).await.expect_err("another issuer's token is refused");
+        assert!(matches!(&refusal, AuthError::Invalid(reason) if reason.contains("Issuer")), "{refusal:?}");
+    }
+
+    #[tokio::test]
+    async fn a_correctly_signed_token_without_an_issuer_is_refused() {
+        let (key, verifier) = trusted_key();
+        let mut claims = access_claims_from(ISSUER);
+        claims.as_object_mut().unwrap().remove("iss");
+        let refusal =
+            verifier.verify(&signed(&key, &claims), TokenKind::Access).await.expect_err("a token without iss is refused");
+        assert!(matches!(&refusal, AuthError::Invalid(reason) if reason.contains("iss")), "{refusal:?}");
+    }
 }
