@@ -115,4 +115,78 @@ mod tests {
         let marker = anyhow::Error::new(DependencyUnavailable::new("the catalog")).context("failed to check the price");
         assert!(is_infrastructure_failure(&marker));
     }
+
+    #[tokio::test]
+    async fn a_refused_connection_to_another_service_is_infrastructure_and_a_malformed_request_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let refused = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/")).send().await.unwrap_err();
+        assert!(refused.is_connect() && !refused.is_timeout(), "{refused:?}");
+        // The reqwest error itself, not the I/O error in its cause chain, which is recognised anyway.
+        assert!(is_infrastructure_cause(&refused));
+        let malformed = reqwest::Client::new().get("http://[::1/").send().await.unwrap_err();
+        assert!(!is_infrastructure_cause(&malformed), "{malformed:?}");
+    }
+
+    /// A PostgreSQL error answered by the server, with its SQLSTATE.
+    #[cfg(feature = "postgres")]
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    #[cfg(feature = "postgres")]
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(formatter, "the server answered SQLSTATE {}", self.0)
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl std::error::Error for ServerError {}
+
+    #[cfg(feature = "postgres")]
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "the server answered with an error"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn sqlstates_of_the_servers_condition_are_infrastructure_and_those_of_the_statement_are_not() {
+        let answered =
+            |code| anyhow::Error::from(sqlx::Error::Database(Box::new(ServerError(code)))).context("failed to reserve");
+        // Connection lost, too many connections, shutting down, starting up, statement timeout, I/O.
+        for code in ["08006", "53300", "57P01", "57P03", "57014", "58030"] {
+            assert!(is_infrastructure_failure(&answered(code)), "{code} is the server's condition");
+        }
+        // Unique violation, deadlock, undefined table, an operator intervention that is not a shutdown.
+        for code in ["23505", "40P01", "42P01", "57000"] {
+            assert!(!is_infrastructure_failure(&answered(code)), "{code} is about the statement");
+        }
+    }
+
+    #[cfg(feature = "mongodb")]
+    #[test]
+    fn a_broken_connection_to_mongodb_is_infrastructure_and_an_error_of_the_code_is_not() {
+        let broken = mongodb::error::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_infrastructure_mongodb_error(&broken), "{broken:?}");
+        let custom = mongodb::error::Error::custom("an unexpected document");
+        assert!(!is_infrastructure_mongodb_error(&custom), "{custom:?}");
+    }
 }

@@ -86,6 +86,19 @@ mod tests {
     }
 
     #[test]
+    fn an_account_stays_throttled_for_a_quarter_of_an_hour_after_its_oldest_counted_failure() {
+        let throttle = LoginThrottle::default();
+        let start = Instant::now();
+        for _ in 0..FAILURES_ALLOWED {
+            throttle.record_failure("a@example.com", start);
+        }
+        let quarter_of_an_hour = Duration::from_secs(15 * 60);
+        let a_second_before = start + quarter_of_an_hour - Duration::from_secs(1);
+        assert_eq!(throttle.check("a@example.com", a_second_before), Err(Duration::from_secs(1)));
+        assert_eq!(throttle.check("a@example.com", start + quarter_of_an_hour), Ok(()));
+    }
+
+    #[test]
     fn a_successful_login_clears_the_record() {
         let throttle = LoginThrottle::default();
         let now = Instant::now();
@@ -95,5 +108,54 @@ mod tests {
         throttle.record_success("a@example.com");
         throttle.record_failure("a@example.com", now);
         assert_eq!(throttle.check("a@example.com", now), Ok(()));
+    }
+
+    /// A throttle remembering `accounts` accounts with one failure each at `failed_at`, filled
+    /// directly (not through `record_failure`, whose own bound is under test).
+    fn throttle_remembering(accounts: usize, failed_at: Instant) -> LoginThrottle {
+        let throttle = LoginThrottle::default();
+        let mut failures = throttle.failures.lock().unwrap();
+        for account in 0..accounts {
+            failures.insert(key(&format!("{account}@example.com")), VecDeque::from([failed_at]));
+        }
+        drop(failures);
+        throttle
+    }
+
+    fn accounts_remembered(throttle: &LoginThrottle) -> usize {
+        throttle.failures.lock().unwrap().len()
+    }
+
+    #[test]
+    fn a_new_account_beyond_the_bound_never_grows_the_record_past_it() {
+        let now = Instant::now();
+        let throttle = throttle_remembering(ACCOUNTS_REMEMBERED, now);
+        throttle.record_failure("new@example.com", now);
+        assert!(accounts_remembered(&throttle) <= ACCOUNTS_REMEMBERED, "{} accounts", accounts_remembered(&throttle));
+        assert!(throttle.failures.lock().unwrap().contains_key("new@example.com"), "the new failure is recorded");
+    }
+
+    #[test]
+    fn a_full_record_drops_the_accounts_whose_failures_left_the_window_and_keeps_the_others() {
+        let start = Instant::now();
+        let throttle = throttle_remembering(ACCOUNTS_REMEMBERED, start);
+        let later = start + WINDOW;
+        for _ in 0..FAILURES_ALLOWED {
+            throttle.record_failure("0@example.com", later);
+        }
+        throttle.record_failure("new@example.com", later);
+        assert_eq!(accounts_remembered(&throttle), 2, "every account but the recent two is dropped");
+        assert!(throttle.check("0@example.com", later).is_err(), "the account with recent failures is still throttled");
+    }
+
+    #[test]
+    fn another_failure_of_an_account_in_a_full_record_drops_nobody() {
+        let now = Instant::now();
+        let throttle = throttle_remembering(ACCOUNTS_REMEMBERED, now);
+        for _ in 1..FAILURES_ALLOWED {
+            throttle.record_failure("0@example.com", now);
+        }
+        assert_eq!(accounts_remembered(&throttle), ACCOUNTS_REMEMBERED);
+        assert!(throttle.check("0@example.com", now).is_err(), "its failures all counted");
     }
 }

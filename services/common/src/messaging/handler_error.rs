@@ -117,4 +117,15 @@ mod tests {
         assert!(matches!(HandlerError::from(sqlx::Error::PoolTimedOut), HandlerError::Unavailable(_)));
         assert!(matches!(HandlerError::from(sqlx::Error::RowNotFound), HandlerError::Retry(_)));
     }
+
+    #[test]
+    fn the_message_of_a_handler_error_names_its_kind_and_the_whole_cause_chain() {
+        let cause = || Err::<(), _>(std::io::Error::other("connection refused")).context("failed to reserve stock for order 1");
+        let unavailable = HandlerError::from(cause().unwrap_err());
+        assert_eq!(unavailable.to_string(), "dependency unavailable: failed to reserve stock for order 1: connection refused");
+        let rejected = HandlerError::Reject(anyhow::anyhow!("order id \"x\" is not an ObjectId"));
+        assert_eq!(rejected.to_string(), "rejected: order id \"x\" is not an ObjectId");
+        assert_eq!(HandlerError::NotYet(anyhow::anyhow!("no stock record")).to_string(), "not yet: no stock record");
+        assert_eq!(HandlerError::Retry(anyhow::anyhow!("deadlock")).to_string(), "failed: deadlock");
+    }
 }
