@@ -17,9 +17,11 @@
 //! - `chaos [--seed N] [--operations M]`: a seeded run of random customers, orders, cancels and
 //!   refunds with faults injected at random, against 2 replicas of the order and inventory
 //!   services; prints its invariants and fails when one does not hold.
-//! - `mutants [AREA...]`: a mutation check (cargo-mutants) of the reservation store, the order
-//!   status machine and store, the consumer and the outbox relay, each against the tests and
-//!   features that should catch a change there.
+//! - `mutants [--list] [AREA...]`: a mutation check (cargo-mutants) of the order flow (orders,
+//!   their events and catalog look-ups, reservations and stock, the consumer, outage-or-bug
+//!   classification, publishing, the outbox relay, token verification, login throttling), each
+//!   area against the tests and features that should catch a change there, after a baseline run
+//!   of those tests; writes target/mutants/summary.md.
 //!
 //! - `dlq list | show [--queue Q] [--limit N] | replay [--queue Q]`: against a running system (the
 //!   broker at `RABBITMQ_URL`, default the local one): what is dead-lettered and why, and handing
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }
