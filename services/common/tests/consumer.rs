@@ -28,6 +28,21 @@ fn fast_settings() -> ConsumerSettings {
 }
 
 #[tokio::test]
+async fn a_connection_asks_for_a_short_heartbeat_unless_its_url_sets_one() {
+    let vhost = TestVirtualHost::create("heartbeat").await;
+    let connection = common::messaging::connect(&vhost.amqp_url, "heartbeat test").await.expect("a connection");
+    // The broker offers 60 s; the connection settles on what it asked for, so a hung link is
+    // given up within two heartbeats.
+    assert_eq!(connection.configuration().heartbeat(), common::messaging::HEARTBEAT_SECONDS);
+    let given = format!("{}?heartbeat=17", vhost.amqp_url);
+    let configured = common::messaging::connect(&given, "heartbeat test").await.expect("a connection");
+    assert_eq!(configured.configuration().heartbeat(), 17);
+    let _ = connection.close(200, "done".into()).await;
+    let _ = configured.close(200, "done".into()).await;
+    vhost.delete().await;
+}
+
+#[tokio::test]
 async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt_and_the_consumer_goes_on() {
     let vhost = TestVirtualHost::create("consumer-test").await;
     let attempts_at_the_failing_message = Arc::new(AtomicU32::new(0));
