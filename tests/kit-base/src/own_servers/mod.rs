@@ -85,7 +85,7 @@ impl OwnServers {
         let root = root.canonicalize()?;
         let (postgres, rabbitmq, mongodb) =
             tokio::join!(OwnServer::first_start(&root, ServerKind::Postgres), OwnServer::first_start(&root, ServerKind::RabbitMq), OwnServer::first_start(&root, ServerKind::MongoDb));
-        // Whatever started is killed again (by its drop) if another one failed.
+        // Whatever started is killed again (by `OwnServer`'s drop) if another one failed.
         let servers = BTreeMap::from([
             (ServerKind::Postgres, postgres?),
             (ServerKind::RabbitMq, rabbitmq?),
@@ -178,6 +178,17 @@ impl Drop for OwnServers {
         }
         if !running.is_empty() {
             eprintln!("own servers: killed {running:?} on drop; their data and logs stay in {}", self.root.display());
+        }
+    }
+}
+
+/// A server dropped while it runs is killed: so is each one that started when another failed to
+/// (in [`OwnServers::start`]), and each one of a dropped [`OwnServers`].
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if self.running.is_some() {
+            eprintln!("own servers: killing {} on drop", self.kind);
+            self.kill_now();
         }
     }
 }
