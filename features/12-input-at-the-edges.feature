@@ -39,19 +39,25 @@ Feature: Input at the edges
     And the response lists only the product "Premium Smartphone"
 
   Scenario Outline: Every collection answers with and without its trailing slash: <path>
+    # The same list under both spellings, and the list it should be: the guide's 3 products and
+    # their 3 stock records, the customer's 1 order and 1 address.
+    Given the customer has a paid order of 1 "Premium Smartphone"
     When I send a GET request to "<path>"
     Then the response status is 200
+    And the response is a list of <count> items
+    And every item of the response has the field "<field>"
+    And the response body is the one GET "<other spelling>" answers
 
     Examples:
-      | path                        |
-      | /api/v1/products            |
-      | /api/v1/products/           |
-      | /api/v1/inventory           |
-      | /api/v1/inventory/          |
-      | /api/v1/orders              |
-      | /api/v1/orders/             |
-      | /api/v1/users/me/addresses  |
-      | /api/v1/users/me/addresses/ |
+      | path                        | other spelling              | count | field              |
+      | /api/v1/products            | /api/v1/products/           | 3     | name               |
+      | /api/v1/products/           | /api/v1/products            | 3     | name               |
+      | /api/v1/inventory           | /api/v1/inventory/          | 3     | available_quantity |
+      | /api/v1/inventory/          | /api/v1/inventory           | 3     | available_quantity |
+      | /api/v1/orders              | /api/v1/orders/             | 1     | status             |
+      | /api/v1/orders/             | /api/v1/orders              | 1     | status             |
+      | /api/v1/users/me/addresses  | /api/v1/users/me/addresses/ | 1     | line1              |
+      | /api/v1/users/me/addresses/ | /api/v1/users/me/addresses  | 1     | line1              |
 
   Scenario: A product is created at the collection without its trailing slash
     When I send a POST request to "/api/v1/products" with body:

@@ -19,7 +19,7 @@ Feature: Login and sign-up throttling
 
   Scenario Outline: A client address sending <requests> faster than the gateway allows is throttled at the gateway
     When 120 <requests> are sent at once from one address
-    Then at least 20 of them were throttled by the gateway
+    Then as many of them were throttled as the gateway's rate and burst allow
     And the <request> is throttled for between 1 and 1 seconds
 
     Examples:

@@ -26,9 +26,9 @@ Feature: Metrics: every service reports its work at /metrics, in the Prometheus 
     Then the order is cancelled for lack of "Premium Smartphone"
     And the inventory service's metric "reservations_total" with "outcome=failed" is 1
     And the inventory service's metric "stock_outs_total" with "" is 1
-    When I publish to the queue "order_created":
+    When I publish the message "not an order" to the queue "order_created":
       """
       {"this is": "not an order"}
       """
-    Then the dead-letter queue of "order_created" holds 1 message
+    Then the message "not an order" is dead-lettered from "order_created"
     And the inventory service's metric "messages_total" with "queue=order_created,outcome=dead_lettered" is 1

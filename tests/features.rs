@@ -90,7 +90,7 @@ async fn run(only_feature: Option<PathBuf>) {
             async move {
                 if let Some(world) = world {
                     if let Some(system) = world.system.take() {
-                        tear_down(system, &world.expected_errors).await;
+                        tear_down(system, &world.teardown_expectations()).await;
                     }
                 }
             }

@@ -2,6 +2,10 @@
 //! stopped and started again, or killed where it stands; the broker taken away from the whole
 //! scenario; one service's database or broker connection cut, hung or given back through its
 //! fault proxy.
+//!
+//! Every step here that injects a fault records it in the world ([`ShopWorld::fault_injected`]):
+//! a scenario that injected none fails at its teardown on any warning about a dependency's
+//! retries, pauses or reconnects, which only a fault may cause.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,6 +35,7 @@ fn instances(world: &ShopWorld, target: &Instances) -> Vec<Instance> {
 
 #[when(expr = "{instances} is stopped")]
 async fn service_is_stopped(world: &mut ShopWorld, target: Instances) {
+    world.fault_injected(format!("{:?} stopped", target.0));
     for instance in instances(world, &target) {
         world.system_mut().stop_instance(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
         world.system().verify_instance_is_down(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
@@ -49,6 +54,7 @@ async fn service_is_started_again(world: &mut ShopWorld, target: Instances) {
 /// lists, and, through each instance's broker proxy, any opened too recently to be listed yet.
 #[when("the message broker becomes unreachable")]
 async fn broker_becomes_unreachable(world: &mut ShopWorld) {
+    world.fault_injected("the message broker unreachable");
     world.system().vhost.revoke_access_and_disconnect().await.unwrap_or_else(|error| panic!("{error:#}"));
     world.system().reset_broker_connections().await.unwrap_or_else(|error| panic!("{error:#}"));
 }
@@ -68,6 +74,7 @@ fn dependency_named(name: &str) -> Dependency {
 /// refuses, and every connection it had to its database and the broker is closed.
 #[when(expr = "{instances} is killed")]
 async fn service_is_killed(world: &mut ShopWorld, target: Instances) {
+    world.fault_injected(format!("{:?} killed", target.0));
     for instance in instances(world, &target) {
         let system = world.system_mut();
         system.kill_instance(instance).await.unwrap_or_else(|error| panic!("{error:#}"));
@@ -100,6 +107,9 @@ async fn dependency_is_back(world: &mut ShopWorld, target: Instances, dependency
 }
 
 async fn set_proxies(world: &mut ShopWorld, target: &Instances, dependency: &str, mode: Mode) {
+    if mode != Mode::Pass {
+        world.fault_injected(format!("{:?}'s {dependency} {mode:?}", target.0));
+    }
     for instance in instances(world, target) {
         let proxy = world.system().proxy(instance, dependency_named(dependency));
         proxy.set(mode).await.unwrap_or_else(|error| panic!("{instance}'s {dependency} did not become {mode:?}: {error:#}"));

@@ -243,6 +243,26 @@ async fn list_of(world: &mut ShopWorld, count: usize) {
     assert_eq!(items.len(), count, "unexpected number of items: {}", world.last_response().text);
 }
 
+/// Every item of the last response, a list, has the field: the list is of the right things.
+#[then(expr = "every item of the response has the field {string}")]
+async fn every_item_has(world: &mut ShopWorld, name: String) {
+    let response = world.last_response();
+    let items = response.json().as_array().unwrap_or_else(|| panic!("not a list: {}", response.text));
+    for item in items {
+        assert!(field(item, &name).is_some(), "an item without {name:?}: {item}");
+    }
+}
+
+/// The last response's JSON body is the one a GET of `path` answers now (the same collection
+/// under another spelling of its path, say).
+#[then(expr = "the response body is the one GET {string} answers")]
+async fn body_is_what_get_answers(world: &mut ShopWorld, path: String) {
+    let other = world.send(Method::GET, &path, Body::None, Credentials::Current).await;
+    assert_eq!(other.status, 200, "GET {path} answered {}: {}", other.status, other.text);
+    let last = world.last_response();
+    assert_eq!(last.json(), other.json(), "GET {path} answered another body");
+}
+
 #[then(expr = "the response header {string} is {string}")]
 async fn header_is(world: &mut ShopWorld, name: String, expected: String) {
     let response = world.last_response();

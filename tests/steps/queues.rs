@@ -11,40 +11,67 @@ use shop_testkit::eventually::eventually;
 use shop_testkit::system::ServiceName;
 use shop_testkit::world::{Response, ShopWorld};
 
+/// Publishes the doc string to the queue. The message's correlation id (what the consumer's log
+/// lines and a dead-letter expectation name it by) is the order id it carries, else its product
+/// id, else a fresh id printed here.
 #[when(expr = "I publish to the queue {string}:")]
 async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {
     let payload = world.interpolate(step.docstring.as_deref().expect("the message is given as a doc string"));
     let json: Value = serde_json::from_str(&payload).expect("the message is JSON");
-    let correlation_id =
-        json.get("order_id").or_else(|| json.get("product_id")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let correlation_id = match json.get("order_id").or_else(|| json.get("product_id")).and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = format!("message-{}", uuid::Uuid::new_v4().simple());
+            println!("      published to {queue} with the correlation id {id}");
+            id
+        }
+    };
     world.system().vhost.publish(&queue, payload.as_bytes(), &correlation_id).await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
-#[then(expr = "the dead-letter queue of {string} holds {int} message(s)")]
-async fn dead_letter_queue_holds(world: &mut ShopWorld, queue: String, expected: usize) {
-    let dead_letter_queue = common::messaging::topology::dead_letter_queue(&queue);
-    let vhost = world.system().vhost.clone();
-    // Dead-lettering happens after the consumer's retries, so wait for the count to arrive.
-    eventually(Duration::from_secs(30), &format!("{expected} message(s) in {dead_letter_queue}"), || {
-        let (vhost, dead_letter_queue) = (vhost.clone(), dead_letter_queue.clone());
+/// Publishes the doc string to the queue under a name of the scenario's choosing, its correlation
+/// id: for a message that carries no order id to be named by.
+#[when(expr = "I publish the message {string} to the queue {string}:")]
+async fn publish_named_message(world: &mut ShopWorld, step: &Step, name: String, queue: String) {
+    let payload = world.interpolate(step.docstring.as_deref().expect("the message is given as a doc string"));
+    serde_json::from_str::<Value>(&payload).expect("the message is JSON");
+    world.system().vhost.publish(&queue, payload.as_bytes(), &name).await.unwrap_or_else(|error| panic!("{error:#}"));
+}
+
+/// The message named (by the order id it carries, or the name it was published under) lands in
+/// the dead-letter queue of `queue`: waited for, since dead-lettering may come after the
+/// consumer's retries. From now on the scenario expects it there: the error lines its consumer
+/// logged while handling that message (and only those) are excused, and the teardown checks that
+/// the dead-letter queue holds exactly the messages so expected.
+#[then(expr = "the message {string} is dead-lettered from {string}")]
+async fn message_is_dead_lettered(world: &mut ShopWorld, name: String, queue: String) {
+    let name = world.interpolate(&name);
+    let url = world.system().vhost.amqp_url.clone();
+    // As many copies as the scenario expects of this message by now, this one included.
+    let copies = 1 + world
+        .expectations
+        .dead_letters
+        .iter()
+        .filter(|expected| expected.queue == queue && expected.correlation_id == name && !expected.taken_out)
+        .count();
+    eventually(Duration::from_secs(30), &format!("{copies} message(s) {name:?} in the dead-letter queue of {queue}"), || {
+        let (url, queue, name) = (url.clone(), queue.clone(), name.clone());
         async move {
-            match vhost.ready_messages(&dead_letter_queue).await {
-                Ok(count) if count as usize >= expected => Ok(()),
-                Ok(count) => Err(format!("{count} messages")),
+            match common::messaging::dead_letters::peek(&url, &queue, 1000).await {
+                Ok(letters) => {
+                    let found = letters.iter().filter(|letter| letter.correlation_id.as_deref() == Some(name.as_str())).count();
+                    if found >= copies {
+                        Ok(())
+                    } else {
+                        Err(format!("{found} of them among {} dead letters: {letters:?}", letters.len()))
+                    }
+                }
                 Err(error) => Err(format!("{error:#}")),
             }
         }
     })
     .await;
-    let drained = vhost.drain(&dead_letter_queue).await.unwrap_or_else(|error| panic!("{error:#}"));
-    assert_eq!(
-        drained.len(),
-        expected,
-        "dead letters in {dead_letter_queue}: {:?}",
-        drained.iter().map(|body| String::from_utf8_lossy(body)).collect::<Vec<_>>()
-    );
-    // The consumer logs each message it dead-letters as an error; these were meant.
-    world.expected_errors.push("dead-lettering".into());
+    world.expect_dead_letter(&queue, &name, false);
 }
 
 /// What `cargo xtask dlq show` reads: the queue's dead letters, left in place. Waits for the

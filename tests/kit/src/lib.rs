@@ -16,6 +16,7 @@ pub mod logs;
 pub mod proxy;
 pub mod rabbitmq;
 pub mod snapshot;
+pub mod sweep;
 pub mod system;
 pub mod teardown;
 pub mod world;

@@ -4,8 +4,11 @@
 //! their request spans and background tasks.
 //!
 //! Two things are recorded per system:
-//! - its ERROR events, which the teardown fails on unless the scenario expected them (a
-//!   dead-lettered message is logged as an error on purpose);
+//! - its ERROR and WARN events ([`LogLine`]), each with the delivery it was logged while handling
+//!   (queue and correlation id, when it was logged inside a consumer's message span). The
+//!   teardown fails on an ERROR unless the scenario expected that message's dead-lettering, and
+//!   on a WARN of a failing [`WarningKind`] in a scenario that injected no fault; it reports the
+//!   others;
 //! - the messages its consumers are handling right now: the consumer opens a span named
 //!   [`MESSAGE_SPAN`] for each delivery and closes it after the delivery was acknowledged,
 //!   rejected or retried, so an open one is a message in flight (which the broker counts neither
@@ -51,9 +54,127 @@ const REQUEST_SPAN: &str = "request";
 const OUR_TARGETS: [&str; 8] =
     ["common", "shop_testkit", "features", "chaos", "user_service", "product_service", "inventory_service", "order_service"];
 
+/// One ERROR or WARN event of a system's services.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub level: Level,
+    /// The event's target (module path), e.g. `common::messaging::consumer::delivery`.
+    pub target: String,
+    /// The event's message alone, without its fields: what [`classify_warning`] reads.
+    pub message: String,
+    /// `target: message field=value ...`, as reported.
+    pub text: String,
+    /// The delivery a consumer was handling when it logged this, if it was handling one.
+    pub delivery: Option<DeliveryContext>,
+}
+
+/// Which message a line was logged for: the consumer's message span's queue and correlation id
+/// (the order or product id the message carries, or the id its publisher gave it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryContext {
+    pub queue: String,
+    pub correlation_id: String,
+}
+
+/// What a WARN line is about, decided by its message (the services' exact wording), so that the
+/// teardown can tell a dependency's trouble from a client's doing. A new warning in the services
+/// is [`WarningKind::Unclassified`] until it is added here, and fails a fault-free scenario: it
+/// must be looked at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WarningKind {
+    /// A database, the broker or another service did not answer: a consumer pausing, probing or
+    /// reconnecting, an outbox relay or a re-publish retrying, an ack or reject lost, a request
+    /// answered 503, a key set that could not be fetched. Fails a scenario that injected no
+    /// fault: without a fault, nothing should have been unavailable.
+    DependencyTrouble,
+    /// A handler failed other than by an outage and its message is tried again: a bug or a poison
+    /// message. Fails a fault-free scenario unless the scenario expected that message's
+    /// dead-lettering.
+    MessageRetry,
+    /// A service still busy when its drain limit ran out at a stop (requests or background tasks
+    /// abandoned), or an outbox hand-over that never came: something hung. Fails a fault-free
+    /// scenario.
+    Stuck,
+    /// The client's own doing: too many wrong passwords, a refresh token presented twice or
+    /// revoked. Legitimate in any scenario (throttling and token reuse are features under
+    /// test); reported only.
+    ClientBehaviour,
+    /// The HTTP trace layer's echo of a 5xx answer (`response failed`). Its cause is logged on a
+    /// line of its own (a 500 as an ERROR, a dependency's 503 as [`WarningKind::DependencyTrouble`]),
+    /// and `GET /ready` answers 503 while a system starts, which is no fault; reported only.
+    ServerErrorEcho,
+    /// A WARN of a crate we do not own (a driver, the HTTP server): its wording is not ours to
+    /// classify; reported only.
+    ThirdParty,
+    /// A WARN of our own crates that this table does not know yet. Fails a fault-free scenario.
+    Unclassified,
+}
+
+impl WarningKind {
+    /// Whether a scenario that injected no fault fails on a warning of this kind.
+    pub fn fails_a_fault_free_scenario(self) -> bool {
+        matches!(
+            self,
+            WarningKind::DependencyTrouble | WarningKind::MessageRetry | WarningKind::Stuck | WarningKind::Unclassified
+        )
+    }
+}
+
+/// The kind of a WARN line, by its message (see [`WarningKind`]).
+pub fn classify_warning(line: &LogLine) -> WarningKind {
+    const DEPENDENCY_TROUBLE: [&str; 12] = [
+        // common::messaging::consumer::outage
+        "a dependency is unavailable; pausing the consumer until it answers (the message is kept)",
+        "a dependency is still unavailable; the consumer stays paused",
+        // common::messaging::consumer
+        "consumer stream ended; reconnecting",
+        "consumer is disconnected; retrying",
+        // common::messaging::consumer::delivery
+        "failed to acknowledge; the message will be redelivered",
+        "failed to reject a message; it will be redelivered",
+        "failed to acknowledge a re-published message; it may run twice",
+        "failed to re-publish a message; requeueing it",
+        // common::messaging::outbox and document_outbox
+        "outbox relay cannot publish yet; will retry",
+        "failed to set an undecodable outbox event aside; it is skipped for now",
+        // common::error (a 503)
+        "request failed because a dependency is unavailable",
+        // common::auth
+        "failed to fetch the token signing keys; known keys stay in use",
+    ];
+    const CLIENT_BEHAVIOUR: [&str; 3] = [
+        "login refused: too many wrong passwords for this account",
+        "a refresh token was presented twice; its whole family is revoked",
+        "refresh refused: token revoked or never issued",
+    ];
+    const STUCK: [&str; 3] = [
+        "requests still in flight at the end of the drain; closing their connections",
+        "background tasks still running at the end of the drain; aborting them",
+        "closing took too long; left behind",
+    ];
+    let message = line.message.as_str();
+    let ours = OUR_TARGETS.iter().any(|target| line.target == *target || line.target.starts_with(&format!("{target}::")));
+    if line.target.starts_with("tower_http::trace") && message == "response failed" {
+        WarningKind::ServerErrorEcho
+    } else if !ours {
+        WarningKind::ThirdParty
+    } else if DEPENDENCY_TROUBLE.contains(&message) {
+        WarningKind::DependencyTrouble
+    } else if message == "handler failed; retrying later" {
+        WarningKind::MessageRetry
+    } else if CLIENT_BEHAVIOUR.contains(&message) {
+        WarningKind::ClientBehaviour
+    } else if STUCK.contains(&message) || message.starts_with("outbox hand-overs announced") {
+        WarningKind::Stuck
+    } else {
+        WarningKind::Unclassified
+    }
+}
+
 #[derive(Debug, Default)]
 struct SystemRecord {
-    errors: Vec<String>,
+    /// ERROR and WARN events, in the order they were logged.
+    lines: Vec<LogLine>,
     /// What each request id reached: `(service, "METHOD /path" or queue)`, in order.
     reached: Vec<(String, String, String)>,
     /// Open message spans by queue.
@@ -66,10 +187,9 @@ fn records() -> MutexGuard<'static, HashMap<String, SystemRecord>> {
     RECORDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The ERROR events logged so far by `system`'s services, each as `message {fields}`, removed
-/// from the record.
-pub fn take_errors(system: &str) -> Vec<String> {
-    records().get_mut(system).map(|record| std::mem::take(&mut record.errors)).unwrap_or_default()
+/// The ERROR and WARN events logged so far by `system`'s services, removed from the record.
+pub fn take_lines(system: &str) -> Vec<LogLine> {
+    records().get_mut(system).map(|record| std::mem::take(&mut record.lines)).unwrap_or_default()
 }
 
 /// The queues on which `system`'s consumers hold a message right now, with how many.
@@ -109,12 +229,13 @@ pub fn forget(system: &str) {
 pub struct CaptureLayer;
 
 impl CaptureLayer {
-    /// Spans of our own crates (to follow the context) and ERROR events.
+    /// Spans of our own crates (to follow the context), and ERROR and WARN events of any crate
+    /// (only those logged inside a system's span are kept).
     pub fn interested_in(metadata: &Metadata<'_>) -> bool {
         if metadata.is_span() {
             OUR_TARGETS.iter().any(|target| metadata.target() == *target || metadata.target().starts_with(&format!("{target}::")))
         } else {
-            *metadata.level() == Level::ERROR
+            captured_level(metadata.level())
         }
     }
 }
@@ -122,10 +243,15 @@ impl CaptureLayer {
 /// The system id a span belongs to, and the service it runs, stored in the system span's
 /// extensions.
 struct SystemId(String, String);
-/// Marks an open message span: which system's consumer, on which queue.
+/// Marks an open message span: which system's consumer, on which queue, handling which message.
 struct InFlight {
     system: String,
     queue: String,
+    correlation_id: String,
+}
+
+fn captured_level(level: &Level) -> bool {
+    *level == Level::ERROR || *level == Level::WARN
 }
 
 impl<S> Layer<S> for CaptureLayer
@@ -162,11 +288,12 @@ where
                 let mut fields = Fields::default();
                 attributes.record(&mut fields);
                 let queue = fields.get("queue").unwrap_or_else(|| "(unknown queue)".into());
+                let correlation_id = fields.get("correlation_id").unwrap_or_default();
                 if let Some(request_id) = fields.get("request_id") {
                     records().entry(system.clone()).or_default().reached.push((service, queue.clone(), request_id));
                 }
                 *records().entry(system.clone()).or_default().in_flight.entry(queue.clone()).or_default() += 1;
-                span.extensions_mut().insert(InFlight { system, queue });
+                span.extensions_mut().insert(InFlight { system, queue, correlation_id });
             }
         }
     }
@@ -183,17 +310,40 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, context: Context<'_, S>) {
-        if *event.metadata().level() != Level::ERROR {
+        if !captured_level(event.metadata().level()) {
             return;
         }
         let Some(scope) = context.event_scope(event) else { return };
-        let Some(system) = scope.into_iter().find_map(|span| span.extensions().get::<SystemId>().map(|id| id.0.clone())) else {
-            return;
-        };
+        let mut system = None;
+        let mut delivery = None;
+        // From the event's own span outwards: the innermost message span is the delivery.
+        for span in scope {
+            let extensions = span.extensions();
+            if delivery.is_none() {
+                if let Some(in_flight) = extensions.get::<InFlight>() {
+                    delivery = Some(DeliveryContext {
+                        queue: in_flight.queue.clone(),
+                        correlation_id: in_flight.correlation_id.clone(),
+                    });
+                }
+            }
+            if let Some(id) = extensions.get::<SystemId>() {
+                system = Some(id.0.clone());
+                break;
+            }
+        }
+        let Some(system) = system else { return };
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let text = fields.describe(event.metadata().target());
-        records().entry(system).or_default().errors.push(text);
+        let target = event.metadata().target();
+        let line = LogLine {
+            level: *event.metadata().level(),
+            target: target.to_owned(),
+            message: fields.get("message").unwrap_or_default(),
+            text: fields.describe(target),
+            delivery,
+        };
+        records().entry(system).or_default().lines.push(line);
     }
 }
 

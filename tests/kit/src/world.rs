@@ -1,8 +1,9 @@
 //! The cucumber world: one per scenario. It owns the scenario's system, the HTTP client, the
 //! current token, the variables steps remember, and the last response.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Mutex;
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -11,6 +12,7 @@ use serde_json::Value;
 use shop_testkit_base::{Call, Client};
 
 use crate::system::System;
+use crate::teardown::{Expectations, ExpectedDeadLetter};
 
 /// What a request carries.
 #[derive(Debug, Clone)]
@@ -71,9 +73,14 @@ pub struct ShopWorld {
     /// Values remembered by steps (`PRODUCT_ID_1`, `TOKEN`, `USER_ID`), used in `${NAME}`.
     pub variables: BTreeMap<String, String>,
     pub last: Option<Response>,
-    /// Substrings of ERROR log lines the scenario expects its services to write (a message it
-    /// dead-letters on purpose is logged as an error); any other error fails the scenario.
-    pub expected_errors: Vec<String>,
+    /// What the scenario does on purpose that the teardown must not hold against it: the faults
+    /// it injected (the fault steps record them) and the messages it expects dead-lettered (each
+    /// excuses the error lines logged while handling that message, and no other).
+    pub expectations: Expectations,
+    /// Orders a request through the world moved to shipped or delivered (seen in its answer): a
+    /// refund after that keeps the stock, which the teardown's stock check must know. Behind a
+    /// lock because requests are sent through `&self`, several at once.
+    shipped_orders: Mutex<BTreeSet<String>>,
     /// Orders placed by the concurrent-orders step, with the instant each POST was sent, until a
     /// later step waits for them to settle.
     pub placed_orders: Vec<(String, std::time::Instant)>,
@@ -100,7 +107,8 @@ impl ShopWorld {
             token: None,
             variables: BTreeMap::new(),
             last: None,
-            expected_errors: Vec::new(),
+            expectations: Expectations::default(),
+            shipped_orders: Mutex::default(),
             placed_orders: Vec::new(),
             dead_letters: Vec::new(),
         }
@@ -112,6 +120,29 @@ impl ShopWorld {
 
     pub fn system_mut(&mut self) -> &mut System {
         self.system.as_mut().expect("the shop is not running: start it with `Given the shop is running`")
+    }
+
+    /// Records that the scenario injected a fault: from now on warnings about its dependencies'
+    /// trouble are reported, not failed on.
+    pub fn fault_injected(&mut self, description: impl Into<String>) {
+        self.expectations.faults.push(description.into());
+    }
+
+    /// Records that the message of `queue` with `correlation_id` is expected in its dead-letter
+    /// queue; `taken_out` when a step has already taken it from there.
+    pub fn expect_dead_letter(&mut self, queue: &str, correlation_id: &str, taken_out: bool) {
+        self.expectations.dead_letters.push(ExpectedDeadLetter {
+            queue: queue.to_owned(),
+            correlation_id: correlation_id.to_owned(),
+            taken_out,
+        });
+    }
+
+    /// What the teardown is told: the expectations, with the orders seen shipped.
+    pub fn teardown_expectations(&self) -> Expectations {
+        let mut expectations = self.expectations.clone();
+        expectations.shipped_orders = self.shipped_orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        expectations
     }
 
     pub fn remember(&mut self, name: &str, value: impl Into<String>) {
@@ -227,7 +258,14 @@ impl ShopWorld {
         // The shop's typed client, sending the body as the step wrote it (the text is the
         // contract) and answering the raw response, which the steps assert on.
         let answer = Client::with_http(base, self.http.clone()).send(&call).await.map_err(|error| format!("{base}: {error}"))?;
-        let json = serde_json::from_str(&answer.body).ok();
+        let json: Option<Value> = serde_json::from_str(&answer.body).ok();
+        if answer.status == 200 {
+            if let Some(order) = json.as_ref().filter(|json| matches!(json["status"].as_str(), Some("shipped" | "delivered"))) {
+                if let Some(id) = order["_id"].as_str() {
+                    self.shipped_orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
+                }
+            }
+        }
         Ok(Response { status: answer.status, headers: answer.headers, text: answer.body, json })
     }
 }

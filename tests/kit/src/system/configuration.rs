@@ -2,7 +2,8 @@
 //! and peers, reached through the instance's own fault proxies; never the caller's environment,
 //! which a harness process poisons.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use common::config::{HttpSettings, Settings as _};
 
@@ -32,6 +33,33 @@ impl System {
         format!("e2e_{}_{service}", self.id)
     }
 
+    /// The service's PostgreSQL database (`users` or `inventory`) reached directly, not through
+    /// a fault proxy: for the teardown's checks, which must read it whatever fault the scenario
+    /// left in place.
+    pub fn direct_database_url(&self, service: &str) -> String {
+        format!("{}/e2e_{}_{service}", self.infrastructure.postgres, self.id)
+    }
+
+    /// The service's MongoDB database (`products` or `orders`) reached directly, not through a
+    /// fault proxy: for the teardown's checks.
+    pub fn direct_mongodb_database(&self, service: &str) -> mongodb::Database {
+        self.mongodb.database(&self.mongodb_database(service))
+    }
+
+    /// Gives this system's signing key back for another system to use once this one is gone
+    /// (see [`SigningKeys`]). The teardown calls it; a system that ends otherwise keeps its key
+    /// leased, which costs one key generation, never a shared key.
+    pub fn release_signing_key(&self) {
+        SigningKeys::global().release(&self.id);
+    }
+
+    /// A fingerprint of this system's signing key (its public modulus's last 16 hex digits), for
+    /// a test to tell two systems' keys apart.
+    pub fn signing_key_fingerprint(&self) -> String {
+        let pem = SigningKeys::global().lease(&self.id);
+        fingerprint(&pem)
+    }
+
     pub(super) fn http_settings(&self, instance: Instance) -> HttpSettings {
         HttpSettings {
             host: "127.0.0.1".into(),
@@ -48,6 +76,9 @@ impl System {
     /// `instance`'s configuration: its service's defaults, plus this system's databases, vhost
     /// and peers, every store and the broker reached through the instance's own fault proxies.
     pub(super) fn config_for(&self, instance: Instance) -> anyhow::Result<ServiceConfig> {
+        // The earliest point of a system's start that this module sees: from here on its
+        // databases and vhost are this process's, and no sweep of another process removes them.
+        crate::sweep::claim(&self.id);
         let database = |instance| self.proxies[&(instance, Dependency::Database)].port;
         let broker_url = |instance| self.proxies[&(instance, Dependency::Broker)].url_through(&self.vhost.amqp_url);
         let service = instance.service;
@@ -57,7 +88,10 @@ impl System {
                 config.http = self.http_settings(instance);
                 config.database_url = self.database_url(database(instance), "users");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
-                config.signing_key = user_service::config::SigningKeySource::Pem(test_signing_key().to_owned());
+                // Its own key, held as long as the system lives: a token of one scenario's shop is
+                // never valid in another's.
+                config.signing_key =
+                    user_service::config::SigningKeySource::Pem(SigningKeys::global().lease(&self.id).to_string());
                 config.staff_emails = vec![STAFF_EMAIL.to_owned()];
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
                 config.password_hashing =
@@ -115,12 +149,127 @@ pub unsafe fn poison_service_environment() {
     }
 }
 
-/// One RSA key for every scenario of the process: generating one takes a moment.
-pub(super) fn test_signing_key() -> &'static str {
-    static KEY: OnceLock<String> = OnceLock::new();
-    KEY.get_or_init(|| {
-        use rsa::pkcs8::EncodePrivateKey;
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation works");
-        key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("a fresh key encodes").to_string()
-    })
+/// RSA signing keys for the systems of this process: each live system holds a key of its own
+/// (leased by its id), and a key goes back to the pool when its system is torn down, for a later
+/// system to use. So no two live systems ever share a key, and the process generates at most as
+/// many keys as it has systems alive at once (generating one 2048-bit key costs tens to hundreds
+/// of milliseconds of a core; one per scenario would cost the whole suite that much again).
+pub struct SigningKeys {
+    state: Mutex<SigningKeyState>,
+}
+
+#[derive(Default)]
+struct SigningKeyState {
+    /// The key each live system holds, by system id.
+    leased: HashMap<String, Arc<str>>,
+    /// Keys whose systems are gone, free for the next system.
+    free: Vec<Arc<str>>,
+    /// How many keys this pool generated (for tests and reports).
+    generated: usize,
+}
+
+impl SigningKeys {
+    /// The pool of this process.
+    pub fn global() -> &'static SigningKeys {
+        static KEYS: LazyLock<SigningKeys> = LazyLock::new(SigningKeys::new);
+        &KEYS
+    }
+
+    pub fn new() -> Self {
+        Self { state: Mutex::new(SigningKeyState::default()) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, SigningKeyState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The key `system` holds (PKCS#8 PEM): the one it leased before, a free one, or a new one.
+    pub fn lease(&self, system: &str) -> Arc<str> {
+        {
+            let mut state = self.state();
+            if let Some(key) = state.leased.get(system) {
+                return Arc::clone(key);
+            }
+            if let Some(key) = state.free.pop() {
+                state.leased.insert(system.to_owned(), Arc::clone(&key));
+                return key;
+            }
+        }
+        // Generated without the lock held: other systems may lease meanwhile.
+        let key: Arc<str> = generate_signing_key().into();
+        let mut state = self.state();
+        state.generated += 1;
+        // Another call for the same system may have won the race: keep one, free the other.
+        if let Some(existing) = state.leased.get(system).cloned() {
+            state.free.push(key);
+            return existing;
+        }
+        state.leased.insert(system.to_owned(), Arc::clone(&key));
+        key
+    }
+
+    /// `system` is gone: its key is free for another system.
+    pub fn release(&self, system: &str) {
+        let mut state = self.state();
+        if let Some(key) = state.leased.remove(system) {
+            state.free.push(key);
+        }
+    }
+
+    /// How many keys this pool has generated so far.
+    #[cfg(test)]
+    pub fn generated(&self) -> usize {
+        self.state().generated
+    }
+}
+
+impl Default for SigningKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fresh 2048-bit RSA key, as PKCS#8 PEM.
+fn generate_signing_key() -> String {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation works");
+    key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("a fresh key encodes").to_string()
+}
+
+/// The last 16 hex digits of a PEM private key's public modulus.
+pub fn fingerprint(pem: &str) -> String {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).expect("a key this module made decodes");
+    let modulus = key.n().to_bytes_be();
+    modulus[modulus.len() - 8..].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_live_systems_share_a_key_and_a_key_is_reused_only_after_its_system_is_gone() {
+        let keys = SigningKeys::new();
+        let first = keys.lease("system-a");
+        let second = keys.lease("system-b");
+        assert_ne!(first, second, "two live systems were given the same key");
+        assert_eq!(
+            keys.lease("system-a"),
+            first,
+            "a system's key changed while it lived (its restarted user service would sign with another)"
+        );
+        assert_eq!(keys.generated(), 2);
+        keys.release("system-a");
+        let third = keys.lease("system-c");
+        assert_eq!(third, first, "a released key is reused instead of generating a new one");
+        assert_ne!(third, second);
+        assert_eq!(keys.generated(), 2);
+        let started = std::time::Instant::now();
+        let fourth = keys.lease("system-d");
+        println!("one 2048-bit RSA key generated in {:?}", started.elapsed());
+        assert!(![&first, &second].contains(&&fourth));
+        assert_eq!(keys.generated(), 3);
+    }
 }
