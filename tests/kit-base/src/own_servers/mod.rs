@@ -153,11 +153,11 @@ impl OwnServers {
     /// Stops all three (killing any that does not stop) and removes their data.
     pub async fn shut_down(mut self) {
         for (kind, mut server) in std::mem::take(&mut self.servers) {
-            if server.running.is_some() {
-                if let Err(error) = server.stop().await {
-                    eprintln!("own servers: {kind} did not stop gracefully: {error:#}");
-                    let _ = server.kill().await;
-                }
+            if server.running.is_some()
+                && let Err(error) = server.stop().await
+            {
+                eprintln!("own servers: {kind} did not stop gracefully: {error:#}");
+                let _ = server.kill().await;
             }
             server.remove_data();
         }
@@ -297,13 +297,23 @@ impl OwnServer {
         everything
     }
 
-    /// The kill of a drop: no async, a short wait to reap our child.
+    /// The kill of a drop: no async; waits (at most [`KILL_PATIENCE`]) until our child is
+    /// reaped, every process is gone and every port refuses.
     fn kill_now(&mut self) {
         if let Some(mut child) = self.running.take() {
             let processes = Self::kill_processes(&self.recipe, &mut child);
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let ports = self.recipe.ports();
+            let refuses = |port: u16| {
+                matches!(
+                    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)),
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused
+                )
+            };
+            let deadline = std::time::Instant::now() + KILL_PATIENCE;
             while std::time::Instant::now() < deadline
-                && (matches!(child.try_wait(), Ok(None)) || processes.iter().any(|&pid| processes::alive(pid)))
+                && (matches!(child.try_wait(), Ok(None))
+                    || processes.iter().any(|&pid| processes::alive(pid))
+                    || !ports.iter().all(|&port| refuses(port)))
             {
                 std::thread::sleep(Duration::from_millis(20));
             }

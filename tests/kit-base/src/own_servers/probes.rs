@@ -101,10 +101,10 @@ async fn postgres_message(stream: &mut TcpStream) -> anyhow::Result<(u8, Vec<u8>
 fn postgres_error(body: &[u8]) -> String {
     let mut parts = Vec::new();
     for field in body.split(|byte| *byte == 0) {
-        if let Some((&kind, text)) = field.split_first() {
-            if kind == b'M' || kind == b'C' {
-                parts.push(String::from_utf8_lossy(text).into_owned());
-            }
+        if let Some((&kind, text)) = field.split_first()
+            && (kind == b'M' || kind == b'C')
+        {
+            parts.push(String::from_utf8_lossy(text).into_owned());
         }
     }
     parts.join(" ")
@@ -251,7 +251,7 @@ pub(super) async fn mongodb_ping(port: u16) -> anyhow::Result<()> {
         // Header (12 more bytes), flag bits (4), section kind (1), then the document.
         let document = reply.get(17..).context("short OP_MSG")?;
         match bson_ok(document) {
-            Some(ok) if ok == 1.0 => Ok(()),
+            Some(1.0) => Ok(()),
             other => bail!("ping answered ok = {other:?}"),
         }
     })

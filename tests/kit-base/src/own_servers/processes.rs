@@ -71,10 +71,11 @@ pub(super) fn descendants(pid: u32) -> Vec<u32> {
         for entry in entries.filter_map(Result::ok) {
             let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            if let Some((state, parent)) = stat_fields(&stat) {
-                if state != 'Z' && state != 'X' {
-                    children.entry(parent).or_default().push(child);
-                }
+            if let Some((state, parent)) = stat_fields(&stat)
+                && state != 'Z'
+                && state != 'X'
+            {
+                children.entry(parent).or_default().push(child);
             }
         }
     }
