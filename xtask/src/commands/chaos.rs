@@ -1,5 +1,6 @@
-//! `cargo xtask chaos [--seed N] [--operations M]`: the seeded chaos run (tests/chaos/) against
-//! a system started the way the harness starts one, on the same servers as `cargo xtask e2e`.
+//! `cargo xtask chaos [--seed N] [--operations M]`: the seeded chaos run (tests/chaos/): a system
+//! started the way the harness starts one, on PostgreSQL, RabbitMQ and MongoDB-wire servers the
+//! run starts of its own (to stop and kill them), behind the real nginx this command makes sure of.
 
 use std::process::ExitCode;
 
@@ -8,8 +9,9 @@ use anyhow::{Context, bail};
 use crate::shell::say;
 use crate::{cargo, servers};
 
-/// About two minutes of operations on this machine kind (2 cores).
-const DEFAULT_OPERATIONS: u64 = 160;
+/// One cycle of faults (every kind against every target once): about five minutes on this
+/// machine kind (2 cores).
+const DEFAULT_OPERATIONS: u64 = 200;
 
 /// What `cargo xtask chaos` was asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,7 +68,7 @@ mod tests {
 
     #[test]
     fn a_fresh_seed_and_the_default_length_unless_given() {
-        assert_eq!(parse("").unwrap(), Options { seed: None, operations: 160 });
+        assert_eq!(parse("").unwrap(), Options { seed: None, operations: 200 });
         assert_eq!(parse("--operations 40 --seed 7").unwrap(), Options { seed: Some(7), operations: 40 });
     }
 
