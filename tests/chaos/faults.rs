@@ -260,8 +260,8 @@ impl Faults {
 
     /// Proves the latency on `instance`'s database link when the replica's own traffic did not
     /// show it (a MongoDB driver may answer `/ready` from a connection it already holds): the
-    /// replica's connections run through this proxy (it has carried their bytes), and a probe's
-    /// bytes sent through it now are held back for the latency.
+    /// replica's connections run through this proxy (it has carried their bytes), and bytes sent
+    /// through it now (a probe's) are held back for the latency before they go on.
     async fn probe_latency(&self, instance: Instance) -> anyhow::Result<()> {
         use tokio::io::AsyncWriteExt as _;
         let (port, carried, delayed_before) = {
@@ -270,20 +270,26 @@ impl Faults {
             (proxy.port, proxy.forwarded_bytes(), proxy.delayed_chunks())
         };
         anyhow::ensure!(carried > 0, "{instance}'s database proxy never carried a byte: the replica does not use it");
-        let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        let sent = Instant::now();
-        // Half a MongoDB or PostgreSQL message header: the server waits for the rest.
-        probe.write_all(&[0u8; 4]).await?;
+        // The server itself may be down meanwhile (another lane): a probe then finds nobody to
+        // talk to, and is tried again until the server is back.
+        let deadline = Instant::now() + HEAL_PATIENCE;
         loop {
-            let delayed = self.system.lock().await.proxy(instance, Dependency::Database).delayed_chunks();
-            if delayed > delayed_before {
-                anyhow::ensure!(sent.elapsed() >= LATENCY, "the probe went through in {:?}", sent.elapsed());
-                return Ok(());
+            let mut probe = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let sent = Instant::now();
+            // Half a MongoDB or PostgreSQL message header: the server waits for the rest.
+            probe.write_all(&[0u8; 4]).await?;
+            while sent.elapsed() <= LATENCY * 3 {
+                let delayed = self.system.lock().await.proxy(instance, Dependency::Database).delayed_chunks();
+                // A chunk counts as delayed once it was held for the latency: the probe's, or one
+                // of the replica's own.
+                if delayed > delayed_before {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if sent.elapsed() > LATENCY * 3 {
+            if Instant::now() >= deadline {
                 anyhow::bail!("no byte between {instance} and its database was delayed, not even a probe's");
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
