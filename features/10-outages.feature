@@ -63,6 +63,7 @@ Feature: Outages of the stores and the broker, and a service killed mid-message
     When the inventory service's broker stops answering new connections
     And the customer orders 1 "Premium Smartphone"
     Then "Premium Smartphone" has 49 available and 1 reserved
+    And the inventory service's new broker connection hangs
     And the order is pending
     When the inventory service is killed
     And the inventory service's broker is back

@@ -25,6 +25,7 @@ Feature: Two replicas of the order and inventory services
     And inventory replica 1's broker stops answering new connections
     And the customer orders 1 "Premium Smartphone"
     Then "Premium Smartphone" has 49 available and 1 reserved
+    And inventory replica 1's new broker connection hangs
     And the order is pending
     When inventory replica 2 is started again
     And inventory replica 1 is killed

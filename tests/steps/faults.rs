@@ -112,7 +112,41 @@ async fn set_proxies(world: &mut ShopWorld, target: &Instances, dependency: &str
     }
     for instance in instances(world, target) {
         let proxy = world.system().proxy(instance, dependency_named(dependency));
+        let before = (proxy.accepted_connections(), proxy.swallowed_bytes());
         proxy.set(mode).await.unwrap_or_else(|error| panic!("{instance}'s {dependency} did not become {mode:?}: {error:#}"));
+        if mode == Mode::HangNew {
+            world.connections_before_hang.insert((instance, dependency_named(dependency)), before);
+        }
+    }
+}
+
+/// Proves what a scenario would otherwise infer from an order that stays pending: the instances
+/// opened a new connection to the dependency after it stopped answering new ones, and that
+/// connection is held in the hang (the proxy is still in that mode and holds it open).
+#[then(expr = "{instances}'s new {word} connection hangs")]
+async fn new_connection_hangs(world: &mut ShopWorld, target: Instances, dependency: String) {
+    for instance in instances(world, &target) {
+        let key = (instance, dependency_named(&dependency));
+        let (accepted_before, swallowed_before) = *world
+            .connections_before_hang
+            .get(&key)
+            .unwrap_or_else(|| panic!("{instance}'s {dependency} was never made to stop answering new connections"));
+        let system = world.system();
+        let what = format!("a new connection from {instance} to its {dependency}, held in the hang");
+        shop_testkit::eventually::eventually(Duration::from_secs(10), &what, || async {
+            let proxy = system.proxy(instance, key.1);
+            let (mode, accepted, swallowed, open) =
+                (proxy.mode(), proxy.accepted_connections(), proxy.swallowed_bytes(), proxy.open_connections());
+            // What the new connection sent (its protocol header) never reached the server.
+            if mode == Mode::HangNew && accepted > accepted_before && swallowed > swallowed_before && open > 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "mode {mode:?}; {accepted} connections accepted, {accepted_before} before the hang; {swallowed} bytes swallowed, {swallowed_before} before; {open} open"
+                ))
+            }
+        })
+        .await;
     }
 }
 

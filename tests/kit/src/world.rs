@@ -86,6 +86,10 @@ pub struct ShopWorld {
     pub placed_orders: Vec<(String, std::time::Instant)>,
     /// The dead letters a step last looked at.
     pub dead_letters: Vec<common::messaging::dead_letters::DeadLetter>,
+    /// Per instance and dependency put under "stops answering new connections": how many
+    /// connections its proxy had accepted, and how many bytes it had swallowed, by then, so that
+    /// a step can prove a later connection was opened into the hang rather than infer it.
+    pub connections_before_hang: BTreeMap<(crate::system::Instance, crate::system::Dependency), (u64, u64)>,
 }
 
 impl fmt::Debug for ShopWorld {
@@ -106,6 +110,7 @@ impl ShopWorld {
             http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("HTTP client builds"),
             token: None,
             variables: BTreeMap::new(),
+            connections_before_hang: BTreeMap::new(),
             last: None,
             expectations: Expectations::default(),
             shipped_orders: Mutex::default(),
