@@ -24,14 +24,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
             Err(JsonRejection::JsonSyntaxError(error)) => {
-                Err(ApiError::BadRequest(format!("Malformed JSON body: {}", error.body_text())))
+                return Err(ApiError::BadRequest(format!("Malformed JSON body: {}", error.body_text())));
             }
-            Err(JsonRejection::JsonDataError(error)) => Err(ApiError::Unprocessable(error.body_text())),
-            Err(other) => Err(ApiError::Rejected { status: other.status(), detail: other.body_text() }),
+            Err(JsonRejection::JsonDataError(error)) => return Err(ApiError::Unprocessable(error.body_text())),
+            Err(other) => return Err(ApiError::Rejected { status: other.status(), detail: other.body_text() }),
+        };
+        // Every body of this API is an object. serde would read a struct from an array too
+        // (`[null, null]` as a profile update that changes nothing, answered 200), so anything
+        // else is refused before it is read.
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable("The body must be a JSON object".to_owned()));
         }
+        serde_json::from_value(value).map(Json).map_err(|error| {
+            ApiError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {error}"))
+        })
     }
 }
 
@@ -99,5 +108,41 @@ where
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|rejection: PathRejection| ApiError::Unprocessable(rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct ProfileUpdate {
+        first_name: Option<String>,
+        last_name: Option<String>,
+    }
+
+    async fn extract(content_type: &str, body: &'static str) -> Result<ProfileUpdate, u16> {
+        let request =
+            Request::builder().method("PUT").header("content-type", content_type).body(Body::from(body)).expect("a request");
+        Json::<ProfileUpdate>::from_request(request, &())
+            .await
+            .map(|Json(value)| value)
+            .map_err(|error| error.into_response().status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn a_body_is_an_object_of_the_right_shape_or_a_4xx() {
+        assert!(extract("application/json", r#"{"first_name": "Ada"}"#).await.is_ok());
+        // serde alone reads a struct from an array: `[null, null]` would be an update of nothing.
+        assert_eq!(extract("application/json", "[null, null]").await.unwrap_err(), 422);
+        assert_eq!(extract("application/json", "\"Ada\"").await.unwrap_err(), 422);
+        assert_eq!(extract("application/json", r#"{"first_name": 3}"#).await.unwrap_err(), 422);
+        assert_eq!(extract("application/json", "{").await.unwrap_err(), 400);
+        assert_eq!(extract("text/plain", r#"{"first_name": "Ada"}"#).await.unwrap_err(), 415);
     }
 }
