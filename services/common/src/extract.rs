@@ -38,8 +38,12 @@ where
         if !value.is_object() {
             return Err(ApiError::Unprocessable("The body must be a JSON object".to_owned()));
         }
-        serde_json::from_value(value).map(Json).map_err(|error| {
-            ApiError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {error}"))
+        // The refusal names the field, as axum's own extractor does (`password: invalid type`).
+        serde_path_to_error::deserialize(value).map(Json).map_err(|error| {
+            let path = error.path().to_string();
+            let reason = error.into_inner();
+            let detail = if path == "." { reason.to_string() } else { format!("{path}: {reason}") };
+            ApiError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {detail}"))
         })
     }
 }
@@ -142,6 +146,13 @@ mod tests {
         assert_eq!(extract("application/json", "[null, null]").await.unwrap_err(), 422);
         assert_eq!(extract("application/json", "\"Ada\"").await.unwrap_err(), 422);
         assert_eq!(extract("application/json", r#"{"first_name": 3}"#).await.unwrap_err(), 422);
+        let request = Request::builder()
+            .method("PUT")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"first_name": 3}"#))
+            .expect("a request");
+        let refusal = Json::<ProfileUpdate>::from_request(request, &()).await.expect_err("a refusal").to_string();
+        assert!(refusal.contains("first_name: invalid type"), "the refusal names the field: {refusal}");
         assert_eq!(extract("application/json", "{").await.unwrap_err(), 400);
         assert_eq!(extract("text/plain", r#"{"first_name": "Ada"}"#).await.unwrap_err(), 415);
     }
