@@ -70,7 +70,10 @@ fn run_suite(
         say(&format!("running the features only, filtered: {}", feature_arguments.join(" ")));
         command.args(["--test", "features", "--"]).args(feature_arguments);
     }
-    command.stdout(Stdio::piped()).envs(prepared.servers.environment());
+    command.stdout(Stdio::piped()).envs(prepared.environment());
+    // The features write it afresh; one left by an earlier run must not be read as this one's.
+    let junit = junit_path();
+    let _ = std::fs::remove_file(&junit);
     let mut child = command.spawn().context("failed to run cargo test")?;
     let watcher = stop_on_signal(child.id(), interrupted);
     let mut totals = Totals::default();
@@ -101,8 +104,51 @@ fn run_suite(
             success = false;
         }
     }
+    // A failed scenario's reason is far above, among thousands of lines: said again here, at the
+    // end, where a log cut to its tail (a CI summary) still shows it.
+    for failure in std::fs::read_to_string(&junit).map(|xml| failed_scenarios(&xml)).unwrap_or_default() {
+        println!("e2e: failed: {failure}");
+    }
     println!("e2e: {} passed, {} failed", totals.passed, totals.failed);
     Ok(if success { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Where the features write their JUnit report (`E2E_JUNIT`, as tests/features.rs reads it).
+fn junit_path() -> std::path::PathBuf {
+    std::env::var_os("E2E_JUNIT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target/cucumber-junit.xml"))
+}
+
+/// Each failed scenario in cucumber's JUnit report: its name, what failed (a step or a hook) and
+/// the first lines of the panic, unescaped.
+fn failed_scenarios(xml: &str) -> Vec<String> {
+    let attribute = |element: &str, name: &str| -> String {
+        // `split` below leaves a test case's first attribute with no space before it.
+        let element = format!(" {element}");
+        let Some(start) = element.find(&format!(" {name}=\"")) else { return String::new() };
+        let value = &element[start + name.len() + 3..];
+        let value = &value[..value.find('"').unwrap_or(value.len())];
+        value
+            .replace("&#10;", "\n")
+            .replace("&#xA;", "\n")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+    };
+    xml.split("<testcase ")
+        .skip(1)
+        .filter_map(|case| {
+            let case = &case[..case.find("</testcase>").unwrap_or(case.len())];
+            let failure = &case[case.find("<failure")?..];
+            let failure = &failure[..failure.find('>').unwrap_or(failure.len())];
+            let message = attribute(failure, "message");
+            let message: Vec<&str> = message.lines().take(40).collect();
+            Some(format!("{} ({}): {}", attribute(case, "name"), attribute(failure, "type"), message.join("\n    ")))
+        })
+        .collect()
 }
 
 /// Sends SIGTERM to `child` when this command is interrupted; the returned flag ends the watch.
@@ -184,6 +230,23 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_failed_scenario_is_named_with_what_failed_and_why() {
+        let xml = concat!(
+            r#"<testsuites><testsuite name="Feature: A"><testcase name="Scenario: fine: features/a.feature:3:3" time="1">"#,
+            r#"<system-out>ok</system-out></testcase><testcase name="Scenario: broken: features/a.feature:9:3" time="2">"#,
+            r#"<failure type="Hook Panicked" message="teardown: 1 WARN line&#10;[DependencyTrouble] &quot;x&quot; &lt;y&gt; &amp; z"/>"#,
+            r#"<system-out>x</system-out></testcase></testsuite></testsuites>"#
+        );
+        assert_eq!(
+            failed_scenarios(xml),
+            vec![
+                "Scenario: broken: features/a.feature:9:3 (Hook Panicked): teardown: 1 WARN line\n    [DependencyTrouble] \"x\" <y> & z"
+            ]
+        );
+        assert!(failed_scenarios("<testsuites></testsuites>").is_empty());
     }
 
     #[test]
