@@ -1,8 +1,8 @@
 //! A seeded chaos run: customers registering, ordering one or several products, cancelling,
 //! looking things up, and staff shipping, delivering and refunding, while real faults hit the
 //! shop: its own PostgreSQL, RabbitMQ and MongoDB-wire server (started by the run on ports and
-//! data directories of their own) stopped, and killed with SIGKILL, then started again on the same
-//! data; replicas of the order and inventory services (2 of each) killed as processes die, their
+//! data directories of their own, or as containers of the run's images under `cargo xtask e2e
+//! --containers`) stopped, and killed with SIGKILL, then started again on the same data; replicas of the order and inventory services (2 of each) killed as processes die, their
 //! ports refusing connections; and each replica's database and broker connections cut, hung and
 //! slowed. The system is started the way the harness starts one (its own databases and vhost, the
 //! services in-process behind the real nginx).

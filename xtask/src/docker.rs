@@ -276,6 +276,8 @@ pub fn build_service_images() -> anyhow::Result<()> {
 /// the suite. Removed (with their volumes) by `remove`, or when dropped.
 pub struct RunContainers {
     pub urls: ServerUrls,
+    /// The images the containers run, for the chaos run's own servers.
+    images: ImageChoice,
     containers: Vec<Container<GenericImage>>,
     /// `docker ps -a` before the run: after it, the list must be the same.
     before: Vec<String>,
@@ -336,7 +338,19 @@ impl RunContainers {
             urls.rabbitmq,
             short(rabbitmq.id())
         ));
-        Ok(Self { urls, containers: vec![postgres, mongodb, rabbitmq], before })
+        Ok(Self { urls, images, containers: vec![postgres, mongodb, rabbitmq], before })
+    }
+
+    /// `E2E_POSTGRES_IMAGE`, `E2E_MONGODB_IMAGE`, `E2E_RABBITMQ_IMAGE`: the images of this run.
+    pub fn own_server_images(&self) -> Vec<(String, String)> {
+        [
+            (Server::Postgres, "E2E_POSTGRES_IMAGE"),
+            (Server::MongoDb, "E2E_MONGODB_IMAGE"),
+            (Server::RabbitMq, "E2E_RABBITMQ_IMAGE"),
+        ]
+        .into_iter()
+        .map(|(server, variable)| (variable.to_owned(), self.images.image(server).to_owned()))
+        .collect()
     }
 
     /// Removes every container (and its volumes) this run started.

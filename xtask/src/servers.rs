@@ -42,6 +42,19 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// What a test process is given: the servers' URLs and, in containers mode, what makes the
+    /// chaos run's own servers containers of the same images (`E2E_OWN_SERVERS=containers`,
+    /// `E2E_POSTGRES_IMAGE`, ...; see `shop_testkit_base::own_servers`).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut environment: Vec<(String, String)> =
+            self.servers.environment().into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        if let Some(containers) = &self.containers {
+            environment.push(("E2E_OWN_SERVERS".into(), "containers".into()));
+            environment.extend(containers.own_server_images());
+        }
+        environment
+    }
+
     pub fn stop(&mut self) {
         if let Some(containers) = self.containers.take() {
             containers.remove();

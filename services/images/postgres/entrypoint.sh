@@ -14,10 +14,13 @@ chown -R postgres:postgres "$PGDATA" /var/run/postgresql
 chmod 700 "$PGDATA"
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    # initdb refuses an empty password file: with trust and no password, the user gets none.
     password_file=$(mktemp)
     printf '%s' "${POSTGRES_PASSWORD:-}" > "$password_file"
     chown postgres "$password_file"
-    as_postgres initdb --username="$user" --pwfile="$password_file" --auth-local=trust \
+    password_option="--pwfile=$password_file"
+    [ -n "${POSTGRES_PASSWORD:-}" ] || password_option=
+    as_postgres initdb --username="$user" $password_option --auth-local=trust \
         --auth-host="$method" --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" > /dev/null
     rm -f "$password_file"
     echo "host all all all $method" >> "$PGDATA/pg_hba.conf"

@@ -435,7 +435,10 @@ mod tests {
         let mut stream = connect(&proxy).await;
         round_trip(&mut stream, b"before", Duration::from_secs(2)).await.unwrap();
         proxy.set(Mode::Blackhole).await.unwrap();
-        assert!(round_trip(&mut stream, b"lost", Duration::from_millis(300)).await.is_err(), "an answer came through the blackhole");
+        assert!(
+            round_trip(&mut stream, b"lost", Duration::from_millis(300)).await.is_err(),
+            "an answer came through the blackhole"
+        );
         eventually("the blackhole counts the swallowed bytes", || proxy.swallowed_bytes() == 4).await;
         proxy.set(Mode::Pass).await.unwrap();
         assert!(closed(&mut stream).await, "a connection that lost bytes was not reset when the blackhole healed");

@@ -21,11 +21,16 @@
 //! Every stop and kill returns once the server's processes are gone and its ports refuse
 //! connections; every start once the server answers in its own protocol (see [`probes`]).
 //!
-//! What it does not do: containers (under `cargo xtask e2e --containers` these are still local
-//! processes), clusters of several nodes (a later step for RabbitMQ), or any server given by URL.
+//! Under `cargo xtask e2e --containers` (`E2E_OWN_SERVERS=containers`) the same three servers
+//! are containers of the run's images instead, stopped, killed and started again through Docker
+//! (see [`containers`]).
+//!
+//! What it does not do: clusters of several nodes (a later step for RabbitMQ), or any server
+//! given by URL.
 
-mod processes;
+mod containers;
 mod probes;
+mod processes;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +41,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::ServerUrls;
+use containers::ContainerServer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServerKind {
@@ -74,7 +80,7 @@ const START_TRIES: usize = 3;
 /// stops them gracefully and removes the data.
 pub struct OwnServers {
     root: PathBuf,
-    servers: BTreeMap<ServerKind, OwnServer>,
+    servers: BTreeMap<ServerKind, Instance>,
 }
 
 impl OwnServers {
@@ -83,31 +89,57 @@ impl OwnServers {
     pub async fn start(root: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(root).with_context(|| format!("failed to create {}", root.display()))?;
         let root = root.canonicalize()?;
-        let (postgres, rabbitmq, mongodb) =
-            tokio::join!(OwnServer::first_start(&root, ServerKind::Postgres), OwnServer::first_start(&root, ServerKind::RabbitMq), OwnServer::first_start(&root, ServerKind::MongoDb));
-        // Whatever started is killed again (by `OwnServer`'s drop) if another one failed.
-        let servers = BTreeMap::from([
-            (ServerKind::Postgres, postgres?),
-            (ServerKind::RabbitMq, rabbitmq?),
-            (ServerKind::MongoDb, mongodb?),
-        ]);
+        let servers = match containers::Images::from_environment()? {
+            None => {
+                let (postgres, rabbitmq, mongodb) = tokio::join!(
+                    OwnServer::first_start(&root, ServerKind::Postgres),
+                    OwnServer::first_start(&root, ServerKind::RabbitMq),
+                    OwnServer::first_start(&root, ServerKind::MongoDb)
+                );
+                // Whatever started is killed again (by `OwnServer`'s drop) if another one failed.
+                BTreeMap::from([
+                    (ServerKind::Postgres, Instance::Process(postgres?)),
+                    (ServerKind::RabbitMq, Instance::Process(rabbitmq?)),
+                    (ServerKind::MongoDb, Instance::Process(mongodb?)),
+                ])
+            }
+            Some(images) => {
+                let run = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+                let (postgres, rabbitmq, mongodb) = tokio::join!(
+                    ContainerServer::first_start(ServerKind::Postgres, &images, &run),
+                    ContainerServer::first_start(ServerKind::RabbitMq, &images, &run),
+                    ContainerServer::first_start(ServerKind::MongoDb, &images, &run)
+                );
+                let mut started = vec![postgres, rabbitmq, mongodb];
+                if started.iter().any(Result::is_err) {
+                    let mut failures = Vec::new();
+                    for outcome in &mut started {
+                        match outcome {
+                            Ok(server) => server.remove_now(),
+                            Err(error) => failures.push(format!("{error:#}")),
+                        }
+                    }
+                    bail!("{}", failures.join("; "));
+                }
+                let mut started = started.into_iter().map(|outcome| Instance::Container(outcome.expect("checked above")));
+                let mut next = || started.next().expect("three servers");
+                BTreeMap::from([(ServerKind::Postgres, next()), (ServerKind::RabbitMq, next()), (ServerKind::MongoDb, next())])
+            }
+        };
         Ok(Self { root, servers })
     }
 
     /// Their URLs, in the shape every test uses.
     pub fn urls(&self) -> ServerUrls {
-        let postgres = &self.servers[&ServerKind::Postgres].recipe;
-        let rabbitmq = &self.servers[&ServerKind::RabbitMq].recipe;
-        let mongodb = &self.servers[&ServerKind::MongoDb].recipe;
-        let (Recipe::Postgres(postgres), Recipe::RabbitMq(rabbitmq), Recipe::MongoDb(mongodb)) = (postgres, rabbitmq, mongodb)
-        else {
-            unreachable!("each kind has its own recipe")
-        };
+        let port = |kind: ServerKind, inside: u16| self.servers[&kind].port(inside);
         ServerUrls {
-            postgres: format!("postgres://{POSTGRES_USER}:{POSTGRES_USER}@127.0.0.1:{}", postgres.port),
-            mongodb: format!("mongodb://127.0.0.1:{}/?directConnection=true", mongodb.port),
-            rabbitmq: format!("amqp://{RABBITMQ_USER}:{RABBITMQ_USER}@127.0.0.1:{}", rabbitmq.amqp_port),
-            rabbitmq_management: format!("http://{RABBITMQ_USER}:{RABBITMQ_USER}@127.0.0.1:{}", rabbitmq.management_port),
+            postgres: format!("postgres://{POSTGRES_USER}:{POSTGRES_USER}@127.0.0.1:{}", port(ServerKind::Postgres, 5432)),
+            mongodb: format!("mongodb://127.0.0.1:{}/?directConnection=true", port(ServerKind::MongoDb, 27017)),
+            rabbitmq: format!("amqp://{RABBITMQ_USER}:{RABBITMQ_USER}@127.0.0.1:{}", port(ServerKind::RabbitMq, 5672)),
+            rabbitmq_management: format!(
+                "http://{RABBITMQ_USER}:{RABBITMQ_USER}@127.0.0.1:{}",
+                port(ServerKind::RabbitMq, 15672)
+            ),
         }
     }
 
@@ -130,19 +162,25 @@ impl OwnServers {
     }
 
     pub fn is_running(&self, kind: ServerKind) -> bool {
-        self.servers[&kind].running.is_some()
+        self.servers[&kind].is_running()
     }
 
     /// The pid of the server's main process while it runs (PostgreSQL's postmaster, RabbitMQ's
-    /// `beam.smp`, the MongoDB-wire server), for a test to see it gone.
+    /// `beam.smp`, the MongoDB-wire server; a container's first process), for a test to see it
+    /// gone.
     pub fn server_pid(&self, kind: ServerKind) -> Option<u32> {
-        let server = &self.servers[&kind];
-        server.running.as_ref().and_then(|child| server.recipe.server_pid(child).ok())
+        self.servers[&kind].server_pid()
     }
 
-    /// The ports the server listens on (RabbitMQ: AMQP, management, distribution).
+    /// The ports the server listens on (RabbitMQ: AMQP, management and, as a process,
+    /// distribution).
     pub fn ports(&self, kind: ServerKind) -> Vec<u16> {
-        self.servers[&kind].recipe.ports()
+        self.servers[&kind].ports()
+    }
+
+    /// Whether the servers are containers (`E2E_OWN_SERVERS=containers`).
+    pub fn in_containers(&self) -> bool {
+        self.servers.values().any(|server| matches!(server, Instance::Container(_)))
     }
 
     /// Where the server's data and log are.
@@ -153,7 +191,7 @@ impl OwnServers {
     /// Stops all three (killing any that does not stop) and removes their data.
     pub async fn shut_down(mut self) {
         for (kind, mut server) in std::mem::take(&mut self.servers) {
-            if server.running.is_some()
+            if server.is_running()
                 && let Err(error) = server.stop().await
             {
                 eprintln!("own servers: {kind} did not stop gracefully: {error:#}");
@@ -165,19 +203,99 @@ impl OwnServers {
         let _ = std::fs::remove_dir(&self.root);
     }
 
-    fn server(&mut self, kind: ServerKind) -> &mut OwnServer {
+    fn server(&mut self, kind: ServerKind) -> &mut Instance {
         self.servers.get_mut(&kind).expect("every kind is started")
     }
 }
 
 impl Drop for OwnServers {
     fn drop(&mut self) {
-        let running: Vec<ServerKind> = self.servers.iter().filter(|(_, server)| server.running.is_some()).map(|(kind, _)| *kind).collect();
-        for kind in &running {
-            self.servers.get_mut(kind).expect("listed above").kill_now();
+        let running: Vec<ServerKind> =
+            self.servers.iter().filter(|(_, server)| server.is_running()).map(|(kind, _)| *kind).collect();
+        for server in self.servers.values_mut() {
+            match server {
+                Instance::Process(server) => server.kill_now(),
+                // A container goes whole: a run leaves no container behind.
+                Instance::Container(server) => server.remove_now(),
+            }
         }
         if !running.is_empty() {
-            eprintln!("own servers: killed {running:?} on drop; their data and logs stay in {}", self.root.display());
+            if self.in_containers() {
+                eprintln!("own servers: removed the containers of {running:?} on drop");
+            } else {
+                eprintln!("own servers: killed {running:?} on drop; their data and logs stay in {}", self.root.display());
+            }
+        }
+    }
+}
+
+/// One server, as a process of ours or as a container.
+enum Instance {
+    Process(OwnServer),
+    Container(ContainerServer),
+}
+
+impl Instance {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        match self {
+            Instance::Process(server) => server.start().await,
+            Instance::Container(server) => server.start().await,
+        }
+    }
+
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        match self {
+            Instance::Process(server) => server.stop().await,
+            Instance::Container(server) => server.stop().await,
+        }
+    }
+
+    async fn kill(&mut self) -> anyhow::Result<()> {
+        match self {
+            Instance::Process(server) => server.kill().await,
+            Instance::Container(server) => server.kill().await,
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        match self {
+            Instance::Process(server) => server.running.is_some(),
+            Instance::Container(server) => server.is_running(),
+        }
+    }
+
+    fn server_pid(&self) -> Option<u32> {
+        match self {
+            Instance::Process(server) => server.running.as_ref().and_then(|child| server.recipe.server_pid(child).ok()),
+            Instance::Container(server) => server.server_pid(),
+        }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        match self {
+            Instance::Process(server) => server.recipe.ports(),
+            Instance::Container(server) => server.ports(),
+        }
+    }
+
+    /// The port on 127.0.0.1 for what the server's standard port `standard` serves (5432, 5672,
+    /// 15672, 27017).
+    fn port(&self, standard: u16) -> u16 {
+        match self {
+            Instance::Process(server) => match (&server.recipe, standard) {
+                (Recipe::Postgres(recipe), _) => recipe.port,
+                (Recipe::RabbitMq(recipe), 15672) => recipe.management_port,
+                (Recipe::RabbitMq(recipe), _) => recipe.amqp_port,
+                (Recipe::MongoDb(recipe), _) => recipe.port,
+            },
+            Instance::Container(server) => server.port(standard),
+        }
+    }
+
+    fn remove_data(&mut self) {
+        match self {
+            Instance::Process(server) => server.remove_data(),
+            Instance::Container(server) => server.remove_now(),
         }
     }
 }

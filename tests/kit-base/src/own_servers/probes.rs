@@ -270,7 +270,8 @@ fn bson_ok(document: &[u8]) -> Option<f64> {
         let name_end = at + 1 + document.get(at + 1..)?.iter().position(|byte| *byte == 0)?;
         let name = &document[at + 1..name_end];
         let value = name_end + 1;
-        let int32_at = |position: usize| -> Option<i32> { Some(i32::from_le_bytes(document.get(position..position + 4)?.try_into().ok()?)) };
+        let int32_at =
+            |position: usize| -> Option<i32> { Some(i32::from_le_bytes(document.get(position..position + 4)?.try_into().ok()?)) };
         if name == b"ok" {
             return match kind {
                 0x01 => Some(f64::from_le_bytes(document.get(value..value + 8)?.try_into().ok()?)),

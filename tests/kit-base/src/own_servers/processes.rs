@@ -143,8 +143,7 @@ pub(super) fn user_ids(name: &str) -> anyhow::Result<(u32, u32)> {
     let mut result: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call, the buffer's length is the one given, and the
     // entry is read only when the call says it filled it in.
-    let status =
-        unsafe { libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut result) };
+    let status = unsafe { libc::getpwnam_r(c_name.as_ptr(), &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut result) };
     if status != 0 || result.is_null() {
         bail!("there is no user {name:?} on this machine");
     }

@@ -114,7 +114,8 @@ mod tests {
                     .unwrap_or_else(|error| panic!("{kind} back: {error:#}"));
             }
         }
-        let error = system.wait_until_not_ready_naming(Instance::first(ServiceName::User), "broker", Duration::from_secs(5)).await;
+        let error =
+            system.wait_until_not_ready_naming(Instance::first(ServiceName::User), "broker", Duration::from_secs(5)).await;
         assert!(format!("{:#}", error.unwrap_err()).contains("no readiness check"), "the user service has no broker");
 
         system.stop_everything().await.expect("the system stops");

@@ -246,7 +246,9 @@ impl System {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             bail!("{instance} was stopped and its port {port} was free for anyone to take");
         }
-        port_refuses(port).await.with_context(|| format!("{instance} was stopped, but its port {port} does not refuse connections"))?;
+        port_refuses(port)
+            .await
+            .with_context(|| format!("{instance} was stopped, but its port {port} does not refuse connections"))?;
         let url = format!("{}/health", self.instance_url(instance));
         match reqwest::Client::new().get(&url).timeout(Duration::from_secs(5)).send().await {
             Ok(response) => bail!("{instance} was stopped, but GET {url} answered {}", response.status()),
