@@ -80,6 +80,9 @@ impl Expectations {
     }
 }
 
+/// How long a scenario's system may take to settle before its leftovers count as left behind.
+const SETTLING_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Checks that the scenario left nothing behind, then removes its system. Panics (failing the
 /// scenario) on leftovers, unexpected dead letters, stock that does not add up, unexpected errors
 /// or warnings, or a service that would not stop cleanly.
@@ -88,7 +91,9 @@ impl Expectations {
 /// doing: the system must settle), and after they stopped, when any message a consumer still
 /// held unacknowledged has gone back to its queue and is counted.
 pub async fn tear_down(mut system: System, expectations: &Expectations) {
-    let settled = system.wait_until_settled(Duration::from_secs(15)).await;
+    // A bound on liveness, not on speed: generous, because a loaded two-core machine running
+    // four scenarios over Docker's port proxies can take many seconds to drain a busy one.
+    let settled = system.wait_until_settled(SETTLING_PATIENCE).await;
     let stopped = system.stop_everything().await;
     let leftovers_after_stop = leftover_work(&system).await;
     let dead_letter_problems = check_dead_letters(&system, expectations).await;
