@@ -847,3 +847,63 @@ async fn a_handler_dropped_when_its_connection_is_lost_leaves_its_message_to_be_
     tokio::time::timeout(Duration::from_secs(10), consumer).await.expect("stops promptly").expect("without panicking");
     vhost.delete().await;
 }
+
+/// Records the message of every WARN and ERROR event of our own code (`common::*`) logged on the
+/// thread where it is the default subscriber (a `#[tokio::test]` runs its tasks on one thread).
+struct TroubleRecorder(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TroubleRecorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _context: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let metadata = event.metadata();
+        if *metadata.level() <= tracing::Level::WARN && metadata.target().starts_with("common") {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            self.0.lock().unwrap().push(format!("{} {}: {}", metadata.level(), metadata.target(), message.0));
+        }
+    }
+}
+
+/// Stopping is not trouble: a consumer cancelled while it consumes stops without a warning of a
+/// lost stream or a reconnection (which the features' teardown holds against a scenario, and an
+/// operator reads as an outage at every deployment).
+#[tokio::test]
+async fn a_cancelled_consumer_stops_without_warning_of_trouble() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let trouble = Arc::new(Mutex::new(Vec::new()));
+    let _recording = tracing::subscriber::set_default(tracing_subscriber::registry().with(TroubleRecorder(Arc::clone(&trouble))));
+    let vhost = TestVirtualHost::create("consumer-test").await;
+    let handled = Arc::new(AtomicU32::new(0));
+    let cancel = CancellationToken::new();
+    let consumer = tokio::spawn(consume::<InventoryRelease, _, _>(
+        vhost.amqp_url.clone(),
+        fast_settings(),
+        {
+            let handled = Arc::clone(&handled);
+            move |_release: InventoryRelease, _: Attempt| {
+                let handled = Arc::clone(&handled);
+                async move {
+                    handled.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }
+        },
+        cancel.clone(),
+    ));
+    let publisher = Publisher::new(&vhost.amqp_url, "consumer test publisher");
+    publisher.publish(&InventoryRelease { order_id: "before the stop".into() }).await.expect("publish");
+    eventually("the message handled", || handled.load(Ordering::SeqCst) == 1, || format!("{handled:?}")).await;
+
+    cancel.cancel();
+    consumer.await.expect("the consumer stops when cancelled");
+    assert_eq!(*trouble.lock().unwrap(), Vec::<String>::new(), "a consumer stopped on purpose warned of trouble");
+    publisher.close().await;
+    vhost.delete().await;
+}
