@@ -626,6 +626,7 @@ async fn a_handler_that_still_cannot_answer_after_the_wait_is_dead_lettered() {
 
 #[tokio::test]
 async fn a_paused_consumer_probes_less_and_less_often_while_the_outage_lasts() {
+    let (trouble, _recording) = record_trouble();
     let vhost = TestVirtualHost::create("consumer-test").await;
     let dependency = Arc::new(FlakyDependency::default());
     dependency.down.store(true, Ordering::SeqCst);
@@ -655,6 +656,26 @@ async fn a_paused_consumer_probes_less_and_less_often_while_the_outage_lasts() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probes = dependency.refused.load(Ordering::SeqCst);
     assert!(probes < 40, "{probes} probes in about a second: the back-off does not grow");
+    // What an operator reads: the pause once, then the 1st, 2nd, 4th, ... failed probe, each with
+    // the wait before the next one (2 ms doubled per failed probe, at most 200 ms).
+    let warned = trouble.lock().unwrap().clone();
+    assert!(
+        warned.first().is_some_and(|first| first.message.starts_with("a dependency is unavailable; pausing the consumer")),
+        "the outage's first warning is not the pause: {warned:?}"
+    );
+    let probes_logged: Vec<(u32, f64)> = warned[1..]
+        .iter()
+        .map(|warning| {
+            assert_eq!(warning.message, "a dependency is still unavailable; the consumer stays paused", "{warned:?}");
+            (warning.fields["failed_probes"].parse().unwrap(), warning.fields["next_probe_in_seconds"].parse().unwrap())
+        })
+        .collect();
+    assert!(probes_logged.len() >= 2, "fewer than two failed probes logged in a second: {warned:?}");
+    for (index, (failed_probes, next_probe_in_seconds)) in probes_logged.iter().enumerate() {
+        assert_eq!(*failed_probes, 1 << index, "failed probes logged: {probes_logged:?}");
+        let expected = (0.002 * f64::from(1u32 << failed_probes)).min(0.2);
+        assert!((next_probe_in_seconds - expected).abs() < 1e-9, "after {failed_probes} failed probes: {probes_logged:?}");
+    }
 
     dependency.down.store(false, Ordering::SeqCst);
     eventually("the message handled", || dependency.handled.lock().unwrap().len() == 1, || "not yet".into()).await;
@@ -848,27 +869,43 @@ async fn a_handler_dropped_when_its_connection_is_lost_leaves_its_message_to_be_
     vhost.delete().await;
 }
 
-/// Records the message of every WARN and ERROR event of our own code (`common::*`) logged on the
-/// thread where it is the default subscriber (a `#[tokio::test]` runs its tasks on one thread).
-struct TroubleRecorder(Arc<Mutex<Vec<String>>>);
+/// One WARN or ERROR event of our own code: its message and its other fields, as logged.
+#[derive(Debug, Clone, PartialEq)]
+struct Trouble {
+    message: String,
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// Records every WARN and ERROR event of our own code (`common::*`) logged on the thread where it
+/// is the default subscriber (a `#[tokio::test]` runs its tasks on one thread).
+struct TroubleRecorder(Arc<Mutex<Vec<Trouble>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TroubleRecorder {
     fn on_event(&self, event: &tracing::Event<'_>, _context: tracing_subscriber::layer::Context<'_, S>) {
-        struct Message(String);
-        impl tracing::field::Visit for Message {
+        impl tracing::field::Visit for Trouble {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
                 if field.name() == "message" {
-                    self.0 = format!("{value:?}");
+                    self.message = format!("{value:?}");
+                } else {
+                    self.fields.insert(field.name().to_owned(), format!("{value:?}"));
                 }
             }
         }
         let metadata = event.metadata();
         if *metadata.level() <= tracing::Level::WARN && metadata.target().starts_with("common") {
-            let mut message = Message(String::new());
-            event.record(&mut message);
-            self.0.lock().unwrap().push(format!("{} {}: {}", metadata.level(), metadata.target(), message.0));
+            let mut trouble = Trouble { message: String::new(), fields: Default::default() };
+            event.record(&mut trouble);
+            self.0.lock().unwrap().push(trouble);
         }
     }
+}
+
+/// Records our own WARN and ERROR events on this thread until the guard is dropped.
+fn record_trouble() -> (Arc<Mutex<Vec<Trouble>>>, tracing::subscriber::DefaultGuard) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let trouble = Arc::new(Mutex::new(Vec::new()));
+    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(TroubleRecorder(Arc::clone(&trouble))));
+    (trouble, guard)
 }
 
 /// Stopping is not trouble: a consumer cancelled while it consumes stops without a warning of a
@@ -876,9 +913,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TroubleRecorder {
 /// operator reads as an outage at every deployment).
 #[tokio::test]
 async fn a_cancelled_consumer_stops_without_warning_of_trouble() {
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let trouble = Arc::new(Mutex::new(Vec::new()));
-    let _recording = tracing::subscriber::set_default(tracing_subscriber::registry().with(TroubleRecorder(Arc::clone(&trouble))));
+    let (trouble, _recording) = record_trouble();
     let vhost = TestVirtualHost::create("consumer-test").await;
     let handled = Arc::new(AtomicU32::new(0));
     let cancel = CancellationToken::new();
@@ -903,7 +938,7 @@ async fn a_cancelled_consumer_stops_without_warning_of_trouble() {
 
     cancel.cancel();
     consumer.await.expect("the consumer stops when cancelled");
-    assert_eq!(*trouble.lock().unwrap(), Vec::<String>::new(), "a consumer stopped on purpose warned of trouble");
+    assert_eq!(*trouble.lock().unwrap(), Vec::new(), "a consumer stopped on purpose warned of trouble");
     publisher.close().await;
     vhost.delete().await;
 }
