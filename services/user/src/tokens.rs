@@ -241,8 +241,13 @@ mod tests {
         let verifier = TokenVerifier::from_jwk_set(issuer.key_set()).unwrap();
         let pair = issuer.issue_pair(7, &[]).unwrap();
 
-        assert!(matches!(verifier.verify(&pair.refresh.token, TokenKind::Access).await, Err(AuthError::WrongKind { .. })));
-        assert!(matches!(verifier.verify(&pair.access.token, TokenKind::Refresh).await, Err(AuthError::WrongKind { .. })));
+        let refresh_as_access = verifier.verify(&pair.refresh.token, TokenKind::Access).await;
+        assert!(matches!(refresh_as_access, Err(AuthError::WrongKind { .. })));
+        let access_as_refresh = verifier.verify(&pair.access.token, TokenKind::Refresh).await;
+        assert!(matches!(access_as_refresh, Err(AuthError::WrongKind { .. })));
+        // The 401's detail tells the client which token it should have sent.
+        assert_eq!(refresh_as_access.unwrap_err().to_string(), "Could not validate credentials: expected an access token");
+        assert_eq!(access_as_refresh.unwrap_err().to_string(), "Could not validate credentials: expected a refresh token");
     }
 
     #[tokio::test]
