@@ -585,6 +585,22 @@ async fn a_key_removed_from_the_key_set_stops_being_accepted_after_the_refresh_i
     verifier.verify(&new_token, TokenKind::Access).await.expect("the newly published key is accepted");
 }
 
+/// Keys are cached: while the key set is fresh (within the refresh interval), verifying tokens
+/// signed with a known key costs no fetch, however many there are; without the cache every
+/// request would be one more call to the user service.
+#[tokio::test]
+async fn tokens_signed_with_a_known_key_cost_no_fetch_while_the_key_set_is_fresh() {
+    let server = KeySetServer::start(KeySetAnswer::Serve(key_set_of(&KEYS.service_signing_key, "the-key"))).await;
+    // A refresh interval far longer than the test, so that only the cache decides.
+    let pacing = common::auth::KeyFetching { refresh_interval: Duration::from_secs(600), ..quick_pacing() };
+    let verifier = TokenVerifier::from_jwks_url_with(&server.url, pacing);
+    let token = token_signed_by(&KEYS.service_signing_key, "the-key");
+    for _ in 0..10 {
+        verifier.verify(&token, TokenKind::Access).await.expect("accepted");
+    }
+    assert_eq!(server.requests(), 1, "ten tokens signed with a known key, one fetch");
+}
+
 /// Keys are kept while the user service cannot be reached: valid tokens keep working through
 /// its outage, although the verifier tried to refresh them.
 #[tokio::test]
