@@ -510,6 +510,59 @@ R5dYgCgg9ErN1mPbfO57iluO
         assert!(matches!(&refusal, AuthError::Invalid(reason) if reason.contains("Issuer")), "{refusal:?}");
     }
 
+    /// A service's state as the staff extractor sees it: the verifier and the staff policy.
+    #[derive(Clone)]
+    struct StaffState {
+        verifier: Arc<TokenVerifier>,
+        policy: StaffPolicy,
+    }
+
+    impl FromRef<StaffState> for Arc<TokenVerifier> {
+        fn from_ref(state: &StaffState) -> Self {
+            state.verifier.clone()
+        }
+    }
+
+    impl FromRef<StaffState> for StaffPolicy {
+        fn from_ref(state: &StaffState) -> Self {
+            state.policy
+        }
+    }
+
+    /// What the staff extractor answers a request bearing `token` under `policy`.
+    async fn staff_call(state: &StaffState, token: &str) -> Result<StaffCaller, ApiError> {
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/products")
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .expect("the request builds");
+        let (mut parts, ()) = request.into_parts();
+        StaffCaller::from_request_parts(&mut parts, state).await
+    }
+
+    #[tokio::test]
+    async fn a_service_requiring_the_staff_role_refuses_a_customer_with_403_and_admits_staff() {
+        let (key, verifier) = trusted_key();
+        let verifier = Arc::new(verifier);
+        let customer = signed(&key, &access_claims_from(ISSUER));
+        let mut staff_claims = access_claims_from(ISSUER);
+        staff_claims["roles"] = serde_json::json!(["staff"]);
+        let staff = signed(&key, &staff_claims);
+
+        let strict = StaffState { verifier: verifier.clone(), policy: StaffPolicy { require_staff_role: true } };
+        let refusal = staff_call(&strict, &customer).await.expect_err("a customer is refused staff work");
+        assert!(matches!(&refusal, ApiError::Forbidden(detail) if detail.contains("reserved to staff")), "{refusal:?}");
+        let admitted = staff_call(&strict, &staff).await.expect("staff are admitted");
+        assert_eq!(admitted.0.id, 7);
+        assert!(admitted.0.claims.is_staff());
+
+        // The development default admits any signed-in caller, but still only a signed-in one.
+        let open = StaffState { verifier, policy: StaffPolicy::default() };
+        assert_eq!(staff_call(&open, &customer).await.expect("the open policy admits a customer").0.id, 7);
+        let forged = staff_call(&open, "not-a-token").await.expect_err("an invalid token is refused");
+        assert!(matches!(forged, ApiError::Unauthorized(_)), "{forged:?}");
+    }
+
     #[tokio::test]
     async fn a_correctly_signed_token_without_an_issuer_is_refused() {
         let (key, verifier) = trusted_key();
