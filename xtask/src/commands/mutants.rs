@@ -32,6 +32,7 @@ use crate::shell::say;
 use crate::{cargo, target_directory, workspace_root};
 
 /// One part of the code and the checks that should catch any change to it.
+#[derive(Clone, Copy)]
 struct Area {
     name: &'static str,
     files: &'static [&'static str],
@@ -53,6 +54,19 @@ struct Area {
     test_tool: &'static str,
     /// Cargo options for every build and test of the area, the baseline's included (features).
     cargo_arguments: &'static [&'static str],
+    /// The area's quick tests (its own package's, without the features), where it has features:
+    /// a first pass tests every mutant with them alone, and only the mutants they miss or time out
+    /// on are tested again with everything above (cargo-mutants' `--iterate`, which skips what
+    /// was caught or unviable). A feature run costs a mutant about twice its quick tests.
+    quick: Option<QuickTests>,
+}
+
+/// The first pass's tests: packages, test targets and tool, as in [`Area`].
+#[derive(Clone, Copy)]
+struct QuickTests {
+    test_packages: &'static [&'static str],
+    test_arguments: &'static [&'static str],
+    test_tool: &'static str,
 }
 
 static AREAS: [Area; 10] = [
@@ -68,6 +82,11 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["inventory-service"],
+            test_arguments: &["--lib", "--test", "reservations"],
+            test_tool: "cargo",
+        }),
     },
     Area {
         name: "stock",
@@ -85,6 +104,11 @@ static AREAS: [Area; 10] = [
         feature_files: &["03-catalog", "04-inventory"],
         test_tool: "nextest",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["inventory-service"],
+            test_arguments: &["--lib", "--test", "reservations"],
+            test_tool: "cargo",
+        }),
     },
     Area {
         name: "orders",
@@ -104,6 +128,11 @@ static AREAS: [Area; 10] = [
         feature_files: &["05-orders", "06-order-management", "08-resilience", "12-input-at-the-edges", "20-idempotent-orders"],
         test_tool: "nextest",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["order-service"],
+            test_arguments: &["--lib", "--test", "order_api"],
+            test_tool: "nextest",
+        }),
     },
     Area {
         name: "order-events",
@@ -116,6 +145,11 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["order-service"],
+            test_arguments: &["--test", "order_api"],
+            test_tool: "nextest",
+        }),
     },
     Area {
         name: "consumer",
@@ -138,6 +172,7 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "nextest",
         cargo_arguments: &[],
+        quick: None,
     },
     Area {
         name: "classification",
@@ -152,6 +187,7 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &["--all-features"],
+        quick: None,
     },
     Area {
         name: "publishing",
@@ -165,6 +201,11 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["common", "product-service"],
+            test_arguments: &["--lib", "--test", "consumer", "--test", "outbox", "--test-threads", "32"],
+            test_tool: "nextest",
+        }),
     },
     Area {
         name: "relay",
@@ -177,6 +218,11 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: Some(QuickTests {
+            test_packages: &["common", "product-service"],
+            test_arguments: &["--lib", "--test", "outbox"],
+            test_tool: "cargo",
+        }),
     },
     Area {
         name: "auth",
@@ -190,6 +236,7 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: None,
     },
     Area {
         name: "throttle",
@@ -204,6 +251,7 @@ static AREAS: [Area; 10] = [
         feature_files: &[],
         test_tool: "cargo",
         cargo_arguments: &[],
+        quick: None,
     },
 ];
 
@@ -230,6 +278,15 @@ impl Area {
         text.push(')');
         if !self.cargo_arguments.is_empty() {
             let _ = write!(text, "\n  built with: {}", self.cargo_arguments.join(" "));
+        }
+        if let Some(quick) = self.quick_pass() {
+            let _ = write!(
+                text,
+                "\n  first pass: {} of {} ({}); only the mutants it misses or times out on meet the features",
+                quick.test_tool,
+                quick.test_packages.join(", "),
+                quick.tool_arguments().join(" ")
+            );
         }
         text
     }
@@ -293,9 +350,8 @@ struct BaselineRun {
 }
 
 /// Builds the unmutated tree and runs the area's tests, exactly as cargo-mutants will for each
-/// mutant, into `<output>/baseline.log`.
-fn run_baseline(area: &Area, tree: &Path, mutants_directory: &Path, output: &Path) -> anyhow::Result<BaselineRun> {
-    let log = output.join("baseline.log");
+/// mutant, into `<output>/<log_name>`.
+fn run_baseline(area: &Area, tree: &Path, mutants_directory: &Path, log: std::path::PathBuf) -> anyhow::Result<BaselineRun> {
     let mut test_seconds = 0.0;
     std::fs::write(&log, "")?;
     for build_only in [true, false] {
@@ -349,67 +405,12 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     let mut baseline_failed = None;
     for area in request.areas {
-        let output = mutants_directory.join(area.name);
-        std::fs::create_dir_all(&output)?;
-        say(&format!("mutants of {}", area.describe()));
-        let started = Instant::now();
-        let baseline = run_baseline(area, &tree, &mutants_directory, &output)?;
-        if !baseline.passed {
-            let minutes = started.elapsed().as_secs_f64() / 60.0;
-            let not_run = anyhow::anyhow!("not run: the tests fail on the unmutated tree");
-            runs.push(AreaRun { area: area.name, minutes, baseline_passed: false, exit_code: None, outcomes: Err(not_run) });
-            write_summary(&summary, &runs)?;
-            baseline_failed = Some((area.name, baseline.log));
-            break;
-        }
-        // A mutant that hangs is stopped after three times the unmutated tests' time, and never
-        // before two minutes (the features selected for an area take about one).
-        let timeout = (baseline.test_seconds * 3.0).max(120.0).ceil();
-        say(&format!(
-            "baseline of {} passed, tests in {:.0} s; a mutant's tests time out after {timeout} s",
-            area.name, baseline.test_seconds
-        ));
-        let mut command = cargo();
-        command
-            .args(["mutants", "--in-place", "--workspace", "--no-shuffle", "--build-timeout", "900", "--timeout"])
-            .arg(timeout.to_string())
-            .args(["--test-tool", area.test_tool, "--dir"])
-            .arg(&tree)
-            .arg("--output")
-            .arg(&output);
-        // cargo-mutants' own baseline, where it runs the same tests as ours (then a failure there
-        // stops the area too, with exit status 4); skipped where it cannot (see
-        // `cargo_mutants_baseline_applies`), ours having just run the exact command instead.
-        if !area.cargo_mutants_baseline_applies() {
-            command.args(["--baseline", "skip"]);
-        }
-        for argument in area.cargo_arguments {
-            command.arg(format!("--cargo-arg={argument}"));
-        }
-        for package in area.test_packages {
-            command.args(["--test-package", package]);
-        }
-        for file in area.files {
-            command.args(["--file", file]);
-        }
-        for argument in area.tool_arguments() {
-            command.arg(format!("--cargo-test-arg={argument}"));
-        }
-        command.args(request.passthrough).envs(area.environment(&mutants_directory));
-        let status = command.status().context("failed to run cargo mutants")?;
-        let minutes = started.elapsed().as_secs_f64() / 60.0;
-        let outcomes_path = output.join("mutants.out").join("outcomes.json");
-        let outcomes = std::fs::read_to_string(&outcomes_path)
-            .with_context(|| format!("cargo mutants ({status}) left no {}", outcomes_path.display()))
-            .and_then(|text| AreaOutcomes::parse(&text, |file| std::fs::read_to_string(tree.join(file)).ok()));
-        let run = AreaRun { area: area.name, minutes, baseline_passed: true, exit_code: status.code(), outcomes };
-        say(&format!("{}: {}; cargo-mutants' results in {}", area.name, run.verdict(), output.join("mutants.out").display()));
-        let failed_baseline = run.baseline_failed();
+        let (run, failed_baseline_log) = run_area(area, &tree, &mutants_directory, request.passthrough)?;
         runs.push(run);
         // Written after each area, so that what was learnt survives an interrupted run.
         write_summary(&summary, &runs)?;
-        if failed_baseline {
-            baseline_failed = Some((area.name, output.join("mutants.out").join("log").join("baseline.log")));
+        if let Some(log) = failed_baseline_log {
+            baseline_failed = Some((area.name, log));
             break;
         }
     }
@@ -432,6 +433,141 @@ pub fn mutants(arguments: &[String]) -> anyhow::Result<ExitCode> {
     } else {
         say(&format!("missed mutants, timeouts or failures in: {}; see {}", failed.join(", "), summary.display()));
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// One area's mutants, in one pass or, where it has quick tests, two: every mutant against the
+/// quick tests, then what they missed or timed out on against the whole set (`--iterate`). Gives
+/// the area's run and, when a baseline failed, its log.
+fn run_area(
+    area: &Area,
+    tree: &Path,
+    mutants_directory: &Path,
+    passthrough: &[String],
+) -> anyhow::Result<(AreaRun, Option<std::path::PathBuf>)> {
+    let output = mutants_directory.join(area.name);
+    std::fs::create_dir_all(&output)?;
+    say(&format!("mutants of {}", area.describe()));
+    let started = Instant::now();
+    let passes: Vec<(Area, &str)> = match area.quick_pass() {
+        Some(quick) => vec![(quick, "quick"), (*area, "whole")],
+        None => vec![(*area, "whole")],
+    };
+    let mut first_pass: Option<AreaOutcomes> = None;
+    let mut last: Option<(Option<i32>, anyhow::Result<AreaOutcomes>)> = None;
+    for (index, (pass, label)) in passes.iter().enumerate() {
+        let iterate = index > 0;
+        if let Some((exit_code, outcomes)) = last.take() {
+            match outcomes {
+                Ok(found) if exit_code == Some(0) && found.left_over() == 0 => {
+                    say(&format!("{}: the quick tests caught every viable mutant; no feature run needed", area.name));
+                    last = Some((exit_code, Ok(found)));
+                    break;
+                }
+                Ok(found) => {
+                    say(&format!(
+                        "{}: the quick tests caught {} of {} mutants; the {} they missed or timed out on go to the whole set",
+                        area.name,
+                        found.caught,
+                        found.mutants,
+                        found.left_over()
+                    ));
+                    first_pass = Some(found);
+                }
+                // Not read: nothing to iterate on, and nothing to say but the error.
+                Err(error) => {
+                    last = Some((exit_code, Err(error)));
+                    break;
+                }
+            }
+        }
+        let baseline = run_baseline(pass, tree, mutants_directory, output.join(format!("baseline-{label}.log")))?;
+        if !baseline.passed {
+            let minutes = started.elapsed().as_secs_f64() / 60.0;
+            let not_run = anyhow::anyhow!("not run: the tests fail on the unmutated tree");
+            let run = AreaRun { area: area.name, minutes, baseline_passed: false, exit_code: None, outcomes: Err(not_run) };
+            return Ok((run, Some(baseline.log)));
+        }
+        // A mutant that hangs is stopped after three times the unmutated tests' time, and never
+        // before two minutes (the features selected for an area take about one).
+        let timeout = (baseline.test_seconds * 3.0).max(120.0).ceil();
+        say(&format!(
+            "baseline of {} ({label} tests) passed, tests in {:.0} s; a mutant's tests time out after {timeout} s",
+            area.name, baseline.test_seconds
+        ));
+        let mut command = pass.cargo_mutants(tree, &output, timeout, mutants_directory);
+        if iterate {
+            command.arg("--iterate");
+        }
+        let status = command.args(passthrough).status().context("failed to run cargo mutants")?;
+        let outcomes_path = output.join("mutants.out").join("outcomes.json");
+        let outcomes = std::fs::read_to_string(&outcomes_path)
+            .with_context(|| format!("cargo mutants ({status}) left no {}", outcomes_path.display()))
+            .and_then(|text| AreaOutcomes::parse(&text, |file| std::fs::read_to_string(tree.join(file)).ok()));
+        let failed = status.code() == Some(BASELINE_FAILED)
+            || outcomes.as_ref().is_ok_and(|outcomes| outcomes.baseline == Baseline::Failed);
+        last = Some((status.code(), outcomes));
+        if failed {
+            break;
+        }
+    }
+    let (exit_code, outcomes) = last.context("no pass ran")?;
+    let outcomes = match first_pass {
+        Some(first) => outcomes.map(|second| first.followed_by(second)),
+        None => outcomes,
+    };
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let run = AreaRun { area: area.name, minutes, baseline_passed: true, exit_code, outcomes };
+    say(&format!("{}: {}; cargo-mutants' results in {}", area.name, run.verdict(), output.join("mutants.out").display()));
+    let failed_baseline_log = run.baseline_failed().then(|| output.join("mutants.out").join("log").join("baseline.log"));
+    Ok((run, failed_baseline_log))
+}
+
+impl Area {
+    /// The area with its quick tests in place of its whole set, where it has quick tests.
+    fn quick_pass(&self) -> Option<Area> {
+        let quick = self.quick?;
+        Some(Area {
+            test_packages: quick.test_packages,
+            test_arguments: quick.test_arguments,
+            test_tool: quick.test_tool,
+            tags: None,
+            feature_files: &[],
+            quick: None,
+            ..*self
+        })
+    }
+
+    /// cargo-mutants over the area's files with its tests, in place in `tree`, into `output`.
+    fn cargo_mutants(&self, tree: &Path, output: &Path, timeout: f64, mutants_directory: &Path) -> Command {
+        let mut command = cargo();
+        command
+            .args(["mutants", "--in-place", "--workspace", "--no-shuffle", "--build-timeout", "900", "--timeout"])
+            .arg(timeout.to_string())
+            .args(["--test-tool", self.test_tool, "--dir"])
+            .arg(tree)
+            .arg("--output")
+            .arg(output);
+        // cargo-mutants' own baseline, where it runs the same tests as ours (then a failure there
+        // stops the area too, with exit status 4); skipped where it cannot (see
+        // `cargo_mutants_baseline_applies`), ours having just run the exact command instead.
+        if !self.cargo_mutants_baseline_applies() {
+            command.args(["--baseline", "skip"]);
+        }
+        for argument in self.cargo_arguments {
+            command.arg(format!("--cargo-arg={argument}"));
+        }
+        for package in self.test_packages {
+            command.args(["--test-package", package]);
+        }
+        for file in self.files {
+            command.args(["--file", file]);
+        }
+        for argument in self.tool_arguments() {
+            command.arg(format!("--cargo-test-arg={argument}"));
+        }
+        command.envs(self.environment(mutants_directory));
+        command
     }
 }
 
@@ -563,6 +699,35 @@ impl AreaOutcomes {
             }
         }
         Ok(outcomes)
+    }
+}
+
+impl AreaOutcomes {
+    /// The mutants a first pass leaves for the next (`--iterate` tests again all but the caught
+    /// and the unviable).
+    fn left_over(&self) -> usize {
+        self.mutants - self.caught - self.unviable
+    }
+
+    /// A first pass's outcomes completed by the pass over what it left: the mutants are the
+    /// first pass's, caught or unviable in either pass, missed, timed out or failed in the second.
+    fn followed_by(self, second: AreaOutcomes) -> AreaOutcomes {
+        let baseline = match (self.baseline, second.baseline) {
+            (Baseline::Failed, _) | (_, Baseline::Failed) => Baseline::Failed,
+            (Baseline::Passed, _) | (_, Baseline::Passed) => Baseline::Passed,
+            _ => Baseline::NotRun,
+        };
+        AreaOutcomes {
+            baseline,
+            mutants: self.mutants,
+            caught: self.caught + second.caught,
+            missed: second.missed,
+            unviable: self.unviable + second.unviable,
+            timeouts: second.timeouts,
+            failures: second.failures,
+            missed_mutants: second.missed_mutants,
+            timed_out_mutants: second.timed_out_mutants,
+        }
     }
 }
 
@@ -1108,6 +1273,53 @@ mod tests {
         assert_eq!(area("stock").test_command(true)[..3], ["nextest", "run", "--no-run"]);
         let tags = area("reservations").environment(Path::new("/m"));
         assert!(tags.contains(&("E2E_TAGS", "@stock".into())) && tags.contains(&("CARGO_TARGET_DIR", "/m/build".into())));
+    }
+
+    #[test]
+    fn an_area_with_features_first_tries_its_own_packages_tests_without_them() {
+        for area in &AREAS {
+            let runs_features =
+                area.test_packages.contains(&"shop-e2e") && (area.tags.is_some() || !area.feature_files.is_empty());
+            let Some(quick) = area.quick_pass() else {
+                assert!(!runs_features, "{}: an area with features has quick tests to try first", area.name);
+                continue;
+            };
+            assert!(runs_features, "{}: quick tests are a first pass before the features", area.name);
+            assert!(!quick.test_packages.contains(&"shop-e2e"), "{}", area.name);
+            assert!(quick.tags.is_none() && quick.feature_files.is_empty(), "{}", area.name);
+            assert!(!quick.test_command(false).iter().any(|argument| argument.contains("features")), "{}", area.name);
+            // The quick packages are the area's own: the whole set runs them too.
+            assert!(quick.test_packages.iter().all(|package| area.test_packages.contains(package)), "{}", area.name);
+            assert_eq!((quick.name, quick.files), (area.name, area.files));
+            assert!(!quick.environment(Path::new("/m")).iter().any(|(name, _)| *name == "E2E_TAGS"), "{}", area.name);
+        }
+        let orders = AREAS.iter().find(|area| area.name == "orders").unwrap().quick_pass().unwrap();
+        assert_eq!(orders.test_command(false), words("nextest run --package=order-service --lib --test order_api"));
+    }
+
+    #[test]
+    fn a_second_pass_completes_the_first_one_s_counts() {
+        let first = AreaOutcomes::parse(OUTCOMES, throttle_source).unwrap();
+        // The second pass tests again the two missed and the timed-out mutant: it catches the
+        // timed-out one and one missed one.
+        let mut second = AreaOutcomes::parse(OUTCOMES, throttle_source).unwrap();
+        assert_eq!(first.left_over(), 3);
+        second.baseline = Baseline::NotRun;
+        second.mutants = 3;
+        second.caught = 2;
+        second.missed = 1;
+        second.unviable = 0;
+        second.timeouts = 0;
+        second.missed_mutants.truncate(1);
+        second.timed_out_mutants.clear();
+        let both = first.followed_by(second);
+        assert_eq!(
+            (both.baseline, both.mutants, both.caught, both.missed, both.unviable, both.timeouts),
+            (Baseline::Passed, 5, 3, 1, 1, 0)
+        );
+        assert_eq!(both.missed_mutants.len(), 1);
+        assert!(both.timed_out_mutants.is_empty());
+        assert_eq!(both.mutants, both.caught + both.missed + both.unviable + both.timeouts + both.failures);
     }
 
     #[test]
