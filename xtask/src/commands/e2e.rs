@@ -206,11 +206,12 @@ impl Totals {
         if let Some(rest) = line.strip_prefix("test result: ") {
             self.passed += number_before(rest, " passed");
             self.failed += number_before(rest, " failed");
-        } else if line.contains(" scenario") && line.ends_with(')') {
-            if let Some((_, counts)) = line.split_once('(') {
-                self.passed += number_before(counts, " passed");
-                self.failed += number_before(counts, " failed");
-            }
+        } else if line.contains(" scenario")
+            && line.ends_with(')')
+            && let Some((_, counts)) = line.split_once('(')
+        {
+            self.passed += number_before(counts, " passed");
+            self.failed += number_before(counts, " failed");
         }
     }
 }
