@@ -20,8 +20,10 @@ Feature: Outages of the stores and the broker, and a service killed mid-message
     # A minute of failures has cost the orders nothing: they wait, neither cancelled nor
     # dead-lettered (a dead letter would fail the scenario when it ends).
     Then the order is pending
+    And the inventory service's metric "consumer_paused" with "queue=order_created" is 1
     When the inventory service's database is back
     Then the order is paid
+    And the inventory service's metric "consumer_paused" with "queue=order_created" is 0
     And order 1 is paid
     And "Premium Smartphone" has 49 available and 1 reserved
     And "Smart Fitness Watch" has 73 available and 2 reserved

@@ -21,8 +21,12 @@ Feature: Readiness: every service says whether it can do its work
   Scenario: A service whose database is down is alive but not ready, until it is back
     When the order service's database goes down
     Then within 10 seconds the order service is not ready, naming its "database"
+    And the order service's metric "ready" with "" is 0
+    And the order service's metric "ready_check" with "check=database" is 0
+    And the order service's metric "ready_check" with "check=broker" is 1
     When the order service's database is back
     Then within 30 seconds the order service is ready
+    And the order service's metric "ready" with "" is 1
 
   Scenario: Without the broker, the inventory service's consumers and publisher are not ready
     When the message broker becomes unreachable

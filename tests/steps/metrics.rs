@@ -76,3 +76,42 @@ async fn metric_is(world: &mut ShopWorld, service: String, name: String, labels:
     })
     .await;
 }
+
+/// Every series the shop's alert rules read is one that something really reports: the services'
+/// own at their `/metrics` (a counter's `_total`, a histogram's `_bucket` included, present as a
+/// sample or declared with no sample yet); RabbitMQ's plugin's (`rabbitmq_*`) and Prometheus's
+/// own `up` are named as such, not checked here. A rule reading a series nobody reports would
+/// never fire.
+#[then("every series the alert rules read is reported by the services, RabbitMQ or Prometheus itself")]
+async fn alert_rules_read_real_series(world: &mut ShopWorld) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml");
+    let rules = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let read = shop_testkit_base::alert_rules::series_read(&rules);
+    let mut reported = std::collections::BTreeSet::new();
+    for service in ServiceName::START_ORDER {
+        let base = world.system().service_url(service);
+        let response = world
+            .try_send_to(&base, Method::GET, "/metrics", Body::None, Credentials::Anonymous)
+            .await
+            .unwrap_or_else(|error| panic!("GET /metrics of {service:?}: {error}"));
+        assert_eq!(response.status, 200, "GET /metrics of {service:?}");
+        for line in response.text.lines() {
+            if let Some(declared) = line.strip_prefix("# TYPE ").and_then(|rest| rest.split_whitespace().next()) {
+                reported.insert(declared.to_owned());
+            } else if let Some((name, _, _)) = parse_sample(line) {
+                reported.insert(name);
+            }
+        }
+    }
+    let from_elsewhere = |name: &str| name == "up" || name.starts_with("rabbitmq_");
+    let is_reported = |name: &str| {
+        reported.contains(name)
+            || ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix).is_some_and(|family| reported.contains(family)))
+    };
+    let ours: Vec<&String> = read.iter().filter(|name| !from_elsewhere(name)).collect();
+    assert!(ours.len() >= 5, "the rules read too few of the services' series to be checked: {read:?}");
+    let missing: Vec<&&String> = ours.iter().filter(|name| !is_reported(name)).collect();
+    assert!(missing.is_empty(), "{} read series no service reports: {missing:?} (the rules read {read:?})", path.display());
+}

@@ -29,6 +29,8 @@
 //!
 //! - `fuzz [--examples N]`: schemathesis against every service's OpenAPI on a system it brings up
 //!   and stops; fails on a server error or an answer outside its schema.
+//! - `alerts`: promtool's checks of deploy/prometheus (configuration, alert rules) and the rules'
+//!   unit tests.
 //!
 //! - `images`: builds every local image (services/images/ and the four services) on this
 //!   machine's Docker engine, for where the official images cannot be pulled.
@@ -64,12 +66,13 @@ fn main() -> ExitCode {
         Some("chaos") => commands::chaos::chaos(&arguments[1..]),
         Some("dlq") => commands::dlq::dlq(&arguments[1..]),
         Some("fuzz") => commands::fuzz::fuzz(&arguments[1..]),
+        Some("alerts") => commands::alerts::alerts(&arguments[1..]),
         Some("images") => commands::images::images(&arguments[1..]),
         Some("bench") => commands::bench::bench(&arguments[1..]),
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

@@ -10,7 +10,11 @@
 //!   a consumer finished, by what became of it (`handled`, `retried`, `set_aside` to wait,
 //!   `dead_lettered`, `handed_back` during an outage or a shutdown);
 //! - `outbox_events_pending` and `outbox_oldest_event_age_seconds` (services with an outbox), as the
-//!   relay last read them.
+//!   relay last read them;
+//! - `consumer_paused{queue}`: 1 while a consumer waits out an outage of a dependency, else 0;
+//! - `ready` (1 or 0) and `ready_check{check}` (each of `/ready`'s checks, 1 passing, 0 failing),
+//!   run afresh at each scrape, so that a service that is up but not ready shows as such to
+//!   Prometheus, which cannot read `/ready`'s status itself.
 //!
 //! Services add their own: inventory's reservations and stock-outs, the order service's time from
 //! accepted to paid.
@@ -58,6 +62,17 @@ struct QueueLabels {
     queue: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    check: String,
+}
+
+/// Labels of one dimension, `reason`, for services' own counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
 /// Labels of one dimension, `outcome`, for services' own counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -80,6 +95,11 @@ struct Inner {
     handling: Family<QueueLabels, Histogram, fn() -> Histogram>,
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    consumer_paused: Family<QueueLabels, Gauge>,
+    ready: Gauge,
+    ready_checks: Family<CheckLabels, Gauge>,
+    /// The checks behind `/ready`, run at each scrape once [`Metrics::watch_readiness`] gave them.
+    readiness: Mutex<Option<(crate::health::Readiness, &'static str)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -117,6 +137,12 @@ impl Metrics {
             "Age of the oldest event waiting in the outbox at the relay's last read",
             outbox_oldest_age.clone(),
         );
+        let consumer_paused = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "consumer_paused",
+            "1 while the consumer of a queue is paused, waiting out an outage of a dependency",
+            consumer_paused.clone(),
+        );
         Self(Arc::new(Inner {
             registry: Mutex::new(registry),
             http_requests,
@@ -125,6 +151,10 @@ impl Metrics {
             handling,
             outbox_pending,
             outbox_oldest_age,
+            consumer_paused,
+            ready: Gauge::default(),
+            ready_checks: Family::default(),
+            readiness: Mutex::new(None),
         }))
     }
 
@@ -135,6 +165,13 @@ impl Metrics {
     /// A service's own counter, by outcome (`reservations_total{outcome="reserved"}`).
     pub fn outcome_counter(&self, name: &str, help: &str) -> Family<OutcomeLabels, Counter> {
         let family = Family::<OutcomeLabels, Counter>::default();
+        self.registry().register(name, help, family.clone());
+        family
+    }
+
+    /// A service's own counter, by reason (`orders_cancelled_total{reason="out_of_stock"}`).
+    pub fn reason_counter(&self, name: &str, help: &str) -> Family<ReasonLabels, Counter> {
+        let family = Family::<ReasonLabels, Counter>::default();
         self.registry().register(name, help, family.clone());
         family
     }
@@ -165,7 +202,42 @@ impl Metrics {
         self.0.outbox_oldest_age.set(oldest.map_or(0.0, |age| age.as_secs_f64()));
     }
 
-    /// Every metric in the Prometheus text format.
+    /// Whether the consumer of `queue` is paused for an outage.
+    pub fn consumer_paused(&self, queue: &str, paused: bool) {
+        self.0.consumer_paused.get_or_create(&QueueLabels { queue: queue.to_owned() }).set(i64::from(paused));
+    }
+
+    /// Reports `/ready`'s checks as `ready` and `ready_check{check}`, run at each scrape.
+    pub fn watch_readiness(&self, readiness: crate::health::Readiness, service: &'static str) {
+        let mut registry = self.registry();
+        registry.register(
+            "ready",
+            "1 when every readiness check passes (what /ready answers 200 for), else 0",
+            self.0.ready.clone(),
+        );
+        registry.register("ready_check", "Each readiness check: 1 passing, 0 failing", self.0.ready_checks.clone());
+        drop(registry);
+        *self.0.readiness.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((readiness, service));
+    }
+
+    /// Runs the readiness checks, if watched, into `ready` and `ready_check`.
+    async fn refresh_readiness(&self) {
+        let watched = self.0.readiness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some((readiness, service)) = watched else { return };
+        let report = readiness.report(service).await;
+        self.0.ready.set(i64::from(report.is_ready()));
+        for (check, outcome) in &report.checks {
+            self.0.ready_checks.get_or_create(&CheckLabels { check: check.clone() }).set(i64::from(outcome == "ok"));
+        }
+    }
+
+    /// Every metric in the Prometheus text format, the readiness checks run first.
+    pub async fn scrape(&self) -> String {
+        self.refresh_readiness().await;
+        self.render()
+    }
+
+    /// Every metric in the Prometheus text format, as last recorded.
     pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry()).expect("writing to a String cannot fail");
@@ -179,7 +251,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(metrics: Metrics) -> Router<S> {
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
-            async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render()) }
+            async move { ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.scrape().await) }
         }),
     )
 }
@@ -219,6 +291,49 @@ mod tests {
             assert!(text.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_scrape_runs_the_readiness_checks_and_reports_each() {
+        let metrics = Metrics::new();
+        let readiness = crate::health::Readiness::default();
+        let database_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let up = database_up.clone();
+        readiness.check("database", move || {
+            let answers = up.load(std::sync::atomic::Ordering::SeqCst);
+            async move { if answers { Ok(()) } else { Err(anyhow::anyhow!("connection refused")) } }
+        });
+        readiness.check("broker", || async { Ok(()) });
+        // Not watched yet: no readiness figures at all.
+        assert!(!metrics.scrape().await.contains("ready"));
+        metrics.watch_readiness(readiness, "inventory");
+        let ready = metrics.scrape().await;
+        for line in ["ready 1", r#"ready_check{check="database"} 1"#, r#"ready_check{check="broker"} 1"#] {
+            assert!(ready.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{ready}");
+        }
+        database_up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let not_ready = metrics.scrape().await;
+        for line in ["ready 0", r#"ready_check{check="database"} 0"#, r#"ready_check{check="broker"} 1"#] {
+            assert!(not_ready.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{not_ready}");
+        }
+    }
+
+    #[test]
+    fn a_paused_consumer_and_reasons_are_reported() {
+        let metrics = Metrics::new();
+        let cancelled = metrics.reason_counter("orders_cancelled", "Orders cancelled");
+        cancelled.get_or_create(&ReasonLabels { reason: "out_of_stock" }).inc();
+        metrics.consumer_paused("order_created", true);
+        metrics.consumer_paused("inventory_release", true);
+        metrics.consumer_paused("inventory_release", false);
+        let text = metrics.render();
+        for line in [
+            r#"consumer_paused{queue="order_created"} 1"#,
+            r#"consumer_paused{queue="inventory_release"} 0"#,
+            r#"orders_cancelled_total{reason="out_of_stock"} 1"#,
+        ] {
+            assert!(text.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{text}");
+        }
     }
 
     #[test]

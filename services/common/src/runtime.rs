@@ -68,14 +68,16 @@ impl Service {
     pub async fn bind(name: &'static str, http: &HttpSettings) -> anyhow::Result<Self> {
         let listener = crate::http::bind(http).await?;
         let port = listener.local_addr().context("failed to read the bound address")?.port();
+        let (readiness, metrics) = (Readiness::default(), Metrics::new());
+        metrics.watch_readiness(readiness.clone(), name);
         Ok(Self {
             name,
             listener,
             port,
             router: Router::new(),
             drain_limit: http.drain_limit,
-            readiness: Readiness::default(),
-            metrics: Metrics::new(),
+            readiness,
+            metrics,
             background: Vec::new(),
             closers: Vec::new(),
         })

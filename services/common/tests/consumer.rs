@@ -876,21 +876,22 @@ struct Trouble {
     fields: std::collections::BTreeMap<String, String>,
 }
 
+impl tracing::field::Visit for Trouble {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+    }
+}
+
 /// Records every WARN and ERROR event of our own code (`common::*`) logged on the thread where it
 /// is the default subscriber (a `#[tokio::test]` runs its tasks on one thread).
 struct TroubleRecorder(Arc<Mutex<Vec<Trouble>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TroubleRecorder {
     fn on_event(&self, event: &tracing::Event<'_>, _context: tracing_subscriber::layer::Context<'_, S>) {
-        impl tracing::field::Visit for Trouble {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.message = format!("{value:?}");
-                } else {
-                    self.fields.insert(field.name().to_owned(), format!("{value:?}"));
-                }
-            }
-        }
         let metadata = event.metadata();
         if *metadata.level() <= tracing::Level::WARN && metadata.target().starts_with("common") {
             let mut trouble = Trouble { message: String::new(), fields: Default::default() };

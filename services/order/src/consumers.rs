@@ -14,6 +14,7 @@ use bson::oid::ObjectId;
 use common::messaging::events::{InventoryFailed, InventoryReserved, OrderProcessed};
 use common::messaging::{ConsumerSettings, HandlerError};
 
+use crate::metrics::{CancelledBecause, OrderMetrics};
 use crate::orders::model::OrderStatus;
 use crate::orders::store::{OrderStore, StatusChange};
 
@@ -21,13 +22,9 @@ use crate::orders::store::{OrderStore, StatusChange};
 #[derive(Clone)]
 pub struct ConsumerContext {
     pub store: OrderStore,
-    /// `order_accepted_to_paid_seconds`: from the order's `created_at` to its payment.
-    pub accepted_to_paid: prometheus_client::metrics::histogram::Histogram,
+    /// Payments (with the time from acceptance) and cancellations by inventory.
+    pub metrics: OrderMetrics,
 }
-
-/// Buckets of `order_accepted_to_paid_seconds`: from 5 ms to a minute (an order waiting out an
-/// outage takes that long).
-pub const ACCEPTED_TO_PAID_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0];
 
 /// Registers the three consumers with the service.
 pub fn register(service: &mut common::runtime::Service, config: &crate::Config, context: &ConsumerContext) {
@@ -73,7 +70,7 @@ pub async fn on_order_processed(context: &ConsumerContext, event: OrderProcessed
     match context.store.change_status(order_id, None, OrderStatus::Processing, OrderStatus::Paid, None).await? {
         StatusChange::Changed(order) => {
             let waited = (chrono::Utc::now() - order.created_at).to_std().unwrap_or_default();
-            context.accepted_to_paid.observe(waited.as_secs_f64());
+            context.metrics.paid(waited);
             tracing::info!(order_id = %order_id, "payment done; order is paid");
         }
         StatusChange::StatusMovedOn => {
@@ -90,6 +87,7 @@ pub async fn on_inventory_failed(context: &ConsumerContext, event: InventoryFail
         context.store.change_status(order_id, None, OrderStatus::Pending, OrderStatus::Cancelled, Some(&event.reason)).await?;
     match change {
         StatusChange::Changed(_) => {
+            context.metrics.cancelled(CancelledBecause::of_inventory(&event));
             tracing::info!(order_id = %order_id, reason = %event.reason, "stock unavailable; order cancelled")
         }
         StatusChange::StatusMovedOn => {

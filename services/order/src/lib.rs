@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod config;
 pub mod consumers;
+pub mod metrics;
 pub mod orders;
 pub mod startup;
 

@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::Config;
 use crate::catalog::CatalogClient;
 use crate::consumers::{self, ConsumerContext};
+use crate::metrics::OrderMetrics;
 use crate::orders::store::OrderStore;
 use crate::orders::{self, OrdersState};
 
@@ -53,12 +54,8 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let outbox = store.outbox();
     service.relay(OutboxRelay::new(outbox.clone(), publisher, outbox.wake()));
 
-    let accepted_to_paid = service.metrics().histogram(
-        "order_accepted_to_paid_seconds",
-        "Time from an order's acceptance to its payment",
-        &consumers::ACCEPTED_TO_PAID_BUCKETS,
-    );
-    let context = ConsumerContext { store: store.clone(), accepted_to_paid };
+    let metrics = OrderMetrics::register(service.metrics());
+    let context = ConsumerContext { store: store.clone(), metrics: metrics.clone() };
     consumers::register(&mut service, &config, &context);
 
     let state = OrdersState {
@@ -66,6 +63,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
         verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
         staff_policy: config.staff_policy,
+        metrics,
     };
     service.route(router(state, service.readiness(), service.metrics()));
     Ok(service)

@@ -10,6 +10,7 @@
 //! - [`gateway`]: the one renderer of the nginx templates;
 //! - [`journeys`]: whole journeys through the API, for checks of a system brought up elsewhere.
 
+pub mod alert_rules;
 pub mod api;
 pub mod eventually;
 pub mod gateway;

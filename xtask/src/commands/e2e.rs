@@ -1,5 +1,6 @@
 //! `cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`:
-//! the whole test suite, ending with `fuzz` and one summary line.
+//! the whole test suite, ending with `fuzz`, the alert rules' tests (`alerts`) and one summary
+//! line.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -98,6 +99,19 @@ fn run_suite(
             ExitCode::FAILURE
         });
         if fuzzed == ExitCode::SUCCESS {
+            totals.passed += 1;
+        } else {
+            totals.failed += 1;
+            success = false;
+        }
+    }
+    // And with the alert rules' unit tests (counted as one test).
+    if feature_arguments.is_empty() && !interrupted.load(Ordering::Relaxed) {
+        say("checking the alert rules: cargo xtask alerts");
+        if super::alerts::check().unwrap_or_else(|error| {
+            eprintln!("xtask: alerts: {error:#}");
+            false
+        }) {
             totals.passed += 1;
         } else {
             totals.failed += 1;

@@ -1,5 +1,6 @@
 //! One module per `cargo xtask` command, each with its own argument parsing and its tests.
 
+pub mod alerts;
 pub mod bench;
 pub mod chaos;
 pub mod compose;

@@ -40,6 +40,18 @@ pub struct InventoryFailed {
     pub reason: String,
 }
 
+/// How the reason of an [`InventoryFailed`] for lack of stock begins (the others name unknown or
+/// retired products).
+pub const INSUFFICIENT_STOCK: &str = "insufficient stock";
+
+impl InventoryFailed {
+    /// Whether the order was refused for lack of stock, rather than for a product inventory does
+    /// not stock.
+    pub fn is_stock_out(&self) -> bool {
+        self.reason.starts_with(INSUFFICIENT_STOCK)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderProcessed {
     pub order_id: String,

@@ -16,7 +16,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::inventory::model::is_product_id;
 
 /// How the reason of an order refused for lack of stock begins.
-pub const INSUFFICIENT_STOCK: &str = "insufficient stock";
+pub use common::messaging::events::INSUFFICIENT_STOCK;
 
 /// What inventory answers about an order.
 #[derive(Debug, Clone, PartialEq, Eq)]

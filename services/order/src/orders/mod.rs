@@ -24,6 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::catalog::{CatalogClient, CatalogEntry};
+use crate::metrics::CancelledBecause;
 use model::{
     CreateOrderRequest, IdempotencyKey, ListOrdersQuery, MAXIMUM_ITEMS, MAXIMUM_LIMIT, OrderDocument, OrderResponse, OrderStatus,
     StatusUpdateRequest, StoredOrderItem,
@@ -47,6 +48,8 @@ pub struct OrdersState {
     pub verifier: Arc<TokenVerifier>,
     /// Who may ship, deliver and refund (see `common::auth::StaffPolicy`).
     pub staff_policy: StaffPolicy,
+    /// Orders placed, cancelled on request and refunded.
+    pub metrics: crate::metrics::OrderMetrics,
 }
 
 pub fn router(state: OrdersState) -> OpenApiRouter {
@@ -129,6 +132,7 @@ async fn create_order(
         })?;
         return replay(placed, &request);
     }
+    state.metrics.placed();
     tracing::info!(order_id = %order.id, correlation_id = %order.id, user_id = %order.user_id, total_cents = order.total_price_cents, "order placed");
     Ok((StatusCode::CREATED, Json(OrderResponse::from(order))).into_response())
 }
@@ -292,6 +296,14 @@ async fn change_status(
         }
         match state.store.change_status(order_id, user_id, order.status, next, None).await? {
             StatusChange::Changed(changed) => {
+                match next {
+                    OrderStatus::Cancelled if order.user_id == caller.id.to_string() => {
+                        state.metrics.cancelled(CancelledBecause::Customer)
+                    }
+                    OrderStatus::Cancelled => state.metrics.cancelled(CancelledBecause::Staff),
+                    OrderStatus::Refunded => state.metrics.refunded(),
+                    _ => {}
+                }
                 tracing::info!(order_id = %order_id, correlation_id = %order_id, by = caller.id, staff = caller.claims.is_staff(), from = %order.status, to = %next, "order status changed on request");
                 return Ok(*changed);
             }

@@ -128,6 +128,9 @@ where
     let handler = Arc::new(handler);
     // Lives across sessions: an outage that outlasts a reconnect keeps its backoff.
     let gate = Arc::new(outage::OutageGate::default());
+    if let Some(metrics) = &settings.metrics {
+        metrics.consumer_paused(M::QUEUE, false);
+    }
     let mut failures = FailureStreak::default();
     let status = settings.readiness.as_ref().map(|readiness| readiness.consumer(M::QUEUE)).unwrap_or_default();
     while !cancel.is_cancelled() {

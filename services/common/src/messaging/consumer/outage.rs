@@ -74,6 +74,9 @@ where
                     None => 0,
                 };
                 if !gate.paused.swap(true, Ordering::SeqCst) {
+                    if let Some(metrics) = &settings.metrics {
+                        metrics.consumer_paused(M::QUEUE, true);
+                    }
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "a dependency is unavailable; pausing the consumer until it answers (the message is kept)"
@@ -93,6 +96,9 @@ where
                     tracing::info!(failed_probes = *turn, "the dependency answers again; resuming the consumer");
                     *turn = 0;
                     gate.paused.store(false, Ordering::SeqCst);
+                    if let Some(metrics) = &settings.metrics {
+                        metrics.consumer_paused(M::QUEUE, false);
+                    }
                 }
                 return Some(outcome);
             }
