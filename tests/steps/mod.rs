@@ -7,6 +7,7 @@ mod faults;
 mod hang_ups;
 mod http;
 mod metrics;
+mod monitoring;
 mod orders;
 mod queues;
 mod system;

@@ -76,6 +76,7 @@ impl Drop for Prepared {
 /// Prepares the machine: nginx, and the servers from where `servers` says.
 pub fn prepare(servers: Servers) -> anyhow::Result<Prepared> {
     ensure_nginx()?;
+    ensure_prometheus()?;
     if servers == Servers::Containers {
         let containers = crate::docker::RunContainers::start()?;
         let servers = containers.urls.clone();
@@ -106,6 +107,16 @@ fn ensure_nginx() -> anyhow::Result<()> {
         return Ok(());
     }
     apt_install(&["nginx"])
+}
+
+/// Prometheus and promtool (Debian's `prometheus`): the monitoring feature runs a Prometheus
+/// against its shop, and `cargo xtask alerts` tests the alert rules with promtool.
+fn ensure_prometheus() -> anyhow::Result<()> {
+    if found("prometheus") && found("promtool") {
+        say("Prometheus: installed");
+        return Ok(());
+    }
+    apt_install(&["prometheus"])
 }
 
 fn ensure_postgres() -> anyhow::Result<()> {

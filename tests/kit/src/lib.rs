@@ -13,6 +13,7 @@ pub use shop_testkit_base::eventually;
 pub mod gateway;
 pub mod infrastructure;
 pub mod logs;
+pub mod prometheus;
 pub mod proxy;
 pub mod rabbitmq;
 pub mod snapshot;

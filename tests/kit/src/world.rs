@@ -90,6 +90,9 @@ pub struct ShopWorld {
     /// connections its proxy had accepted, and how many bytes it had swallowed, by then, so that
     /// a step can prove a later connection was opened into the hang rather than infer it.
     pub connections_before_hang: BTreeMap<(crate::system::Instance, crate::system::Dependency), (u64, u64)>,
+    /// A Prometheus scraping the scenario's services, once a step started one; stopped with the
+    /// world.
+    pub prometheus: Option<crate::prometheus::Prometheus>,
 }
 
 impl fmt::Debug for ShopWorld {
@@ -116,6 +119,7 @@ impl ShopWorld {
             shipped_orders: Mutex::default(),
             placed_orders: Vec::new(),
             dead_letters: Vec::new(),
+            prometheus: None,
         }
     }
 

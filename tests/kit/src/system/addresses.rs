@@ -23,6 +23,16 @@ impl ServiceName {
     /// product service before the order service (orders look products up).
     pub const START_ORDER: [ServiceName; 4] =
         [ServiceName::User, ServiceName::Product, ServiceName::Inventory, ServiceName::Order];
+
+    /// Its name, as the steps and Prometheus's jobs say it (`inventory`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceName::User => "user",
+            ServiceName::Product => "product",
+            ServiceName::Inventory => "inventory",
+            ServiceName::Order => "order",
+        }
+    }
 }
 
 impl FromStr for ServiceName {
