@@ -35,7 +35,7 @@ fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
 }
 
 /// `labels` written as `key=value,key=value` (no quotes); empty for none.
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_labels(text: &str) -> BTreeMap<String, String> {
     text.split(',')
         .filter(|pair| !pair.trim().is_empty())
         .map(|pair| {

@@ -19,17 +19,6 @@ fn prometheus(world: &ShopWorld) -> &Prometheus {
     world.prometheus.as_ref().expect("no Prometheus: start one with `Given Prometheus scrapes the shop with its alert rules`")
 }
 
-/// `key=value,key=value` as a set of labels an alert must carry.
-fn labels(text: &str) -> Vec<(String, String)> {
-    text.split(',')
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or_else(|| panic!("a label is key=value, not {pair:?}"));
-            (key.trim().to_owned(), value.trim().to_owned())
-        })
-        .collect()
-}
-
 fn describe(alerts: &[Alert]) -> String {
     let listed: Vec<String> = alerts.iter().map(|alert| format!("{} {:?} ({})", alert.name, alert.labels, alert.state)).collect();
     if listed.is_empty() { "no alert at all".to_owned() } else { listed.join("; ") }
@@ -37,7 +26,7 @@ fn describe(alerts: &[Alert]) -> String {
 
 #[then(expr = "within {int} seconds Prometheus has the alert {string} firing with {string}")]
 async fn alert_fires(world: &mut ShopWorld, seconds: u64, name: String, wanted: String) {
-    let wanted = labels(&wanted);
+    let wanted = super::metrics::parse_labels(&wanted);
     let prometheus = prometheus(world);
     let http = &world.http;
     eventually(Duration::from_secs(seconds), &format!("{name} firing with {wanted:?}"), || {
