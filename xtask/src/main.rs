@@ -5,10 +5,10 @@
 //!   (unit, integration and the Gherkin features, then `fuzz`; only the features, filtered, when
 //!   a filter is given) and ends with one summary line. `--containers`: against PostgreSQL,
 //!   MongoDB and RabbitMQ in containers started with testcontainers, removed at the end.
-//! - `up [--release] [--gateway-port N]`: sets up the same, builds and starts the four services as separate
+//! - `up [--release] [--gateway-port N] [--monitoring]`: sets up the same, builds and starts the four services as separate
 //!   processes on ports 8000 to 8003 and nginx in front (port 80 by default, so the guide's
-//!   commands work as written), prints where everything is, and stops everything it started on
-//!   Ctrl-C or SIGTERM.
+//!   commands work as written), with `--monitoring` Prometheus on 9090 too, prints where
+//!   everything is, and stops everything it started on Ctrl-C or SIGTERM.
 //! - `load [--debug] [goose options]`: runs the goose load tests (a release build, unless
 //!   `--debug`) against a running system.
 //! - `bench [--url URL --order-service URL]`: the one-table benchmark (load/src/bench.rs) against
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

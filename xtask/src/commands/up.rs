@@ -1,5 +1,7 @@
-//! `cargo xtask up [--release] [--gateway-port N]`: the four services as processes of their own
-//! on the guide's ports and nginx in front, until Ctrl-C or SIGTERM.
+//! `cargo xtask up [--release] [--gateway-port N] [--monitoring]`: the four services as processes
+//! of their own on the guide's ports and nginx in front, until Ctrl-C or SIGTERM; with
+//! `--monitoring`, Prometheus too (deploy/prometheus/prometheus.yml and its alert rules, on
+//! 127.0.0.1:9090), scraping the services and RabbitMQ's own metrics.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -19,20 +21,25 @@ use crate::{cargo, servers, workspace_root};
 pub struct Options {
     pub release: bool,
     pub gateway_port: u16,
+    pub monitoring: bool,
 }
+
+/// Where `--monitoring` serves Prometheus.
+const PROMETHEUS_PORT: u16 = 9090;
 
 impl Options {
     pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self { release: false, gateway_port: 80 };
+        let mut options = Self { release: false, gateway_port: 80, monitoring: false };
         let mut rest = arguments.iter();
         while let Some(argument) = rest.next() {
             match argument.as_str() {
                 "--release" => options.release = true,
+                "--monitoring" => options.monitoring = true,
                 "--gateway-port" => {
                     options.gateway_port =
                         rest.next().and_then(|port| port.parse().ok()).context("--gateway-port takes a port number")?;
                 }
-                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N]"),
+                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N] [--monitoring]"),
             }
         }
         Ok(options)
@@ -41,7 +48,7 @@ impl Options {
 
 /// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
 pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let Options { release, gateway_port } = Options::parse(arguments)?;
+    let Options { release, gateway_port, monitoring } = Options::parse(arguments)?;
     let profile = if release { "release" } else { "debug" };
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
@@ -49,7 +56,8 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
 
     let mut prepared = servers::prepare(servers::Servers::Local)?;
     let servers = prepared.servers.clone();
-    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]) {
+    let monitoring_port = monitoring.then_some(PROMETHEUS_PORT);
+    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]).chain(monitoring_port) {
         if port_open(port) {
             bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
         }
@@ -98,7 +106,11 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             .spawn()
             .context("failed to start nginx")?;
         children.push(("nginx".to_owned(), child));
-        wait_for_port(gateway_port, "nginx", Duration::from_secs(10))
+        wait_for_port(gateway_port, "nginx", Duration::from_secs(10))?;
+        if monitoring {
+            children.push(("Prometheus".to_owned(), start_prometheus(&local)?));
+        }
+        Ok(())
     })();
 
     if result.is_ok() {
@@ -112,6 +124,11 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
                 format!("{} service", service.name),
                 service.port,
                 service.port
+            );
+        }
+        if monitoring {
+            println!(
+                "  Prometheus         http://localhost:{PROMETHEUS_PORT}   (alerts: http://localhost:{PROMETHEUS_PORT}/alerts; rules in deploy/prometheus/alerts.yml)"
             );
         }
         println!("  RabbitMQ           {}   (management: {})", servers.rabbitmq, servers.rabbitmq_management);
@@ -145,6 +162,33 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     }
     prepared.stop();
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Prometheus with deploy/prometheus/prometheus.yml, its data in .local/prometheus, after
+/// switching on the local broker's `rabbitmq_prometheus` plugin (its metrics on 15692; a broker
+/// given by URL is left as it is, and its job shows as down).
+fn start_prometheus(local: &Path) -> anyhow::Result<Child> {
+    if crate::shell::found("rabbitmq-plugins") && !shop_testkit_base::servers::ServerUrls::given("E2E_RABBITMQ_URL") {
+        say("RabbitMQ: switching on its rabbitmq_prometheus plugin (metrics on 127.0.0.1:15692)");
+        let status = Command::new("rabbitmq-plugins").args(["enable", "rabbitmq_prometheus"]).stdout(Stdio::null()).status();
+        if !status.is_ok_and(|status| status.success()) {
+            eprintln!("xtask: could not switch on rabbitmq_prometheus; Prometheus's rabbitmq job will show as down");
+        }
+    }
+    let directory = workspace_root().join("deploy/prometheus");
+    let log = std::fs::File::create(local.join("logs/prometheus.log"))?;
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", directory.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", local.join("prometheus").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
+        .current_dir(&directory)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("failed to start prometheus")?;
+    wait_for_port(PROMETHEUS_PORT, "Prometheus", Duration::from_secs(30))?;
+    Ok(child)
 }
 
 /// Renders the repository's gateway templates (the same ones the harness and docker-compose use)
@@ -185,12 +229,16 @@ mod tests {
 
     #[test]
     fn the_guides_gateway_port_and_a_debug_build_by_default() {
-        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80 });
+        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80, monitoring: false });
+        assert_eq!(parse("--monitoring").unwrap(), Options { release: false, gateway_port: 80, monitoring: true });
     }
 
     #[test]
     fn release_and_a_gateway_port_in_either_order() {
-        assert_eq!(parse("--gateway-port 18080 --release").unwrap(), Options { release: true, gateway_port: 18080 });
+        assert_eq!(
+            parse("--gateway-port 18080 --release").unwrap(),
+            Options { release: true, gateway_port: 18080, monitoring: false }
+        );
     }
 
     #[test]
