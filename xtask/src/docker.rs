@@ -3,7 +3,7 @@
 //! - The engine is Debian's (`docker.io`, with `docker-compose`), installed with apt when it is
 //!   missing and started (`dockerd`) when nothing answers, then left running like PostgreSQL.
 //! - Images: the official ones (`postgres:16-alpine`, `mongo:7`, `rabbitmq:3-management`,
-//!   `nginx:1.27`) wherever they are present or can be pulled; otherwise local ones built here from
+//!   `nginx:1.27`, `prom/prometheus:v2.53.0`) wherever they are present or can be pulled; otherwise local ones built here from
 //!   Debian's packages (services/images/), with one line saying which. No registry is reachable
 //!   on our CI machines, so there it is always the local ones.
 //! - `cargo xtask images` (commands/images.rs) builds every local image, the four services' included; a second run
@@ -40,10 +40,12 @@ pub enum Server {
     MongoDb,
     RabbitMq,
     Nginx,
+    /// For compose's `monitoring` profile.
+    Prometheus,
 }
 
 impl Server {
-    pub const ALL: [Server; 4] = [Server::Postgres, Server::MongoDb, Server::RabbitMq, Server::Nginx];
+    pub const ALL: [Server; 5] = [Server::Postgres, Server::MongoDb, Server::RabbitMq, Server::Nginx, Server::Prometheus];
 
     fn name(self) -> &'static str {
         match self {
@@ -51,6 +53,7 @@ impl Server {
             Server::MongoDb => "MongoDB",
             Server::RabbitMq => "RabbitMQ",
             Server::Nginx => "nginx",
+            Server::Prometheus => "Prometheus",
         }
     }
 
@@ -61,6 +64,7 @@ impl Server {
             Server::MongoDb => "mongo:7",
             Server::RabbitMq => "rabbitmq:3-management",
             Server::Nginx => "nginx:1.27",
+            Server::Prometheus => "prom/prometheus:v2.53.0",
         }
     }
 
@@ -71,6 +75,7 @@ impl Server {
             Server::MongoDb => ("shop-local/mongodb-standin:0.5", "mongodb-standin"),
             Server::RabbitMq => ("shop-local/rabbitmq:3-management", "rabbitmq"),
             Server::Nginx => ("shop-local/nginx:1.22", "nginx"),
+            Server::Prometheus => ("shop-local/prometheus:2.42", "prometheus"),
         }
     }
 
@@ -81,6 +86,7 @@ impl Server {
             Server::MongoDb => "MONGODB_IMAGE",
             Server::RabbitMq => "RABBITMQ_IMAGE",
             Server::Nginx => "NGINX_IMAGE",
+            Server::Prometheus => "PROMETHEUS_IMAGE",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask alerts`: checks Prometheus's configuration and alert rules in `deploy/prometheus`
-//! (`promtool check config`, which checks the rules too) and runs the rules' unit tests
+//! `cargo xtask alerts`: checks Prometheus's configurations (`cargo xtask up`'s and compose's) and
+//! alert rules in `deploy/prometheus` (`promtool check config`, which checks the rules too) and runs the rules' unit tests
 //! (`promtool test rules alerts.test.yml`). promtool comes with Debian's `prometheus` package,
 //! installed on first use where apt may. `cargo xtask e2e` ends with it.
 
@@ -29,7 +29,11 @@ pub fn check() -> anyhow::Result<bool> {
         apt_install(&["prometheus"]).context("promtool is needed to check the alert rules")?;
     }
     let mut passed = true;
-    for arguments in [["check", "config", "prometheus.yml"], ["test", "rules", "alerts.test.yml"]] {
+    for arguments in [
+        ["check", "config", "prometheus.yml"],
+        ["check", "config", "prometheus.compose.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ] {
         say(&format!("promtool {} (in deploy/prometheus)", arguments.join(" ")));
         let status =
             Command::new("promtool").args(arguments).current_dir(directory()).status().context("failed to run promtool")?;

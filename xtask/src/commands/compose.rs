@@ -1,24 +1,26 @@
-//! `cargo xtask compose up | check | down`: the whole system with docker-compose, as the guide
-//! runs it, on a machine that may reach no image registry.
+//! `cargo xtask compose up [--monitoring] | check | down`: the whole system with docker-compose,
+//! as the guide runs it, on a machine that may reach no image registry.
 //!
 //! - `up`: the Docker engine (installed and started if need be), the images (official where they
 //!   can be had, local ones otherwise, said in one line), the four service images built here, then
 //!   `docker-compose up -d --no-build` and a wait until every container is healthy. Published
 //!   ports are the guide's (gateway 80, services 8000 to 8003, RabbitMQ 5672 and 15672), on
 //!   127.0.0.1 only; one that is taken on this machine (a local RabbitMQ, say) is moved to a free
-//!   one, said in one line, and can be set with its variable (`GATEWAY_PORT`, ...).
-//! - `check`: `up`, then the guide's section 8 (`docker-compose ps`, every `/health`, the logs
-//!   command for each service and RabbitMQ) and one order from POST to paid through the gateway.
-//!   It leaves the system up; `down` removes it.
-//! - `down`: `docker-compose down --volumes --remove-orphans`: every container, network and
-//!   volume the file made.
+//!   one, said in one line, and can be set with its variable (`GATEWAY_PORT`, ...). With
+//!   `--monitoring`, the file's `monitoring` profile too: Prometheus on 9090 with the alert rules.
+//! - `check`: `up --monitoring`, then the guide's section 8 (`docker-compose ps`, every `/health`,
+//!   the logs command for each service and RabbitMQ), one order from POST to paid through the
+//!   gateway, and Prometheus scraping every service and RabbitMQ with the rules loaded and none
+//!   firing. It leaves the system up; `down` removes it.
+//! - `down`: `docker-compose down --volumes --remove-orphans` (the monitoring profile included):
+//!   every container, network and volume the file made.
 
 use std::net::TcpListener;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shop_testkit_base::Client;
+use shop_testkit_base::{Call, Client};
 
 use crate::docker::{ImageChoice, Server, compose_binary, docker, ensure_engine};
 use crate::http::block_on;
@@ -34,16 +36,21 @@ fn ports() -> Vec<(&'static str, u16, String)> {
     );
     ports.push(("RABBITMQ_PORT", 5672, "RabbitMQ".to_owned()));
     ports.push(("RABBITMQ_MANAGEMENT_PORT", 15672, "RabbitMQ management".to_owned()));
+    ports.push(("PROMETHEUS_PORT", 9090, "Prometheus".to_owned()));
     ports
 }
+
+/// The profile of docker-compose.yml that adds Prometheus.
+const MONITORING: &str = "monitoring";
 const HEALTHY_WITHIN: Duration = Duration::from_secs(300);
 
 pub fn compose(arguments: &[String]) -> anyhow::Result<ExitCode> {
     match arguments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["up"] => up().map(|_| ExitCode::SUCCESS),
+        ["up"] => up(false).map(|_| ExitCode::SUCCESS),
+        ["up", "--monitoring"] => up(true).map(|_| ExitCode::SUCCESS),
         ["check"] => check(),
         ["down"] => down().map(|()| ExitCode::SUCCESS),
-        _ => bail!("usage: cargo xtask compose up | check | down"),
+        _ => bail!("usage: cargo xtask compose up [--monitoring] | check | down"),
     }
 }
 
@@ -64,7 +71,7 @@ impl Settings {
     }
 }
 
-fn up() -> anyhow::Result<Settings> {
+fn up(monitoring: bool) -> anyhow::Result<Settings> {
     ensure_engine()?;
     let images = ImageChoice::decide(&Server::ALL)?;
     crate::docker::build_service_images()?;
@@ -84,6 +91,9 @@ fn up() -> anyhow::Result<Settings> {
             }
         };
         variables.push((variable.to_owned(), port.to_string()));
+    }
+    if monitoring {
+        variables.push(("COMPOSE_PROFILES".to_owned(), MONITORING.to_owned()));
     }
     if !moved.is_empty() {
         say(&format!("ports taken on this machine, moved: {} (set the variables to choose)", moved.join(", ")));
@@ -105,6 +115,9 @@ fn up() -> anyhow::Result<Settings> {
         settings.port(service("user").compose_port_variable),
         settings.port("RABBITMQ_MANAGEMENT_PORT"),
     ));
+    if monitoring {
+        say(&format!("Prometheus, with the alert rules: http://localhost:{}/alerts", settings.port("PROMETHEUS_PORT")));
+    }
     Ok(settings)
 }
 
@@ -156,14 +169,15 @@ fn wait_until_healthy(settings: &Settings) -> anyhow::Result<()> {
 }
 
 fn check() -> anyhow::Result<ExitCode> {
-    let settings = up()?;
+    let settings = up(true)?;
     let mut failures = Vec::new();
 
     say("guide 8.1: docker-compose ps");
     let listing = settings.compose().arg("ps").output()?;
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     print!("{listing}");
-    let containers = SERVICES.iter().map(|service| service.binary).chain(["nginx-gateway", "rabbitmq", "postgres", "mongodb"]);
+    let containers =
+        SERVICES.iter().map(|service| service.binary).chain(["nginx-gateway", "rabbitmq", "postgres", "mongodb", "prometheus"]);
     for service in containers {
         if !listing.lines().any(|line| line.contains(service) && line.contains("Up") && line.contains("(healthy)")) {
             failures.push(format!("docker-compose ps does not list {service} up and healthy"));
@@ -205,6 +219,12 @@ fn check() -> anyhow::Result<ExitCode> {
         Err(error) => failures.push(format!("order from POST to paid: {error:#}")),
     }
 
+    say("Prometheus (the monitoring profile): every target scraped, the alert rules loaded, none firing");
+    let prometheus = Client::new(format!("http://127.0.0.1:{}", settings.port("PROMETHEUS_PORT")));
+    if let Err(error) = block_on(prometheus_sees_the_shop(&prometheus)) {
+        failures.push(format!("Prometheus: {error:#}"));
+    }
+
     if failures.is_empty() {
         say("compose check: passed (the system is still up: cargo xtask compose down removes it)");
         Ok(ExitCode::SUCCESS)
@@ -216,6 +236,65 @@ fn check() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The jobs of deploy/prometheus/prometheus.compose.yml.
+const SCRAPED: [&str; 5] = ["user", "product", "inventory", "order", "rabbitmq"];
+
+/// Within a minute: every job's target up (scraped every 15 s), the shop's alert rules loaded,
+/// and no alert firing.
+async fn prometheus_sees_the_shop(prometheus: &Client) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let targets = prometheus.send(&Call::get("/api/v1/targets")).await?.json();
+        let health: Vec<(String, String)> = targets["data"]["activeTargets"]
+            .as_array()
+            .map(|targets| {
+                targets
+                    .iter()
+                    .map(|target| {
+                        let job = target["labels"]["job"].as_str().unwrap_or_default().to_owned();
+                        (job, target["health"].as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let up = SCRAPED.iter().all(|job| health.iter().any(|(name, state)| name == job && state == "up"));
+        if up {
+            say(&format!("Prometheus scrapes {} ({:.0} s)", SCRAPED.join(", "), started.elapsed().as_secs_f64()));
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("not every target up within a minute: {health:?}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let rules = prometheus.send(&Call::get("/api/v1/rules")).await?.json();
+    let loaded: Vec<String> = rules["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|rule| rule["name"].as_str().map(str::to_owned))
+        .collect();
+    for wanted in ["TargetDown", "ServiceNotReady", "DeadLettersWaiting", "OutboxStuck", "ConsumerPaused"] {
+        if !loaded.iter().any(|name| name == wanted) {
+            bail!("the alert rule {wanted} is not loaded (loaded: {loaded:?})");
+        }
+    }
+    let alerts = prometheus.send(&Call::get("/api/v1/alerts")).await?.json();
+    let firing: Vec<String> = alerts["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|alert| alert["state"] == "firing")
+        .map(|alert| alert["labels"].to_string())
+        .collect();
+    if !firing.is_empty() {
+        bail!("alerts firing on a healthy shop: {}", firing.join("; "));
+    }
+    say(&format!("Prometheus: {} alert rules loaded, none firing", loaded.len()));
+    Ok(())
+}
+
 fn down() -> anyhow::Result<()> {
     if !crate::docker::engine_answers() {
         say("no Docker engine answers: nothing to take down");
@@ -224,6 +303,8 @@ fn down() -> anyhow::Result<()> {
     say("docker-compose down --volumes --remove-orphans");
     let status = Command::new(compose_binary())
         .current_dir(workspace_root())
+        // The monitoring profile's containers too, whether or not `up` started them.
+        .env("COMPOSE_PROFILES", MONITORING)
         .args(["down", "--volumes", "--remove-orphans"])
         .status()
         .context("failed to run docker-compose")?;
