@@ -104,3 +104,68 @@ fn request_id_header() -> reqwest::header::HeaderMap {
     }
     headers
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::routing::get;
+
+    use super::*;
+
+    /// What the fake product service was asked: each request's query and `X-Request-Id`.
+    type Asked = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    /// A product service that records what it is asked and answers with `answer`: (status, body).
+    async fn product_service(answer: (StatusCode, &'static str)) -> (CatalogClient, Asked) {
+        let asked: Asked = Arc::default();
+        let recorded = asked.clone();
+        let app = Router::new().route(
+            "/api/v1/products/",
+            get(move |uri: Uri, headers: HeaderMap| {
+                let recorded = recorded.clone();
+                async move {
+                    let request_id =
+                        headers.get(common::request_id::HEADER).and_then(|value| value.to_str().ok()).map(str::to_owned);
+                    recorded.lock().unwrap().push((uri.query().unwrap_or_default().to_owned(), request_id));
+                    (answer.0, [("content-type", "application/json")], answer.1)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (CatalogClient::new(&format!("http://{address}"), Duration::from_secs(5)).unwrap(), asked)
+    }
+
+    #[tokio::test]
+    async fn an_id_that_is_not_a_product_id_is_missing_without_asking_the_product_service() {
+        // The real product service answers 422 for a malformed id in `ids`: asked, the lookup
+        // would fail as an outage (503) instead of naming the id as missing (400).
+        let (catalog, asked) = product_service((StatusCode::UNPROCESSABLE_ENTITY, r#"{"detail": "invalid id"}"#)).await;
+        let ids = ["abc123".to_owned(), "not-a-product-id-but-24!".to_owned(), "65F0A0000000000000000001".to_owned()];
+        assert_eq!(ids[1].len(), 24);
+        let entries = catalog.look_up_all(&ids).await.expect("nothing asked, nothing failed");
+        for id in &ids {
+            assert_eq!(entries[id], CatalogEntry::Missing, "{id}");
+        }
+        assert!(asked.lock().unwrap().is_empty(), "asked {:?}", asked.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_lookup_carries_the_request_s_id_and_reads_the_prices_of_what_exists() {
+        let (catalog, asked) =
+            product_service((StatusCode::OK, r#"[{"_id": "65f0a0000000000000000001", "price": 19.99}]"#)).await;
+        let ids = ["65f0a0000000000000000001".to_owned(), "65f0a0000000000000000002".to_owned()];
+        let entries = common::request_id::scope("order-request-7".to_owned(), catalog.look_up_all(&ids)).await.unwrap();
+        assert_eq!(entries[&ids[0]], CatalogEntry::Found { price: Cents::from_decimal(19.99).unwrap() });
+        assert_eq!(entries[&ids[1]], CatalogEntry::Missing);
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [("ids=65f0a0000000000000000001,65f0a0000000000000000002&limit=2".to_owned(), Some("order-request-7".to_owned()))]
+        );
+    }
+}
