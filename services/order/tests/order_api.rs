@@ -435,6 +435,44 @@ async fn status_changes_follow_the_status_machine_and_stay_private() {
     app.stop().await;
 }
 
+/// An event about an order this service never had is refused for good (dead-lettered), while
+/// one about an order that has moved on is a harmless duplicate: the store tells the two apart.
+#[tokio::test]
+async fn an_event_for_an_order_that_never_existed_is_refused_and_one_that_moved_on_is_ignored() {
+    use order_service::consumers::{ConsumerContext, on_inventory_reserved, on_order_processed};
+    use order_service::orders::model::OrderStatus;
+    use order_service::orders::store::{OrderStore, StatusChange};
+
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 50);
+    let (_, order) = app.place_order(1, json!([{ "product_id": phone, "quantity": 1, "price": 899.99 }])).await;
+    let order_id = order["_id"].as_str().unwrap().to_owned();
+    app.wait_for_status(1, &order_id, "paid").await;
+    let store = OrderStore::new(&app.mongodb.database(&app.database_name));
+    let paid = bson::oid::ObjectId::parse_str(&order_id).unwrap();
+    let never = bson::oid::ObjectId::new();
+
+    let change = |id, user: Option<&'static str>| {
+        let store = store.clone();
+        async move { store.change_status(id, user, OrderStatus::Pending, OrderStatus::Processing, None).await.unwrap() }
+    };
+    assert!(matches!(change(never, None).await, StatusChange::NotFound));
+    assert!(matches!(change(paid, None).await, StatusChange::StatusMovedOn));
+    assert!(matches!(change(paid, Some("1")).await, StatusChange::StatusMovedOn));
+    // Another customer's order is, to that customer, an order that does not exist.
+    assert!(matches!(change(paid, Some("2")).await, StatusChange::NotFound));
+
+    let metrics = common::metrics::Metrics::new();
+    let context = ConsumerContext { store, metrics: order_service::metrics::OrderMetrics::register(&metrics) };
+    let unknown = on_inventory_reserved(&context, InventoryReserved { order_id: never.to_hex() }).await;
+    assert!(matches!(unknown, Err(HandlerError::Reject(_))), "{unknown:?}");
+    let duplicate = on_order_processed(&context, common::messaging::events::OrderProcessed { order_id: order_id.clone() }).await;
+    assert!(duplicate.is_ok(), "{duplicate:?}");
+    assert_eq!(app.order_status(1, &order_id).await, "paid");
+    assert!(!metrics.render().contains("orders_paid_total 1"), "a duplicate payment is not counted again");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_cancel_releases_the_stock_once_and_the_list_is_newest_first() {
     let app = TestApp::spawn(true).await;
