@@ -473,6 +473,19 @@ async fn an_event_for_an_order_that_never_existed_is_refused_and_one_that_moved_
     app.stop().await;
 }
 
+/// `skip` goes as far as MongoDB can count (i64::MAX); beyond that is a 422, not a 500.
+#[tokio::test]
+async fn the_list_skips_as_far_as_mongodb_counts_and_no_further() {
+    let app = TestApp::spawn(true).await;
+    let farthest = common::limits::MAXIMUM_SKIP;
+    let (status, body) = app.send(reqwest::Method::GET, &format!("/api/v1/orders/?skip={farthest}"), 1, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+    let (status, body) = app.send(reqwest::Method::GET, &format!("/api/v1/orders/?skip={}", farthest + 1), 1, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains(&format!("skip must be at most {farthest}")), "{body}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_cancel_releases_the_stock_once_and_the_list_is_newest_first() {
     let app = TestApp::spawn(true).await;

@@ -233,9 +233,7 @@ async fn update_order_status(
     Json(request): Json<StatusUpdateRequest>,
 ) -> ApiResult<Json<OrderResponse>> {
     let order_id = parse_order_id(&order_id)?;
-    if !request.status.is_customers_to_request() && !state.staff_policy.admits(&caller.claims) {
-        return Err(StaffPolicy::refusal(&format!("Moving an order to {}", request.status)));
-    }
+    may_request(request.status, state.staff_policy, &caller.claims)?;
     let order = change_status(&state, order_id, &caller, request.status, |current, next| {
         format!(
             "Cannot change order status from {current} to {next}. Allowed transitions from {current}: {}",
@@ -271,6 +269,16 @@ async fn cancel_order(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the caller may ask for `next` at all: cancelling is a customer's to decide; shipping,
+/// delivering and refunding are staff work, open to any signed-in caller only under the
+/// development policy (`REQUIRE_STAFF_ROLE=false`). A 403 otherwise.
+fn may_request(next: OrderStatus, policy: StaffPolicy, claims: &common::auth::Claims) -> ApiResult<()> {
+    if !next.is_customers_to_request() && !policy.admits(claims) {
+        return Err(StaffPolicy::refusal(&format!("Moving an order to {next}")));
+    }
+    Ok(())
 }
 
 /// Whose orders the caller may see and change: staff any order, everyone else their own.
@@ -531,6 +539,38 @@ mod tests {
         let (status, detail) = status_and_detail(validate_request(&mut too_many).unwrap_err());
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(detail.contains("at most 100 items"), "{detail}");
+    }
+
+    #[test]
+    fn a_quantity_of_up_to_a_million_is_allowed_and_more_is_a_422_that_says_so() {
+        assert!(validate_request(&mut request(vec![(A, MAXIMUM_QUANTITY, 100)])).is_ok());
+        let (status, detail) =
+            status_and_detail(validate_request(&mut request(vec![(A, MAXIMUM_QUANTITY + 1, 100)])).unwrap_err());
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.contains("Quantity must be at most 1000000"), "{detail}");
+    }
+
+    #[test]
+    fn only_cancelling_is_a_customer_s_to_ask_for_when_the_staff_role_is_required() {
+        let claims = |roles: &[&str]| common::auth::Claims {
+            sub: "7".into(),
+            kind: common::auth::TokenKind::Access,
+            iss: common::auth::ISSUER.into(),
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        };
+        let (customer, staff) = (claims(&[]), claims(&["staff"]));
+        let strict = StaffPolicy { require_staff_role: true };
+        assert!(may_request(OrderStatus::Cancelled, strict, &customer).is_ok());
+        for next in [OrderStatus::Shipped, OrderStatus::Delivered, OrderStatus::Refunded] {
+            let (status, detail) = status_and_detail(may_request(next, strict, &customer).unwrap_err());
+            assert_eq!(status, StatusCode::FORBIDDEN, "{next}");
+            assert!(detail.contains(&format!("Moving an order to {next} is reserved to staff")), "{detail}");
+            assert!(may_request(next, strict, &staff).is_ok(), "{next}");
+            assert!(may_request(next, StaffPolicy::default(), &customer).is_ok(), "{next} under the development policy");
+        }
     }
 
     #[test]
