@@ -473,6 +473,45 @@ async fn an_event_for_an_order_that_never_existed_is_refused_and_one_that_moved_
     app.stop().await;
 }
 
+/// Tries of one order sent at once with one `Idempotency-Key` race to insert it: the unique index
+/// lets one in, and every other try answers 201 with that order, replayed; a later retry finds it.
+#[tokio::test]
+async fn tries_sent_at_once_with_one_idempotency_key_place_one_order() {
+    let app = TestApp::spawn(true).await;
+    let phone = app.add_product(899.99, 50);
+    let body = json!({
+        "user_id": "1",
+        "items": [{ "product_id": phone, "quantity": 1, "price": 899.99 }],
+        "shipping_address": address(),
+    });
+    let url = format!("{}/api/v1/orders/", app.address);
+    let try_once = || async {
+        let response = app
+            .http
+            .post(&url)
+            .bearer_auth(token_for(1))
+            .header("Idempotency-Key", "checkout-42")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        let status = response.status().as_u16();
+        let order: Value = response.json().await.unwrap();
+        (status, order["_id"].as_str().unwrap_or_default().to_owned(), replayed)
+    };
+    let answers = futures::future::join_all((0..8).map(|_| try_once())).await;
+    let placed = &answers[0].1;
+    for (status, id, _) in &answers {
+        assert_eq!((*status, id), (201, placed), "{answers:?}");
+    }
+    assert_eq!(answers.iter().filter(|(_, _, replayed)| !replayed).count(), 1, "one try placed it: {answers:?}");
+    let (status, id, replayed) = try_once().await;
+    assert_eq!((status, &id, replayed), (201, placed, true));
+    assert_eq!(app.stored_order_count().await, 1);
+    app.stop().await;
+}
+
 /// `skip` goes as far as MongoDB can count (i64::MAX); beyond that is a 422, not a 500.
 #[tokio::test]
 async fn the_list_skips_as_far_as_mongodb_counts_and_no_further() {
