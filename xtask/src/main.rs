@@ -31,6 +31,8 @@
 //!   and stops; fails on a server error or an answer outside its schema.
 //! - `alerts`: promtool's checks of deploy/prometheus (configuration, alert rules) and the rules'
 //!   unit tests.
+//! - `manifests`: the Kubernetes manifests of deploy/kubernetes rendered per overlay, validated
+//!   in strict mode against a current Kubernetes's schemas, and checked against our own rules.
 //!
 //! - `images`: builds every local image (services/images/ and the four services) on this
 //!   machine's Docker engine, for where the official images cannot be pulled.
@@ -67,12 +69,13 @@ fn main() -> ExitCode {
         Some("dlq") => commands::dlq::dlq(&arguments[1..]),
         Some("fuzz") => commands::fuzz::fuzz(&arguments[1..]),
         Some("alerts") => commands::alerts::alerts(&arguments[1..]),
+        Some("manifests") => commands::manifests::manifests(&arguments[1..]),
         Some("images") => commands::images::images(&arguments[1..]),
         Some("bench") => commands::bench::bench(&arguments[1..]),
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | manifests | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

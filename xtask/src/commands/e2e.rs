@@ -1,6 +1,6 @@
 //! `cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS]`:
-//! the whole test suite, ending with `fuzz`, the alert rules' tests (`alerts`) and one summary
-//! line.
+//! the whole test suite, ending with `fuzz`, the alert rules' tests (`alerts`), the Kubernetes
+//! manifests' checks (`manifests`) and one summary line.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -105,11 +105,17 @@ fn run_suite(
             success = false;
         }
     }
-    // And with the alert rules' unit tests (counted as one test).
-    if feature_arguments.is_empty() && !interrupted.load(Ordering::Relaxed) {
-        say("checking the alert rules: cargo xtask alerts");
-        if super::alerts::check().unwrap_or_else(|error| {
-            eprintln!("xtask: alerts: {error:#}");
+    // And with the checks of what deploys it, each counted as one test: the alert rules' unit
+    // tests, and the Kubernetes manifests checked offline.
+    let deployment_checks: [(&str, fn() -> anyhow::Result<bool>); 2] =
+        [("alerts", super::alerts::check), ("manifests", super::manifests::check)];
+    for (name, check) in deployment_checks {
+        if !feature_arguments.is_empty() || interrupted.load(Ordering::Relaxed) {
+            break;
+        }
+        say(&format!("cargo xtask {name}"));
+        if check().unwrap_or_else(|error| {
+            eprintln!("xtask: {name}: {error:#}");
             false
         }) {
             totals.passed += 1;

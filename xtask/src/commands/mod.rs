@@ -9,5 +9,6 @@ pub mod e2e;
 pub mod fuzz;
 pub mod images;
 pub mod load;
+pub mod manifests;
 pub mod mutants;
 pub mod up;
