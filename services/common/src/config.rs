@@ -11,12 +11,20 @@ use std::str::FromStr;
 use anyhow::Context;
 
 /// Where configuration values come from.
+///
+/// Any setting may instead be read from a file named by `NAME_FILE` (`DATABASE_URL_FILE=/run/secrets/...`),
+/// as the official PostgreSQL and RabbitMQ images do: how Docker and Kubernetes hand out secrets
+/// without putting them in the environment. Setting both `NAME` and `NAME_FILE` is an error, and
+/// so is a file that cannot be read ([`Environment::check_files`], which [`Settings::from_env`]
+/// runs first); one trailing line break is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     /// The process's environment variables: what the binaries use.
     Process,
     /// Nothing: every setting takes its default, and the caller overrides what it needs.
     DefaultsOnly,
+    /// These variables and no others: for tests of how settings are read.
+    Given(&'static [(&'static str, &'static str)]),
 }
 
 /// A service's settings: read from an [`Environment`], with a developer machine's defaults for
@@ -28,6 +36,7 @@ pub trait Settings: Sized {
 
     /// The settings in the process's environment variables, with defaults for what is unset.
     fn from_env() -> anyhow::Result<Self> {
+        Environment::Process.check_files()?;
         Self::from_environment(Environment::Process)
     }
 
@@ -39,12 +48,41 @@ pub trait Settings: Sized {
 }
 
 impl Environment {
-    /// The value of `name`, if it is set and not blank.
-    pub fn get(self, name: &str) -> Option<String> {
-        match self {
-            Environment::Process => std::env::var(name).ok().filter(|value| !value.trim().is_empty()),
+    /// The variable `name` itself, if it is set and not blank.
+    fn variable(self, name: &str) -> Option<String> {
+        let value = match self {
+            Environment::Process => std::env::var(name).ok(),
             Environment::DefaultsOnly => None,
+            Environment::Given(variables) => {
+                variables.iter().find(|(given, _)| *given == name).map(|(_, value)| (*value).to_owned())
+            }
+        };
+        value.filter(|value| !value.trim().is_empty())
+    }
+
+    /// The value of `name`, if it is set and not blank, or else the content of the file that
+    /// `NAME_FILE` names (its one trailing line break dropped), if that is not blank.
+    pub fn get(self, name: &str) -> Option<String> {
+        self.variable(name).or_else(|| {
+            let path = self.variable(&format!("{name}_FILE"))?;
+            let content = std::fs::read_to_string(path).ok()?;
+            let content = content.strip_suffix('\n').map_or(content.as_str(), |line| line.strip_suffix('\r').unwrap_or(line));
+            Some(content.to_owned()).filter(|value| !value.trim().is_empty())
+        })
+    }
+
+    /// Every `NAME_FILE` among the services' [`VARIABLES`] names a file that can be read, and no
+    /// setting is given both ways: said at start, naming the variable, rather than a secret
+    /// silently missing.
+    pub fn check_files(self) -> anyhow::Result<()> {
+        for name in VARIABLES {
+            let Some(path) = self.variable(&format!("{name}_FILE")) else { continue };
+            if self.variable(name).is_some() {
+                anyhow::bail!("both {name} and {name}_FILE are set: set one of them");
+            }
+            std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE={path:?} cannot be read"))?;
         }
+        Ok(())
     }
 
     /// Reads `name`, or returns `default` when it is unset or empty.
@@ -154,3 +192,54 @@ pub const VARIABLES: &[&str] = &[
     "ARGON2_ITERATIONS",
     "ARGON2_PARALLELISM",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file holding `content`, kept for the test process's life (its path must be `'static`
+    /// for [`Environment::Given`]).
+    fn secret_file(content: &str) -> &'static str {
+        let path = std::env::temp_dir().join(format!("config-secret-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, content).unwrap();
+        Box::leak(path.display().to_string().into_boxed_str())
+    }
+
+    fn given(variables: Vec<(&'static str, &'static str)>) -> Environment {
+        Environment::Given(Box::leak(variables.into_boxed_slice()))
+    }
+
+    #[test]
+    fn a_setting_is_read_from_the_file_its_file_variable_names() {
+        let environment = given(vec![
+            ("DATABASE_URL_FILE", secret_file("postgres://inventory:s3cret@db/inventory\n")),
+            ("RABBITMQ_URL_FILE", secret_file("amqp://inventory:other@broker:5672/%2f\r\n")),
+            ("JWT_PRIVATE_KEY_FILE", secret_file("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")),
+            ("PORT", "8002"),
+        ]);
+        environment.check_files().unwrap();
+        assert_eq!(environment.get("DATABASE_URL").as_deref(), Some("postgres://inventory:s3cret@db/inventory"));
+        assert_eq!(rabbitmq_url(environment), "amqp://inventory:other@broker:5672/%2f");
+        // Only the one trailing line break goes: a PEM keeps its inner lines.
+        assert_eq!(
+            environment.get("JWT_PRIVATE_KEY").as_deref(),
+            Some("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----")
+        );
+        assert_eq!(environment.parse("PORT", 0_u16).unwrap(), 8002);
+        assert_eq!(environment.get("MONGODB_URL"), None);
+    }
+
+    #[test]
+    fn a_setting_given_both_ways_or_a_file_that_cannot_be_read_stops_the_start_naming_it() {
+        let both = given(vec![("DATABASE_URL", "postgres://a"), ("DATABASE_URL_FILE", secret_file("postgres://b"))]);
+        let error = both.check_files().unwrap_err().to_string();
+        assert_eq!(error, "both DATABASE_URL and DATABASE_URL_FILE are set: set one of them");
+
+        let missing = given(vec![("RABBITMQ_URL_FILE", "/nonexistent/secret")]);
+        let error = format!("{:#}", missing.check_files().unwrap_err());
+        assert!(error.starts_with("RABBITMQ_URL_FILE=\"/nonexistent/secret\" cannot be read"), "{error}");
+
+        assert!(Environment::DefaultsOnly.check_files().is_ok());
+        assert!(given(vec![("DATABASE_URL", "postgres://a")]).check_files().is_ok());
+    }
+}
