@@ -27,6 +27,9 @@ const SIGNING_KEY: &str = include_str!("fixtures/test_signing_key.pem");
 const JWKS: &str = include_str!("fixtures/test_jwks.json");
 const KEY_ID: &str = "order-service-test-key";
 /// The broker's management API and its login (`E2E_RABBITMQ_MANAGEMENT_URL`).
+/// The order service's consumer prefetch in these tests (`CONSUMER_PREFETCH`).
+const CONSUMER_PREFETCH: u16 = 3;
+
 fn management() -> (String, String, String) {
     let login = shop_testkit_base::ServerUrls::from_environment().rabbitmq_management_login();
     (login.url, login.user, login.password)
@@ -104,6 +107,8 @@ impl TestApp {
         config.mongodb_database = database_name.clone();
         config.mongodb_max_pool_size = 5;
         config.rabbitmq_url = rabbitmq_url;
+        // Not the default (8): a test proves the setting reaches the broker.
+        config.consumer_prefetch = CONSUMER_PREFETCH;
         config.jwks_url = format!("{fake_address}/api/v1/auth/jwks");
         config.product_service_url = fake_address;
         let mongodb = mongodb::Client::with_uri_str(&config.mongodb_url).await.unwrap();
@@ -509,6 +514,51 @@ async fn tries_sent_at_once_with_one_idempotency_key_place_one_order() {
     let (status, id, replayed) = try_once().await;
     assert_eq!((status, &id, replayed), (201, placed, true));
     assert_eq!(app.stored_order_count().await, 1);
+    app.stop().await;
+}
+
+/// `CONSUMER_PREFETCH` is what each of the order service's consumers asks the broker for: at most
+/// that many deliveries unacknowledged at once, as the broker itself reports.
+#[tokio::test]
+async fn each_consumer_asks_the_broker_for_the_configured_prefetch() {
+    let app = TestApp::spawn(true).await;
+    let (management_url, user, password) = management();
+    let queues = ["inventory_reserved", "order_processed", "inventory_failed"];
+    // A deadline for a start on a loaded machine, not a measure of speed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let consumers: Value = app
+            .http
+            .get(format!("{management_url}/api/consumers/{}", app.vhost))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let prefetch: Vec<(String, u64)> = consumers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|consumer| {
+                (
+                    consumer["queue"]["name"].as_str().unwrap_or_default().to_owned(),
+                    consumer["prefetch_count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let every_queue = queues.iter().all(|queue| prefetch.iter().any(|(name, _)| name == queue));
+        if every_queue {
+            for queue in queues {
+                let counts: Vec<u64> = prefetch.iter().filter(|(name, _)| name == queue).map(|(_, count)| *count).collect();
+                assert_eq!(counts, [u64::from(CONSUMER_PREFETCH)], "{queue}: {prefetch:?}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every consumer is registered with the broker: {prefetch:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     app.stop().await;
 }
 
