@@ -943,3 +943,26 @@ async fn a_cancelled_consumer_stops_without_warning_of_trouble() {
     publisher.close().await;
     vhost.delete().await;
 }
+
+/// The broker closes a channel, not its connection, when a publish names an exchange that does not
+/// exist: the publisher's next publish opens a new channel instead of failing on the closed one.
+#[tokio::test]
+async fn a_publish_after_the_broker_closed_the_publisher_s_channel_goes_through_on_a_new_one() {
+    let vhost = TestVirtualHost::create("publisher-channel").await;
+    let publisher = Publisher::new(&vhost.amqp_url, "publisher channel test");
+    publisher.publish(&InventoryRelease { order_id: "before".into() }).await.expect("the first publish");
+    let refused = publisher
+        .publish_with_properties("no-such-exchange", INVENTORY_RELEASE, b"{}", lapin::BasicProperties::default())
+        .await
+        .expect_err("the broker refuses an exchange that does not exist");
+    assert!(format!("{refused:#}").to_lowercase().contains("no-such-exchange"), "{refused:#}");
+    publisher.publish(&InventoryRelease { order_id: "after".into() }).await.expect("the publish after the closed channel");
+    let delivered = vhost.take_all(INVENTORY_RELEASE).await;
+    let order_ids: Vec<String> = delivered
+        .iter()
+        .map(|payload| serde_json::from_slice::<InventoryRelease>(payload).expect("a release").order_id)
+        .collect();
+    assert_eq!(order_ids, ["before", "after"]);
+    publisher.close().await;
+    vhost.delete().await;
+}
