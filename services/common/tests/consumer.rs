@@ -966,3 +966,21 @@ async fn a_publish_after_the_broker_closed_the_publisher_s_channel_goes_through_
     publisher.close().await;
     vhost.delete().await;
 }
+
+/// The publisher's readiness check (`/ready`'s "broker") fails while the broker refuses it, passes
+/// once it takes connections, and leaves the publisher itself unconnected until its first publish.
+#[tokio::test]
+async fn the_publisher_s_readiness_check_says_whether_the_broker_takes_its_connections() {
+    let vhost = TestVirtualHost::create("publisher-check").await;
+    // A vhost that does not exist: the broker refuses the connection, as it refuses one whose
+    // permissions were revoked.
+    let refused = Publisher::new(format!("{}-missing", vhost.amqp_url), "publisher check test");
+    let failure = refused.check().await.expect_err("a broker that refuses the connection is not ready");
+    assert!(format!("{failure:#}").contains("failed to connect to RabbitMQ"), "{failure:#}");
+    let publisher = Publisher::new(&vhost.amqp_url, "publisher check test");
+    publisher.check().await.expect("a broker that takes the connection is ready");
+    publisher.publish(&InventoryRelease { order_id: "checked".into() }).await.expect("a publish");
+    publisher.check().await.expect("a live link is ready");
+    publisher.close().await;
+    vhost.delete().await;
+}
