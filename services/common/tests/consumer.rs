@@ -781,21 +781,25 @@ async fn a_message_is_handled_in_the_scope_of_the_request_id_it_was_published_wi
 /// Closes, through the management API, every connection to the vhost (the broker's side of a
 /// connection lost), once the API lists at least one (it lists a new connection within seconds);
 /// how many it closed.
-async fn close_every_connection(vhost: &TestVirtualHost) -> usize {
+/// The connections the broker's management API lists in `vhost` now.
+async fn connections_in(vhost: &TestVirtualHost) -> Vec<serde_json::Value> {
     let shop_testkit_base::servers::ManagementLogin { url: management_url, user, password } =
         shop_testkit_base::ServerUrls::from_environment().rabbitmq_management_login();
-    let http = reqwest::Client::new();
+    reqwest::Client::new()
+        .get(format!("{management_url}/api/vhosts/{}/connections", vhost.name))
+        .basic_auth(&user, Some(&password))
+        .send()
+        .await
+        .expect("list the connections")
+        .json()
+        .await
+        .expect("a JSON list")
+}
+
+async fn close_every_connection(vhost: &TestVirtualHost) -> usize {
     let deadline = Instant::now() + Duration::from_secs(15);
     let connections = loop {
-        let listed: Vec<serde_json::Value> = http
-            .get(format!("{management_url}/api/vhosts/{}/connections", vhost.name))
-            .basic_auth(&user, Some(&password))
-            .send()
-            .await
-            .expect("list the connections")
-            .json()
-            .await
-            .expect("a JSON list");
+        let listed = connections_in(vhost).await;
         if !listed.is_empty() || Instant::now() >= deadline {
             break listed;
         }
@@ -982,5 +986,32 @@ async fn the_publisher_s_readiness_check_says_whether_the_broker_takes_its_conne
     publisher.publish(&InventoryRelease { order_id: "checked".into() }).await.expect("a publish");
     publisher.check().await.expect("a live link is ready");
     publisher.close().await;
+    vhost.delete().await;
+}
+
+/// Closing the publisher (a service's stop) closes its connection to the broker at once, rather
+/// than leaving it for the broker to notice when the process is gone.
+#[tokio::test]
+async fn a_closed_publisher_leaves_no_connection_behind() {
+    let vhost = TestVirtualHost::create("publisher-close").await;
+    let publisher = Publisher::new(&vhost.amqp_url, "publisher close test");
+    publisher.publish(&InventoryRelease { order_id: "one".into() }).await.expect("a publish");
+    // The management API's list follows the broker within its statistics interval (5 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connections_in(&vhost).await.is_empty() {
+        assert!(Instant::now() < deadline, "the publisher's connection never showed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    publisher.close().await;
+    loop {
+        let left = connections_in(&vhost).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections left after close: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Kept alive until here: only `close` may have closed the connection.
+    drop(publisher);
     vhost.delete().await;
 }
