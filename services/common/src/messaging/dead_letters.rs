@@ -108,8 +108,8 @@ fn known_dead_letter_queue(queue: &str) -> anyhow::Result<String> {
 
 async fn open(url: &str, name: &str) -> anyhow::Result<(Connection, Channel)> {
     let connection = super::connect(url, name).await.with_context(|| format!("failed to connect to RabbitMQ at {url}"))?;
+    topology::declare(&connection).await.context("failed to declare the queues")?;
     let channel = connection.create_channel().await.context("failed to open a channel")?;
-    topology::declare(&channel).await.context("failed to declare the queues")?;
     Ok((connection, channel))
 }
 

@@ -175,9 +175,9 @@ impl Publisher {
         let connection = super::connect(&self.url, &self.connection_name)
             .await
             .with_context(|| format!("failed to connect to RabbitMQ as {}", self.connection_name))?;
+        topology::declare(&connection).await.context("failed to declare the queue topology")?;
         let channel = connection.create_channel().await.context("failed to open a channel")?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.context("failed to enable publisher confirms")?;
-        topology::declare(&channel).await.context("failed to declare the queue topology")?;
         Ok((connection, channel))
     }
 

@@ -9,9 +9,12 @@
 //! [`super::HandlerError::NotYet`]): nobody consumes a delay queue; each message in it carries
 //! its own expiration, and when that passes the broker dead-letters it back into its work queue.
 
-use lapin::Channel;
+use std::time::Duration;
+
 use lapin::options::QueueDeclareOptions;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection, ErrorKind};
 
 /// A new order, for inventory to reserve its items.
 pub const ORDER_CREATED: &str = "order_created";
@@ -41,8 +44,61 @@ pub fn delay_queue(queue: &str) -> String {
     format!("{queue}.delayed")
 }
 
-/// Declares every queue, its dead-letter queue and its delay queue.
-pub async fn declare(channel: &Channel) -> lapin::Result<()> {
+/// How many times a declaration that lost a race with another declarer is made again, the
+/// first after [`RACE_PAUSE`], each next one after one more.
+const RACE_RETRIES: u32 = 5;
+const RACE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Declares every queue, its dead-letter queue and its delay queue, on a channel of its own
+/// (closed when done).
+///
+/// Every consumer and publisher of every service declares the topology when it connects, so a
+/// system starting in a new vhost has a dozen declarers racing for each queue. RabbitMQ 3.10
+/// can answer the loser of such a race `NOT_FOUND - home node ... of durable queue ... is down
+/// or inaccessible` (it found the queue's durable record but not yet its live one) and close
+/// the channel. That is not the broker in trouble: the declaration is made again on a new
+/// channel, a few times, before the error is returned. A queue whose home node is really down
+/// still fails, about a second and a half later.
+pub async fn declare(connection: &Connection) -> lapin::Result<()> {
+    declare_riding_out_races(|| async {
+        let channel = connection.create_channel().await?;
+        declare_on(&channel).await?;
+        // Best effort: the declarations are done whatever becomes of this channel.
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(())
+    })
+    .await
+}
+
+/// Makes `attempt` again after a lost declaration race (see [`declare`]); any other outcome is
+/// returned at once.
+async fn declare_riding_out_races<A, F>(attempt: A) -> lapin::Result<()>
+where
+    A: Fn() -> F,
+    F: Future<Output = lapin::Result<()>>,
+{
+    let mut lost = 0;
+    loop {
+        match attempt().await {
+            Err(error) if lost < RACE_RETRIES && lost_a_declaration_race(&error) => {
+                lost += 1;
+                tracing::debug!(%error, lost, "a queue declaration raced another declarer; declaring again");
+                tokio::time::sleep(RACE_PAUSE * lost).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether the broker refused a declaration because the queue's home node seemed down: what a
+/// declarer that loses a race for a new queue is told (see [`declare`]).
+fn lost_a_declaration_race(error: &lapin::Error) -> bool {
+    matches!(error.kind(), ErrorKind::ProtocolError(refusal)
+        if *refusal.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+            && refusal.get_message().as_str().contains("is down or inaccessible"))
+}
+
+async fn declare_on(channel: &Channel) -> lapin::Result<()> {
     // Durable: the queue definitions survive a broker restart (messages survive too because
     // every publisher marks them persistent).
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
@@ -68,4 +124,72 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
         channel.queue_declare(delay_queue(queue).as_str().into(), durable, arguments).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use lapin::protocol::{AMQPError, AMQPHardError};
+
+    use super::*;
+
+    fn refusal(kind: AMQPErrorKind, message: &str) -> lapin::Error {
+        ErrorKind::ProtocolError(AMQPError::new(kind, message.into())).into()
+    }
+
+    fn lost_race() -> lapin::Error {
+        refusal(
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND),
+            "NOT_FOUND - home node 'rabbit@localhost' of durable queue 'product_deleted.delayed' in vhost 'e2e' is down or inaccessible",
+        )
+    }
+
+    /// Runs `declare_riding_out_races` over attempts that answer `outcomes` in turn (then Ok);
+    /// returns its outcome and how many attempts it made.
+    async fn ride_out(outcomes: Vec<lapin::Error>) -> (lapin::Result<()>, usize) {
+        let made = Cell::new(0);
+        let outcome = declare_riding_out_races(|| {
+            let next = outcomes.get(made.get()).cloned();
+            made.set(made.get() + 1);
+            async move { next.map_or(Ok(()), Err) }
+        })
+        .await;
+        (outcome, made.get())
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_declared_again_until_it_succeeds() {
+        let (outcome, attempts) = ride_out(vec![lost_race(), lost_race()]).await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn a_home_node_that_stays_down_fails_after_the_retries() {
+        let (outcome, attempts) = ride_out(vec![lost_race(); 10]).await;
+        assert!(outcome.is_err_and(|error| lost_a_declaration_race(&error)));
+        assert_eq!(attempts, 1 + RACE_RETRIES as usize);
+    }
+
+    #[tokio::test]
+    async fn any_other_refusal_fails_at_once() {
+        for other in [
+            // A queue declared with other arguments: retrying cannot help.
+            refusal(
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+                "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-routing-key'",
+            ),
+            refusal(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND), "NOT_FOUND - no queue 'order_created' in vhost 'e2e'"),
+            refusal(
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+                "ACCESS_REFUSED - access to queue 'order_created' refused",
+            ),
+            refusal(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED), "CONNECTION_FORCED - broker forced connection closure"),
+        ] {
+            let (outcome, attempts) = ride_out(vec![other.clone()]).await;
+            assert!(outcome.is_err(), "{other:?}");
+            assert_eq!(attempts, 1, "{other:?}");
+        }
+    }
 }

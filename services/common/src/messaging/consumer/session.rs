@@ -32,8 +32,8 @@ where
 {
     let connection_name = format!("{} ({})", settings.consumer_name, M::QUEUE);
     let connection = crate::messaging::connect(url, &connection_name).await.context("failed to connect to RabbitMQ")?;
+    topology::declare(&connection).await.context("failed to declare the queue topology")?;
     let channel = connection.create_channel().await.context("failed to open a channel")?;
-    topology::declare(&channel).await.context("failed to declare the queue topology")?;
     // The prefetch bounds what this consumer holds unacknowledged (see `ConsumerSettings`);
     // global: false applies it per consumer, which on this one-consumer channel is the same.
     channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await.context("failed to set the prefetch")?;
