@@ -193,6 +193,8 @@ struct OrderRequest {
     request_id: Option<String>,
     /// Sent as `Idempotency-Key` with the POST.
     idempotency_key: Option<String>,
+    /// Sent as `traceparent` with the POST.
+    traceparent: Option<String>,
 }
 
 impl OrderRequest {
@@ -205,6 +207,7 @@ impl OrderRequest {
             address_line_length: None,
             request_id: None,
             idempotency_key: None,
+            traceparent: None,
         }
     }
 
@@ -252,6 +255,7 @@ async fn send_order(world: &ShopWorld, request: &OrderRequest) -> Response {
     let body = json!({"user_id": user_id, "items": items, "shipping_address": shipping_address});
     let mut headers: Vec<(&str, &str)> = request.request_id.iter().map(|id| ("x-request-id", id.as_str())).collect();
     headers.extend(request.idempotency_key.iter().map(|key| ("idempotency-key", key.as_str())));
+    headers.extend(request.traceparent.iter().map(|traceparent| ("traceparent", traceparent.as_str())));
     world.send_with_headers(Method::POST, "/api/v1/orders/", Body::Json(body.to_string()), Credentials::Current, &headers).await
 }
 
@@ -369,6 +373,65 @@ async fn the_request_id_reached(world: &mut ShopWorld, request_id: String, step:
     expected.sort();
     let reached = shop_testkit::logs::reached_by(&world.system().id, &request_id);
     assert_eq!(reached, expected, "where the request id {request_id:?} went");
+}
+
+/// The span the customer's client calls from, in every trace a scenario starts.
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// The POST carries the caller's `X-Request-Id` and a W3C `traceparent` of the trace
+/// `trace_id` (32 hexadecimal digits), as a client instrumented with OpenTelemetry sends; the
+/// harness's OTLP receiver keeps that trace's spans.
+#[when(expr = "the customer orders {int} {string} in the trace {string} with the request id {string}")]
+async fn the_customer_orders_in_a_trace(
+    world: &mut ShopWorld,
+    quantity: i64,
+    product: String,
+    trace_id: String,
+    request_id: String,
+) {
+    shop_testkit::traces::watch(&trace_id);
+    let traceparent = format!("00-{trace_id}-{CALLER_SPAN_ID}-01");
+    let request = OrderRequest {
+        request_id: Some(request_id),
+        traceparent: Some(traceparent),
+        ..OrderRequest::of(vec![(quantity, product)])
+    };
+    place_order(world, request).await;
+}
+
+/// The spans of the trace, drawn as `shop_testkit::traces::tree` draws them, are exactly the
+/// doc string: every span there, none more, each under its parent, the top ones children of the
+/// customer's own span.
+#[then(expr = "the trace {string} is exactly:")]
+async fn the_trace_is_exactly(world: &mut ShopWorld, trace_id: String, step: &cucumber::gherkin::Step) {
+    let _ = world;
+    let expected = step.docstring.as_ref().expect("the trace's tree as a doc string");
+    let expected: Vec<&str> = expected.lines().map(str::trim_end).filter(|line| !line.trim().is_empty()).collect();
+    let expected = expected.join("\n");
+    eventually(Duration::from_secs(30), &format!("the trace {trace_id}"), || {
+        let (trace_id, expected) = (trace_id.clone(), expected.clone());
+        async move {
+            // The services export in batches: what has ended goes now.
+            common::telemetry::flush();
+            let drawn = shop_testkit::traces::tree(&shop_testkit::traces::spans_of(&trace_id), CALLER_SPAN_ID);
+            if drawn == expected { Ok(()) } else { Err(format!("the trace is:\n{drawn}")) }
+        }
+    })
+    .await;
+}
+
+/// Every request and message span the request id reached recorded the trace's id beside it, so
+/// each of their log lines carries both.
+#[then(expr = "everywhere the request id {string} went, the trace {string} went with it")]
+async fn the_request_id_went_with_the_trace(world: &mut ShopWorld, request_id: String, trace_id: String) {
+    let reached = shop_testkit::logs::reached_with_traces(&world.system().id, &request_id);
+    assert!(!reached.is_empty(), "the request id {request_id:?} reached nothing");
+    let elsewhere: Vec<String> = reached
+        .iter()
+        .filter(|reached| reached.trace_id.as_deref() != Some(trace_id.as_str()))
+        .map(|reached| format!("{} {}: trace {:?}", reached.service, reached.what, reached.trace_id))
+        .collect();
+    assert!(elsewhere.is_empty(), "spans of the request id {request_id:?} outside the trace {trace_id}: {elsewhere:#?}");
 }
 
 #[when(expr = "the customer orders {int} {string} by its id in upper case")]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::money::Cents;
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 /// What the catalog says about one product id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +56,27 @@ impl CatalogClient {
     /// Looks every id up with one request per hundred distinct ids (one for any order, whose
     /// lines are at most a hundred): `GET /api/v1/products/?ids=...`, which answers the products
     /// that exist. An id that is not a well-formed product id is missing without asking.
+    ///
+    /// The look-up is a `product_lookup` span of the current trace, whose context goes to the
+    /// product service with the request id (see `common::telemetry`).
     pub async fn look_up_all(&self, product_ids: &[String]) -> Result<HashMap<String, CatalogEntry>, CatalogUnavailable> {
+        let span = tracing::info_span!(
+            "product_lookup",
+            products = product_ids.len(),
+            trace_id = tracing::field::Empty,
+            otel.name = "GET /api/v1/products/",
+            otel.kind = "client",
+        );
+        common::telemetry::continue_trace(&span, common::telemetry::current_traceparent().as_deref());
+        let headers = context_headers(common::telemetry::traceparent_of(&span).as_deref());
+        self.look_up(product_ids, headers).instrument(span).await
+    }
+
+    async fn look_up(
+        &self,
+        product_ids: &[String],
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<HashMap<String, CatalogEntry>, CatalogUnavailable> {
         let mut entries: HashMap<String, CatalogEntry> =
             product_ids.iter().map(|product_id| (product_id.clone(), CatalogEntry::Missing)).collect();
         let mut asked: Vec<&str> = product_ids.iter().map(String::as_str).filter(|id| is_product_id(id)).collect();
@@ -67,7 +88,7 @@ impl CatalogClient {
             let response = self
                 .http
                 .get(&url)
-                .headers(request_id_header())
+                .headers(headers.clone())
                 .send()
                 .await
                 .with_context(|| format!("GET {url} failed"))
@@ -96,11 +117,17 @@ fn is_product_id(text: &str) -> bool {
     text.len() == 24 && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
-/// The current request's id (see `common::request_id`), passed on to the product service.
-fn request_id_header() -> reqwest::header::HeaderMap {
+/// The current request's id (see `common::request_id`) and the look-up's trace context,
+/// passed on to the product service.
+fn context_headers(traceparent: Option<&str>) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(value) = common::request_id::current().and_then(|id| reqwest::header::HeaderValue::from_str(&id).ok()) {
-        headers.insert(common::request_id::HEADER, value);
+    for (name, value) in [
+        (common::request_id::HEADER, common::request_id::current()),
+        (common::telemetry::TRACEPARENT, traceparent.map(str::to_owned)),
+    ] {
+        if let Some(value) = value.and_then(|value| reqwest::header::HeaderValue::from_str(&value).ok()) {
+            headers.insert(name, value);
+        }
     }
     headers
 }

@@ -20,4 +20,5 @@ pub mod snapshot;
 pub mod sweep;
 pub mod system;
 pub mod teardown;
+pub mod traces;
 pub mod world;

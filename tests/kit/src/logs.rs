@@ -34,9 +34,15 @@ pub fn install() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let log_filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "warn,lapin=off,sqlx=error".into());
+    // The services' traces go to the harness's own OTLP receiver (crate::traces), as a service's
+    // would go to a collector: over OTLP/HTTP, in batches.
+    let exporter = crate::traces::endpoint()
+        .and_then(|endpoint| common::telemetry::exporter_to(&endpoint))
+        .unwrap_or_else(|error| panic!("the harness's OTLP receiver: {error:#}"));
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(log_filter)))
         .with(CaptureLayer.with_filter(tracing_subscriber::filter::filter_fn(CaptureLayer::interested_in)))
+        .with(common::telemetry::trace_layer("shop-e2e", Some(exporter)))
         .try_init();
 }
 
@@ -171,12 +177,23 @@ pub fn classify_warning(line: &LogLine) -> WarningKind {
     }
 }
 
+/// A request or message span of a system's service: where a request id (and its trace) reached.
+#[derive(Debug, Clone)]
+pub struct Reached {
+    pub service: String,
+    /// `METHOD /path` for an HTTP request, the queue for a message.
+    pub what: String,
+    pub request_id: String,
+    /// The trace id the span recorded (see `common::telemetry`), once it did.
+    pub trace_id: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct SystemRecord {
     /// ERROR and WARN events, in the order they were logged.
     lines: Vec<LogLine>,
-    /// What each request id reached: `(service, "METHOD /path" or queue)`, in order.
-    reached: Vec<(String, String, String)>,
+    /// What each request id reached, in order.
+    reached: Vec<Reached>,
     /// Open message spans by queue.
     in_flight: BTreeMap<String, usize>,
 }
@@ -211,13 +228,22 @@ pub fn reached_by(system: &str, request_id: &str) -> Vec<(String, String)> {
             record
                 .reached
                 .iter()
-                .filter(|(_, _, id)| id == request_id)
-                .map(|(service, what, _)| (service.clone(), what.clone()))
+                .filter(|reached| reached.request_id == request_id)
+                .map(|reached| (reached.service.clone(), reached.what.clone()))
                 .collect()
         })
         .unwrap_or_default();
     reached.sort();
     reached
+}
+
+/// Every request and message span of `system`'s services that carried `request_id`, with the
+/// trace id each recorded beside it.
+pub fn reached_with_traces(system: &str, request_id: &str) -> Vec<Reached> {
+    records()
+        .get(system)
+        .map(|record| record.reached.iter().filter(|reached| reached.request_id == request_id).cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Forgets `system` once its scenario is over.
@@ -243,6 +269,11 @@ impl CaptureLayer {
 /// The system id a span belongs to, and the service it runs, stored in the system span's
 /// extensions.
 struct SystemId(String, String);
+/// Marks a request or message span: its entry in its system's `reached`.
+struct ReachedAt {
+    system: String,
+    index: usize,
+}
 /// Marks an open message span: which system's consumer, on which queue, handling which message.
 struct InFlight {
     system: String,
@@ -277,7 +308,8 @@ where
             attributes.record(&mut fields);
             if let (Some((system, service)), Some(request_id)) = (owner, fields.get("request_id")) {
                 let what = format!("{} {}", fields.get("method").unwrap_or_default(), fields.get("path").unwrap_or_default());
-                records().entry(system).or_default().reached.push((service, what, request_id));
+                let index = reach(&system, Reached { service, what, request_id, trace_id: fields.get("trace_id") });
+                span.extensions_mut().insert(ReachedAt { system, index });
             }
         } else if name == MESSAGE_SPAN {
             let owner = span
@@ -290,11 +322,27 @@ where
                 let queue = fields.get("queue").unwrap_or_else(|| "(unknown queue)".into());
                 let correlation_id = fields.get("correlation_id").unwrap_or_default();
                 if let Some(request_id) = fields.get("request_id") {
-                    records().entry(system.clone()).or_default().reached.push((service, queue.clone(), request_id));
+                    let reached = Reached { service, what: queue.clone(), request_id, trace_id: fields.get("trace_id") };
+                    let index = reach(&system, reached);
+                    span.extensions_mut().insert(ReachedAt { system: system.clone(), index });
                 }
                 *records().entry(system.clone()).or_default().in_flight.entry(queue.clone()).or_default() += 1;
                 span.extensions_mut().insert(InFlight { system, queue, correlation_id });
             }
+        }
+    }
+
+    /// The trace id a request or message span records once it knows it.
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, context: Context<'_, S>) {
+        let Some(span) = context.span(id) else { return };
+        let extensions = span.extensions();
+        let Some(at) = extensions.get::<ReachedAt>() else { return };
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        if let Some(trace_id) = fields.get("trace_id")
+            && let Some(reached) = records().get_mut(&at.system).and_then(|record| record.reached.get_mut(at.index))
+        {
+            reached.trace_id = Some(trace_id);
         }
     }
 
@@ -345,6 +393,14 @@ where
         };
         records().entry(system).or_default().lines.push(line);
     }
+}
+
+/// Adds `reached` to `system`'s record; its index there.
+fn reach(system: &str, reached: Reached) -> usize {
+    let mut records = records();
+    let record = records.entry(system.to_owned()).or_default();
+    record.reached.push(reached);
+    record.reached.len() - 1
 }
 
 /// An event's or span's fields, as text.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::failure_streak::FailureStreak;
 use super::{Message, Publisher};
@@ -36,6 +37,9 @@ pub struct OutboxMessage {
     /// `x-request-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The trace it was made in (see `crate::telemetry`): its relay's publish continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// When it was stored (Unix milliseconds), for the outbox's age metric. Absent from events
     /// stored before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +54,7 @@ impl OutboxMessage {
             correlation_id: message.correlation_id(),
             payload: serde_json::to_string(message).expect("messages always serialise"),
             request_id: crate::request_id::current(),
+            traceparent: crate::telemetry::current_traceparent(),
             created_at_ms: Some(chrono::Utc::now().timestamp_millis()),
         }
     }
@@ -355,14 +360,18 @@ impl<S: OutboxStore> OutboxRelay<S> {
     }
 
     async fn publish_one(&self, message: &OutboxMessage) -> anyhow::Result<()> {
+        // The publish continues the trace the event was made in, whenever the relay gets to it.
+        let span = super::publisher::publish_span(&message.queue, &message.correlation_id, message.traceparent.as_deref());
+        let traceparent = crate::telemetry::traceparent_of(&span);
         self.publisher
             .publish_raw(
                 &message.queue,
                 &message.correlation_id,
                 &message.id,
                 message.payload.as_bytes(),
-                super::publisher::request_id_headers(message.request_id.as_deref()),
+                super::publisher::context_headers(message.request_id.as_deref(), traceparent.as_deref()),
             )
+            .instrument(span)
             .await
     }
 }
@@ -414,6 +423,7 @@ mod tests {
             correlation_id: correlation_id.into(),
             payload: "{}".into(),
             request_id: None,
+            traceparent: None,
             created_at_ms: None,
         }
     }

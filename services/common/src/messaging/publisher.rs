@@ -9,6 +9,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
+use tracing::Instrument as _;
 
 use super::{Message, topology};
 use crate::failure::DependencyUnavailable;
@@ -108,12 +109,16 @@ impl Publisher {
         Self { url: url.into(), connection_name: connection_name.into(), link: Mutex::new(None) }
     }
 
-    /// Publishes a typed message with a fresh message id.
+    /// Publishes a typed message with a fresh message id, in a `publish` span that continues the
+    /// current trace (see `crate::telemetry`).
     pub async fn publish<M: Message>(&self, message: &M) -> anyhow::Result<()> {
         let payload = serde_json::to_vec(message).context("failed to serialise message")?;
         let message_id = uuid::Uuid::new_v4().to_string();
-        let headers = request_id_headers(crate::request_id::current().as_deref());
-        self.publish_raw(M::QUEUE, &message.correlation_id(), &message_id, &payload, headers).await
+        let correlation_id = message.correlation_id();
+        let span = publish_span(M::QUEUE, &correlation_id, crate::telemetry::current_traceparent().as_deref());
+        let headers =
+            context_headers(crate::request_id::current().as_deref(), crate::telemetry::traceparent_of(&span).as_deref());
+        self.publish_raw(M::QUEUE, &correlation_id, &message_id, &payload, headers).instrument(span).await
     }
 
     /// Publishes bytes to `queue` and waits (at most [`CONFIRM_TIMEOUT`]) for the broker's confirm.
@@ -208,11 +213,29 @@ impl Publisher {
     }
 }
 
-/// The AMQP headers that carry `request_id` (none without one).
-pub fn request_id_headers(request_id: Option<&str>) -> FieldTable {
+/// The span of one publish, a child of `parent` (a `traceparent`; a root without one). Its own
+/// context is what the message carries on (see `crate::telemetry`).
+pub fn publish_span(queue: &str, correlation_id: &str, parent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        queue,
+        correlation_id,
+        trace_id = tracing::field::Empty,
+        otel.name = %format_args!("publish {queue}"),
+        otel.kind = "producer",
+    );
+    crate::telemetry::continue_trace(&span, parent);
+    span
+}
+
+/// The AMQP headers that carry the request id and the trace context of a message (each left out
+/// when absent).
+pub fn context_headers(request_id: Option<&str>, traceparent: Option<&str>) -> FieldTable {
     let mut headers = FieldTable::default();
-    if let Some(id) = request_id {
-        headers.insert(crate::request_id::HEADER.into(), lapin::types::AMQPValue::LongString(id.into()));
+    for (name, value) in [(crate::request_id::HEADER, request_id), (crate::telemetry::TRACEPARENT, traceparent)] {
+        if let Some(value) = value {
+            headers.insert(name.into(), lapin::types::AMQPValue::LongString(value.into()));
+        }
     }
     headers
 }

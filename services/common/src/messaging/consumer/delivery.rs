@@ -85,8 +85,14 @@ where
         queue = M::QUEUE,
         correlation_id = %correlation_id,
         request_id = %request_id,
-        attempt
+        attempt,
+        trace_id = tracing::field::Empty,
+        otel.name = %format_args!("consume {}", M::QUEUE),
+        otel.kind = "consumer",
+        consumer = %settings.consumer_name,
     );
+    // The trace the message was published in goes on here (see `crate::telemetry`).
+    crate::telemetry::continue_trace(&span, header_text(&delivery.properties, crate::telemetry::TRACEPARENT).as_deref());
     let started = std::time::Instant::now();
     let handling = async move {
         if let Err(error) = serde_json::from_slice::<M>(&delivery.data) {
