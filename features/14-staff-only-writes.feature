@@ -2,8 +2,9 @@
 Feature: Staff-only writes (REQUIRE_STAFF_ROLE=true)
   A customer places, reads and cancels their own orders. The catalog, the stock and the
   fulfilment of orders (shipped, delivered, refunded) are staff work: with the switch on, only
-  a token with the staff role (given to the accounts in STAFF_EMAILS) may do them, and staff
-  may do them on any customer's order. A refused write is a 403 and changes nothing.
+  a token with the staff role (given by an operator, `user-service staff grant EMAIL`) may do
+  them, and staff may do them on any customer's order. A refused write is a 403 and changes
+  nothing. The stock history names other customers' orders: staff only too.
 
   Background:
     Given the shop is running with staff-only writes
@@ -27,6 +28,29 @@ Feature: Staff-only writes (REQUIRE_STAFF_ROLE=true)
     And the stock history of "Premium Smartphone" is "product_created"
     When I send a GET request to "/api/v1/products/?name=Desk%20Lamp"
     Then the response is a list of 0 items
+
+  Scenario: Staff is whom an operator makes staff, from their next login until it is revoked
+    Given another customer "clerk@shop.example"
+    When "clerk@shop.example" logs in
+    And the customer tries to add 10 units of "Premium Smartphone" to the stock
+    Then the response status is 403
+    When an operator grants the staff role to "clerk@shop.example"
+    And "clerk@shop.example" logs in
+    And the customer tries to add 10 units of "Premium Smartphone" to the stock
+    Then the response status is 200
+    When an operator revokes the staff role of "clerk@shop.example"
+    And "clerk@shop.example" logs in
+    And the customer tries to add 10 units of "Premium Smartphone" to the stock
+    Then the response status is 403
+    And "Premium Smartphone" has 60 available and 0 reserved
+
+  Scenario: A customer cannot read the stock history, which names other customers' orders
+    When the customer orders 1 "Premium Smartphone"
+    Then the order is paid
+    When I send a GET request to "/api/v1/inventory/${PRODUCT_ID_1}/history"
+    Then the response status is 403
+    And the response field "detail" contains "reserved to staff"
+    And the stock history of "Premium Smartphone" is "product_created, order_reserved"
 
   Scenario: Staff change the catalog and the stock
     When staff tries to add 5 "Desk Lamp" at 39.90 to the catalog

@@ -100,6 +100,10 @@ pub async fn run(seed: u64, operations: usize) -> bool {
         .await
         .unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     let mut customers = Customers::new(system.gateway_url(), system.vhost.clone());
+    // Registered, made staff by the operator's command, then logged in again for a token with
+    // the role (registering again logs in: the account exists).
+    customers.register(STAFF_EMAIL, false).await.unwrap_or_else(|error| panic!("setting up the staff: {error}"));
+    system.make_staff(STAFF_EMAIL).await.unwrap_or_else(|error| panic!("making the staff: {error:#}"));
     customers.register(STAFF_EMAIL, false).await.unwrap_or_else(|error| panic!("setting up the staff: {error}"));
     for number in 0..FIRST_CUSTOMERS {
         let email = format!("chaos-{seed}-{number}@example.com");

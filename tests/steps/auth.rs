@@ -124,11 +124,13 @@ async fn the_only_default_address_listed_is(world: &mut ShopWorld, line1: String
     assert_eq!(defaults, [line1.as_str()], "the default addresses listed: {}", response.text);
 }
 
-/// The shop's member of staff (`STAFF_EMAILS` names them in every system), registered and logged
-/// in; their token, which carries the staff role, is also remembered as `STAFF_TOKEN`.
+/// The shop's member of staff, registered, made staff by the operator's command
+/// (`user-service staff grant`), and logged in; their token, which carries the staff role, is also
+/// remembered as `STAFF_TOKEN`.
 #[given("a member of staff")]
 async fn a_member_of_staff(world: &mut ShopWorld) {
     register(world, STAFF_EMAIL, PASSWORD).await;
+    world.system().make_staff(STAFF_EMAIL).await.unwrap_or_else(|error| panic!("{error:#}"));
     let session = session_of(world, STAFF_EMAIL).await;
     let claims = session.access_token.split('.').nth(1).expect("a JWT has claims");
     let claims: serde_json::Value =
@@ -136,6 +138,18 @@ async fn a_member_of_staff(world: &mut ShopWorld) {
     assert_eq!(claims["roles"], json!(["staff"]), "the staff member's token carries no staff role: {claims}");
     world.remember("STAFF_TOKEN", session.access_token.clone());
     act_as(world, session);
+}
+
+/// An operator runs `user-service staff grant EMAIL` against the user database.
+#[when(expr = "an operator grants the staff role to {string}")]
+async fn an_operator_grants_staff(world: &mut ShopWorld, email: String) {
+    world.system().make_staff(&email).await.unwrap_or_else(|error| panic!("{error:#}"));
+}
+
+/// An operator runs `user-service staff revoke EMAIL` against the user database.
+#[when(expr = "an operator revokes the staff role of {string}")]
+async fn an_operator_revokes_staff(world: &mut ShopWorld, email: String) {
+    world.system().revoke_staff(&email).await.unwrap_or_else(|error| panic!("{error:#}"));
 }
 
 /// Registers another customer; who the scenario is logged in as does not change.

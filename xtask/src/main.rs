@@ -26,6 +26,8 @@
 //! - `dlq list | show [--queue Q] [--limit N] | replay [--queue Q]`: against a running system (the
 //!   broker at `RABBITMQ_URL`, default the local one): what is dead-lettered and why, and handing
 //!   it back to its consumer (safe: every consumer is idempotent).
+//! - `staff grant EMAIL | revoke EMAIL | list`: who is staff in the system `up` runs, decided by
+//!   an operator (the user service's own `user-service staff` command against its database).
 //!
 //! - `fuzz [--examples N]`: schemathesis against every service's OpenAPI on a system it brings up
 //!   and stops; fails on a server error or an answer outside its schema.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Some("mutants") => commands::mutants::mutants(&arguments[1..]),
         Some("chaos") => commands::chaos::chaos(&arguments[1..]),
         Some("dlq") => commands::dlq::dlq(&arguments[1..]),
+        Some("staff") => commands::staff::staff(&arguments[1..]),
         Some("fuzz") => commands::fuzz::fuzz(&arguments[1..]),
         Some("alerts") => commands::alerts::alerts(&arguments[1..]),
         Some("manifests") => commands::manifests::manifests(&arguments[1..]),
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | fuzz [--examples N] | alerts | manifests | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | staff grant|revoke EMAIL | staff list | fuzz [--examples N] | alerts | manifests | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

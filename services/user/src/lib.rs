@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod openapi;
 pub mod passwords;
+pub mod staff;
 pub mod startup;
 pub mod state;
 pub mod throttle;

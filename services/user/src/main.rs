@@ -5,7 +5,15 @@ use common::config::Settings as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init("user", "info");
-    let application = user_service::build(Config::from_env()?).await?;
+    let config = Config::from_env()?;
+    // `user-service staff grant|revoke|list`: an operator's command, not the service.
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(("staff", rest)) = arguments.split_first().map(|(first, rest)| (first.as_str(), rest)) {
+        let command = user_service::staff::StaffCommand::parse(rest)?;
+        println!("{}", user_service::staff::run(&config.database_url, &command).await?);
+        return Ok(());
+    }
+    let application = user_service::build(config).await?;
     let outcome = application.run_until_stopped(common::shutdown::signal()).await;
     common::telemetry::shutdown();
     outcome

@@ -38,6 +38,13 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let verifier = TokenVerifier::from_jwk_set(tokens.key_set()).context("failed to build the token verifier")?;
     tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
     let passwords = PasswordHasher::new(config.password_hashing).await?;
+    if !config.staff_emails.is_empty() {
+        tracing::warn!(
+            accounts = config.staff_emails.len(),
+            "STAFF_EMAILS makes staff of whoever registers one of its addresses first (emails are not verified): \
+             a development convenience; in production grant staff with `user-service staff grant EMAIL`"
+        );
+    }
 
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
     // Closed once the server has stopped, so a test can drop its database at once.

@@ -24,14 +24,16 @@ pub struct AppState {
     pub passwords: Arc<PasswordHasher>,
     /// Wrong passwords per account, for login throttling.
     pub login_throttle: Arc<LoginThrottle>,
-    /// The accounts whose tokens carry the staff role, lowercased.
+    /// Accounts given the staff role by configuration (`STAFF_EMAILS`, a development convenience:
+    /// emails are not verified), lowercased.
     pub staff_emails: Arc<[String]>,
 }
 
 impl AppState {
-    /// The roles a token for the account `email` carries.
-    pub fn roles_of(&self, email: &str) -> Vec<String> {
-        let staff = self.staff_emails.iter().any(|staff| staff.eq_ignore_ascii_case(email));
+    /// The roles a token for `user` carries: staff when an operator granted it
+    /// (`user-service staff grant`), or, in development, when `STAFF_EMAILS` names the account.
+    pub fn roles_of(&self, user: &crate::users::store::UserRecord) -> Vec<String> {
+        let staff = user.is_staff || self.staff_emails.iter().any(|staff| staff.eq_ignore_ascii_case(&user.email));
         if staff { vec![common::auth::STAFF_ROLE.to_owned()] } else { Vec::new() }
     }
 }

@@ -11,4 +11,5 @@ pub mod images;
 pub mod load;
 pub mod manifests;
 pub mod mutants;
+pub mod staff;
 pub mod up;

@@ -142,7 +142,9 @@ async fn adjust_inventory(
     )))
 }
 
-/// Every change to a product's stock, oldest first.
+/// Every change to a product's stock, oldest first. It names the orders that reserved and
+/// released stock, other customers' included, so with `REQUIRE_STAFF_ROLE=true` it is staff
+/// work like the stock's writes.
 #[utoipa::path(
     get,
     path = "/api/v1/inventory/{product_id}/history",
@@ -152,13 +154,14 @@ async fn adjust_inventory(
     responses(
         (status = 200, description = "The changes", body = [HistoryEntry]),
         (status = 401, description = "No valid access token", body = common::error::ErrorBody),
+        (status = 403, description = "Staff only (REQUIRE_STAFF_ROLE=true) and the token has no staff role", body = common::error::ErrorBody),
         (status = 404, description = "No stock record for that product", body = common::error::ErrorBody),
         (status = 422, description = "Not a valid product id, or invalid paging", body = common::error::ErrorBody),
     )
 )]
 async fn inventory_history(
     State(state): State<AppState>,
-    _caller: CurrentUser,
+    _caller: StaffCaller,
     Path(product_id): Path<String>,
     Query(filters): Query<HistoryFilters>,
 ) -> ApiResult<Json<Vec<HistoryEntry>>> {

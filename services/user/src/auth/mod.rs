@@ -164,7 +164,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
     if !user.is_active {
         return Err(ApiError::Unauthorized("Inactive user".into()));
     }
-    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user.email), None).await?;
+    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user), None).await?;
     tracing::info!(user_id = user.id, "user logged in");
     Ok(Json(pair.into()))
 }
@@ -189,7 +189,7 @@ async fn refresh(State(state): State<AppState>, Json(request): Json<RefreshReque
     let claims = state.verifier.verify(request.refresh_token.trim(), TokenKind::Refresh).await?;
     let user = crate::users::active_user(&state, claims.user_id()?).await?;
     let jti = uuid::Uuid::parse_str(&claims.jti).map_err(|_| ApiError::Unauthorized("Could not validate credentials".into()))?;
-    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user.email), Some(jti)).await?;
+    let pair = issue_recorded_pair(&state, user.id, &state.roles_of(&user), Some(jti)).await?;
     tracing::info!(user_id = user.id, "tokens refreshed");
     Ok(Json(pair.into()))
 }

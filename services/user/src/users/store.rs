@@ -18,6 +18,8 @@ pub struct UserRecord {
     pub last_name: String,
     pub phone: Option<String>,
     pub is_active: bool,
+    /// Granted by an operator (see [`set_staff`]).
+    pub is_staff: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -42,7 +44,7 @@ pub struct ProfileChanges {
 
 /// The columns of `UserRecord`. Queries are built from this constant only, never from input,
 /// which is what `AssertSqlSafe` below asserts.
-const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, phone, is_active, created_at";
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, phone, is_active, is_staff, created_at";
 
 /// Inserts the user. A duplicate email (in any case) is a 409, decided by the unique index in
 /// the same statement, so two simultaneous registrations cannot both succeed.
@@ -51,7 +53,7 @@ pub async fn insert(pool: &PgPool, user: &NewUser) -> ApiResult<UserRecord> {
     let result = sqlx::query_as::<_, UserRecord>(
         "INSERT INTO users (email, password_hash, first_name, last_name, phone, is_active, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, TRUE, $6, $6)
-         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, created_at",
+         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, is_staff, created_at",
     )
     .bind(&user.email)
     .bind(&user.password_hash)
@@ -107,7 +109,7 @@ pub async fn update_profile(pool: &PgPool, user_id: i64, changes: &ProfileChange
              phone = CASE WHEN $4 THEN $5 ELSE phone END,
              updated_at = $6
          WHERE id = $1
-         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, created_at",
+         RETURNING id, email, password_hash, first_name, last_name, phone, is_active, is_staff, created_at",
     )
     .bind(user_id)
     .bind(&changes.first_name)
@@ -118,4 +120,27 @@ pub async fn update_profile(pool: &PgPool, user_id: i64, changes: &ProfileChange
     .fetch_optional(pool)
     .await
     .with_context(|| format!("failed to update the profile of user {user_id}"))
+}
+
+/// Grants (`true`) or revokes the staff role of the account `email` (any case): what an operator
+/// does with `user-service staff grant|revoke EMAIL`. Takes effect at the account's next login or
+/// refresh; access tokens already issued keep their roles until they expire. `false` when no
+/// account has that email.
+pub async fn set_staff(pool: &PgPool, email: &str, staff: bool) -> anyhow::Result<bool> {
+    let changed = sqlx::query("UPDATE users SET is_staff = $2, updated_at = $3 WHERE lower(email) = lower($1)")
+        .bind(email.trim())
+        .bind(staff)
+        .bind(common::timestamp::now())
+        .execute(pool)
+        .await
+        .with_context(|| format!("failed to change the staff role of {email}"))?;
+    Ok(changed.rows_affected() > 0)
+}
+
+/// The emails of the accounts an operator made staff, in order.
+pub async fn staff(pool: &PgPool) -> anyhow::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT email FROM users WHERE is_staff ORDER BY lower(email)")
+        .fetch_all(pool)
+        .await
+        .context("failed to list the staff accounts")
 }

@@ -15,7 +15,7 @@ use super::*;
 /// with max_connections = 100.
 pub(super) const DATABASE_MAX_CONNECTIONS: u32 = 3;
 
-/// The account whose tokens carry the staff role in every system (`STAFF_EMAILS`).
+/// The account the harness makes staff, as an operator would (see [`System::make_staff`]).
 pub const STAFF_EMAIL: &str = "staff@shop.example";
 
 impl System {
@@ -31,6 +31,20 @@ impl System {
 
     pub(super) fn mongodb_database(&self, service: &str) -> String {
         format!("e2e_{}_{service}", self.id)
+    }
+
+    /// Grants the staff role to the registered account `email` as an operator does, with the
+    /// user service's own command (`user-service staff grant EMAIL`) against its database; the
+    /// account's next login or refresh carries the role.
+    pub async fn make_staff(&self, email: &str) -> anyhow::Result<()> {
+        let command = user_service::staff::StaffCommand::Grant(email.to_owned());
+        user_service::staff::run(&self.direct_database_url("users"), &command).await.map(drop)
+    }
+
+    /// Takes the staff role back from `email`, as [`Self::make_staff`] gives it.
+    pub async fn revoke_staff(&self, email: &str) -> anyhow::Result<()> {
+        let command = user_service::staff::StaffCommand::Revoke(email.to_owned());
+        user_service::staff::run(&self.direct_database_url("users"), &command).await.map(drop)
     }
 
     /// The service's PostgreSQL database (`users` or `inventory`) reached directly, not through
@@ -92,7 +106,6 @@ impl System {
                 // never valid in another's.
                 config.signing_key =
                     user_service::config::SigningKeySource::Pem(SigningKeys::global().lease(&self.id).to_string());
-                config.staff_emails = vec![STAFF_EMAIL.to_owned()];
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
                 config.password_hashing =
                     user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
