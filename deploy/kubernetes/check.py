@@ -80,6 +80,8 @@ def check(overlay, documents):
     if len(settings) != 1:
         problems.append("no shop-settings ConfigMap")
     elif overlay == "production":
+        if settings[0]["data"].get("APP_ENV") != "production":
+            problems.append("production: APP_ENV is not production (the services would accept development defaults)")
         if settings[0]["data"].get("REQUIRE_STAFF_ROLE") != "true":
             problems.append("production: writes are open (REQUIRE_STAFF_ROLE is not true)")
         if by_kind.get("Secret"):

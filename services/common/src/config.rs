@@ -166,8 +166,91 @@ pub fn staff_policy(environment: Environment) -> anyhow::Result<crate::auth::Sta
     Ok(crate::auth::StaffPolicy { require_staff_role: environment.parse("REQUIRE_STAFF_ROLE", false)? })
 }
 
+/// `APP_ENV`: which defaults a deployment may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// The default: everything the guide's walk and `cargo xtask up` need works with nothing set
+    /// (the brokers' and stores' development credentials, a generated signing key, open writes).
+    Development,
+    /// A deployment: a service refuses to start while any of its credentials has its development
+    /// default, its signing key would be generated, or writes are open ([`ProductionRules`]).
+    Production,
+}
+
+impl Profile {
+    /// `APP_ENV` (`development`, the default, or `production`); any other value is an error that
+    /// names it.
+    pub fn from_environment(environment: Environment) -> anyhow::Result<Self> {
+        match environment.get("APP_ENV").map(|value| value.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("development") => Ok(Self::Development),
+            Some("production") => Ok(Self::Production),
+            Some(other) => anyhow::bail!("APP_ENV={other:?} is neither development nor production"),
+        }
+    }
+}
+
+/// The development defaults a production deployment must not keep: checked by every service at
+/// start under `APP_ENV=production`, every setting found wrong said at once, each with why.
+#[derive(Debug, Default)]
+#[must_use = "the rules only act in `check`"]
+pub struct ProductionRules {
+    problems: Vec<String>,
+}
+
+/// Credentials of the development setups (the broker's, the stores'), refused in production.
+const DEVELOPMENT_CREDENTIALS: [(&str, &str); 2] = [("guest", "guest"), ("postgres", "postgres")];
+
+impl ProductionRules {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The URL in `name` carries credentials of the service's own: a user and a password, and not
+    /// a development pair (`guest:guest`, `postgres:postgres`).
+    pub fn credentials(mut self, name: &str, url: &str) -> Self {
+        let problem = match url::Url::parse(url) {
+            Err(_) => Some(format!("{name} is not a URL")),
+            Ok(url) if url.username().is_empty() || url.password().is_none_or(str::is_empty) => {
+                Some(format!("{name} has no user and password: a deployment gives each service credentials of its own"))
+            }
+            Ok(url) if DEVELOPMENT_CREDENTIALS.contains(&(url.username(), url.password().unwrap_or_default())) => {
+                Some(format!("{name} uses the development credentials {}:{}", url.username(), url.password().unwrap_or_default()))
+            }
+            Ok(_) => None,
+        };
+        self.problems.extend(problem);
+        self
+    }
+
+    /// Staff work needs the staff role (`REQUIRE_STAFF_ROLE=true`): open writes are the guide's
+    /// walk, not a shop.
+    pub fn staff_required(self, policy: &crate::auth::StaffPolicy) -> Self {
+        self.holds(
+            policy.require_staff_role,
+            "REQUIRE_STAFF_ROLE is false: any signed-in user may write the catalog, the stock and fulfilment",
+        )
+    }
+
+    /// `problem` unless `holds`.
+    pub fn holds(mut self, holds: bool, problem: &str) -> Self {
+        if !holds {
+            self.problems.push(problem.to_owned());
+        }
+        self
+    }
+
+    /// Under `APP_ENV=production`, an error listing every problem found; otherwise `Ok`.
+    pub fn check(self, environment: Environment) -> anyhow::Result<()> {
+        if Profile::from_environment(environment)? == Profile::Production && !self.problems.is_empty() {
+            anyhow::bail!("APP_ENV=production refuses to start with development settings: {}", self.problems.join("; "));
+        }
+        Ok(())
+    }
+}
+
 /// Every variable the services read, for tests that prove a caller's environment is ignored.
 pub const VARIABLES: &[&str] = &[
+    "APP_ENV",
     "HOST",
     "PORT",
     "RABBITMQ_URL",
@@ -207,6 +290,54 @@ mod tests {
 
     fn given(variables: Vec<(&'static str, &'static str)>) -> Environment {
         Environment::Given(Box::leak(variables.into_boxed_slice()))
+    }
+
+    fn production_check(rules: ProductionRules) -> Result<(), String> {
+        rules.check(given(vec![("APP_ENV", "production")])).map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn production_refuses_development_credentials_and_urls_without_any_naming_each_setting() {
+        let refused = production_check(
+            ProductionRules::new()
+                .credentials("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+                .credentials("DATABASE_URL", &format!("{DEFAULT_POSTGRES_URL}/inventory"))
+                .credentials("MONGODB_URL", DEFAULT_MONGODB_URL)
+                .credentials("OTHER_URL", "amqp://order:@broker:5672/%2f"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refused,
+            "APP_ENV=production refuses to start with development settings: \
+             RABBITMQ_URL uses the development credentials guest:guest; \
+             DATABASE_URL uses the development credentials postgres:postgres; \
+             MONGODB_URL has no user and password: a deployment gives each service credentials of its own; \
+             OTHER_URL has no user and password: a deployment gives each service credentials of its own"
+        );
+        let own = ProductionRules::new()
+            .credentials("RABBITMQ_URL", "amqp://order:s3cret@broker:5672/%2f")
+            .credentials("MONGODB_URL", "mongodb://order:s3cret@mongodb:27017/?authSource=orders");
+        assert_eq!(production_check(own), Ok(()));
+    }
+
+    #[test]
+    fn production_refuses_open_writes() {
+        let open = crate::auth::StaffPolicy { require_staff_role: false };
+        let refused = production_check(ProductionRules::new().staff_required(&open)).unwrap_err();
+        assert!(
+            refused.ends_with("REQUIRE_STAFF_ROLE is false: any signed-in user may write the catalog, the stock and fulfilment")
+        );
+        let staff_only = crate::auth::StaffPolicy { require_staff_role: true };
+        assert_eq!(production_check(ProductionRules::new().staff_required(&staff_only)), Ok(()));
+    }
+
+    #[test]
+    fn development_keeps_its_defaults_and_an_unknown_profile_is_an_error() {
+        let rules = || ProductionRules::new().credentials("RABBITMQ_URL", DEFAULT_RABBITMQ_URL);
+        assert!(rules().check(Environment::DefaultsOnly).is_ok());
+        assert!(rules().check(given(vec![("APP_ENV", "Development")])).is_ok());
+        let error = rules().check(given(vec![("APP_ENV", "staging")])).unwrap_err().to_string();
+        assert_eq!(error, "APP_ENV=\"staging\" is neither development nor production");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Configuration from the environment, with defaults for a developer machine.
 
-use common::config::{Environment, HttpSettings, Settings};
+use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
 pub const PORT: u16 = 8002;
 
@@ -23,7 +23,7 @@ pub struct Config {
 
 impl Settings for Config {
     fn from_environment(environment: Environment) -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/inventory", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -33,6 +33,12 @@ impl Settings for Config {
             product_stock_record_wait: std::time::Duration::from_secs(
                 environment.parse("PRODUCT_STOCK_RECORD_WAIT_SECONDS", 5 * 60)?,
             ),
-        })
+        };
+        ProductionRules::new()
+            .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .credentials("DATABASE_URL", &config.database_url)
+            .staff_required(&config.staff_policy)
+            .check(environment)?;
+        Ok(config)
     }
 }

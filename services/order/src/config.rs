@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use common::config::{Environment, HttpSettings, Settings};
+use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
 pub const PORT: u16 = 8001;
 
@@ -29,7 +29,7 @@ pub struct Config {
 
 impl Settings for Config {
     fn from_environment(environment: Environment) -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpSettings::from_environment(environment, PORT)?,
             mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: environment.or("MONGODB_DATABASE", "orders"),
@@ -40,6 +40,12 @@ impl Settings for Config {
             product_service_url: environment.or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
             product_lookup_timeout: Duration::from_millis(environment.parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),
             consumer_prefetch: environment.parse("CONSUMER_PREFETCH", 8)?,
-        })
+        };
+        ProductionRules::new()
+            .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .credentials("MONGODB_URL", &config.mongodb_url)
+            .staff_required(&config.staff_policy)
+            .check(environment)?;
+        Ok(config)
     }
 }

@@ -1,6 +1,6 @@
 //! Configuration from the environment, with defaults for a developer machine.
 
-use common::config::{Environment, HttpSettings, Settings};
+use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
 pub const PORT: u16 = 8000;
 
@@ -19,13 +19,19 @@ pub struct Config {
 
 impl Settings for Config {
     fn from_environment(environment: Environment) -> anyhow::Result<Self> {
-        Ok(Self {
+        let config = Self {
             http: HttpSettings::from_environment(environment, PORT)?,
             mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: environment.or("MONGODB_DATABASE", "products"),
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
             staff_policy: common::config::staff_policy(environment)?,
-        })
+        };
+        ProductionRules::new()
+            .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .credentials("MONGODB_URL", &config.mongodb_url)
+            .staff_required(&config.staff_policy)
+            .check(environment)?;
+        Ok(config)
     }
 }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::config::{Environment, HttpSettings, Settings};
+use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
 pub const PORT: u16 = 8003;
 
@@ -73,7 +73,7 @@ impl Settings for Config {
             SigningKeySource::Pem(pem)
         };
         let defaults = PasswordHashing::default();
-        Ok(Self {
+        let config = Self {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/users", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -91,7 +91,17 @@ impl Settings for Config {
                 .map(|email| email.trim().to_lowercase())
                 .filter(|email| !email.is_empty())
                 .collect(),
-        })
+        };
+        let key_given = environment.get("JWT_PRIVATE_KEY").is_some() || environment.get("JWT_PRIVATE_KEY_PATH").is_some();
+        ProductionRules::new()
+            .credentials("DATABASE_URL", &config.database_url)
+            .holds(key_given, "neither JWT_PRIVATE_KEY nor JWT_PRIVATE_KEY_PATH is set: a signing key would be generated")
+            .holds(
+                config.staff_emails.is_empty(),
+                "STAFF_EMAILS is set: it makes staff of whoever registers one of its addresses first; grant staff with `user-service staff grant`",
+            )
+            .check(environment)?;
+        Ok(config)
     }
 }
 
