@@ -12,6 +12,7 @@
 
 pub mod alert_rules;
 pub mod api;
+pub mod binary;
 pub mod eventually;
 pub mod gateway;
 pub mod journeys;
