@@ -411,8 +411,9 @@ async fn the_trace_is_exactly(world: &mut ShopWorld, trace_id: String, step: &cu
     eventually(Duration::from_secs(30), &format!("the trace {trace_id}"), || {
         let (trace_id, expected) = (trace_id.clone(), expected.clone());
         async move {
-            // The services export in batches: what has ended goes now.
-            common::telemetry::flush();
+            // The services export in batches: what has ended goes now (a blocking call: the
+            // exporter's thread answers when it has sent).
+            tokio::task::spawn_blocking(common::telemetry::flush).await.map_err(|error| error.to_string())?;
             let drawn = shop_testkit::traces::tree(&shop_testkit::traces::spans_of(&trace_id), CALLER_SPAN_ID);
             if drawn == expected { Ok(()) } else { Err(format!("the trace is:\n{drawn}")) }
         }
