@@ -101,6 +101,7 @@ impl TestService {
             database_url: format!("{server_url}/{database_name}"),
             database_max_connections: 2,
             signing_key: SigningKeySource::Pem(KEYS.service_private_pem.clone()),
+            key_reload: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(30 * 60),
             refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             // argon2's minimum memory: fast tests, and production defaults stay untouched.

@@ -96,7 +96,7 @@ pub async fn run(seed: u64, operations: usize) -> bool {
     let urls: &'static shop_testkit::infrastructure::Infrastructure = Box::leak(Box::new(servers.urls()));
     println!("chaos: its own servers: PostgreSQL {}, MongoDB {}, RabbitMQ {}", urls.postgres, urls.mongodb, urls.rabbitmq);
     let replicas = BTreeMap::from([(ServiceName::Order, 2), (ServiceName::Inventory, 2)]);
-    let system = System::start(&Setup { replicas, staff_only: true, servers: Some(urls) })
+    let system = System::start(&Setup { replicas, staff_only: true, servers: Some(urls), ..Setup::default() })
         .await
         .unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     let mut customers = Customers::new(system.gateway_url(), system.vhost.clone());

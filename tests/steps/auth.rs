@@ -66,7 +66,7 @@ pub async fn session_of(world: &ShopWorld, email: &str) -> Session {
 
 /// Makes `session` the scenario's current one: its token is sent by default and remembered as
 /// TOKEN, REFRESH_TOKEN and USER_ID.
-fn act_as(world: &mut ShopWorld, session: Session) {
+pub(crate) fn act_as(world: &mut ShopWorld, session: Session) {
     world.token = Some(session.access_token.clone());
     world.remember("TOKEN", session.access_token);
     world.remember("REFRESH_TOKEN", session.refresh_token);

@@ -18,6 +18,13 @@ async fn the_shop_is_running_with_staff_only_writes(world: &mut ShopWorld) {
     start(world, Setup { staff_only: true, ..Setup::default() }).await;
 }
 
+/// The user service reads its signing keys from a directory an operator rotates (`JWT_KEY_DIR`),
+/// read again every second; the other services fetch the key set every 2 s.
+#[given("the shop is running with a key directory")]
+async fn the_shop_is_running_with_a_key_directory(world: &mut ShopWorld) {
+    start(world, Setup { key_directory: true, ..Setup::default() }).await;
+}
+
 /// Several replicas of two services, against the same databases and queues, nginx balancing
 /// their routes over them.
 #[given(expr = "the shop is running with {int} replicas of the {word} and {word} services")]

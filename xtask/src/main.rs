@@ -28,6 +28,8 @@
 //!   it back to its consumer (safe: every consumer is idempotent).
 //! - `staff grant EMAIL | revoke EMAIL | list`: who is staff in the system `up` runs, decided by
 //!   an operator (the user service's own `user-service staff` command against its database).
+//! - `keys rotate [--activate-in SECONDS] | list | remove KID`: the signing keys of the system `up`
+//!   runs (the user service's own `user-service keys` command on its key directory).
 //!
 //! - `fuzz [--examples N]`: schemathesis against every service's OpenAPI on a system it brings up
 //!   and stops; fails on a server error or an answer outside its schema.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Some("chaos") => commands::chaos::chaos(&arguments[1..]),
         Some("dlq") => commands::dlq::dlq(&arguments[1..]),
         Some("staff") => commands::staff::staff(&arguments[1..]),
+        Some("keys") => commands::keys::keys(&arguments[1..]),
         Some("fuzz") => commands::fuzz::fuzz(&arguments[1..]),
         Some("alerts") => commands::alerts::alerts(&arguments[1..]),
         Some("manifests") => commands::manifests::manifests(&arguments[1..]),
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
         Some("compose") => commands::compose::compose(&arguments[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | staff grant|revoke EMAIL | staff list | fuzz [--examples N] | alerts | manifests | images | compose up|check|down"
+                "usage: cargo xtask e2e [--containers] [--name REGEX] [--tags EXPRESSION] [-- CUCUMBER OPTIONS] | up [--release] [--gateway-port N] [--monitoring] | load [--debug] [goose options] | bench [--url URL --order-service URL] | chaos [--seed N] [--operations M] | mutants [--list] [AREA...] [-- CARGO-MUTANTS OPTIONS] | dlq list|show|replay [--queue Q] | staff grant|revoke EMAIL | staff list | keys rotate [--activate-in SECONDS] | keys list | keys remove KID | fuzz [--examples N] | alerts | manifests | images | compose up|check|down"
             );
             return ExitCode::from(2);
         }

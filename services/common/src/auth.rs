@@ -44,7 +44,8 @@ pub struct KeyFetching {
     /// How old the keys may get before a request fetches them again (without waiting for it:
     /// the request uses the keys it has). A key the user service stopped publishing is refused
     /// at most this long (plus one fetch) after. Keys are kept, and used, while fetches fail, so
-    /// valid tokens keep working while the user service is down. Default 5 minutes.
+    /// valid tokens keep working while the user service is down. Default 60 s
+    /// (`JWKS_REFRESH_SECONDS`, see [`crate::config::key_fetching`]).
     pub refresh_interval: Duration,
     /// The shortest time between two fetches caused by unknown key ids, so that a flood of
     /// tokens with made-up `kid`s cannot turn into a flood of requests to the user service; an
@@ -57,7 +58,7 @@ impl Default for KeyFetching {
         Self {
             fetch_timeout: Duration::from_secs(2),
             failure_memory: Duration::from_secs(5),
-            refresh_interval: Duration::from_secs(5 * 60),
+            refresh_interval: Duration::from_secs(60),
             minimum_refetch_interval: Duration::from_secs(5),
         }
     }
@@ -213,6 +214,17 @@ impl TokenVerifier {
     pub fn from_jwk_set(key_set: &JwkSet) -> anyhow::Result<Self> {
         let cache = KeyCache { keys: decoding_keys(key_set)?, ..KeyCache::default() };
         Ok(Self { source: KeySource::Fixed, cache: std::sync::RwLock::new(cache), fetching: Mutex::new(()) })
+    }
+
+    /// Replaces the keys of a verifier made [`Self::from_jwk_set`] (the user service, after it
+    /// reloads its key directory): tokens signed by a key no longer in `key_set` are refused from
+    /// now on. A verifier that fetches its keys ignores this: they are the publisher's to say.
+    pub fn replace_keys(&self, key_set: &JwkSet) -> anyhow::Result<()> {
+        if matches!(self.source, KeySource::Fixed) {
+            let keys = decoding_keys(key_set)?;
+            self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).keys = keys;
+        }
+        Ok(())
     }
 
     /// Checks signature, algorithm, issuer, expiry and kind, and returns the claims.

@@ -159,6 +159,16 @@ pub fn jwks_url(environment: Environment) -> String {
     })
 }
 
+/// How a verifying service paces its fetches of the key set: [`crate::auth::KeyFetching`]'s
+/// defaults, with `JWKS_REFRESH_SECONDS` (60) for how old the keys may get before they are fetched
+/// again, which bounds how long a key the user service stopped publishing stays trusted.
+pub fn key_fetching(environment: Environment) -> anyhow::Result<crate::auth::KeyFetching> {
+    let defaults = crate::auth::KeyFetching::default();
+    let refresh = environment.parse("JWKS_REFRESH_SECONDS", defaults.refresh_interval.as_secs())?;
+    anyhow::ensure!(refresh > 0, "JWKS_REFRESH_SECONDS must be at least 1");
+    Ok(crate::auth::KeyFetching { refresh_interval: std::time::Duration::from_secs(refresh), ..defaults })
+}
+
 /// `REQUIRE_STAFF_ROLE` (`true` or `false`, default `false`): whether catalog and stock writes and
 /// the fulfilment transitions of orders need a token with the staff role. Off, any signed-in user
 /// may do them (on their own orders), as the testing guide's walk-through does.
@@ -255,6 +265,7 @@ pub const VARIABLES: &[&str] = &[
     "PORT",
     "RABBITMQ_URL",
     "JWKS_URL",
+    "JWKS_REFRESH_SECONDS",
     "REQUIRE_STAFF_ROLE",
     "STAFF_EMAILS",
     "USER_SERVICE_URL",
@@ -269,6 +280,8 @@ pub const VARIABLES: &[&str] = &[
     "PRODUCT_STOCK_RECORD_WAIT_SECONDS",
     "JWT_PRIVATE_KEY",
     "JWT_PRIVATE_KEY_PATH",
+    "JWT_KEY_DIR",
+    "JWT_KEY_RELOAD_SECONDS",
     "ACCESS_TOKEN_TTL_SECONDS",
     "REFRESH_TOKEN_TTL_SECONDS",
     "ARGON2_MEMORY_KIB",

@@ -17,6 +17,8 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
+    /// How often the keys of that document are fetched again (`JWKS_REFRESH_SECONDS`).
+    pub key_fetching: common::auth::KeyFetching,
     /// Who may do staff work here (`REQUIRE_STAFF_ROLE`).
     pub staff_policy: common::auth::StaffPolicy,
     /// The product service, asked for each item's product and price when an order is placed.
@@ -36,6 +38,7 @@ impl Settings for Config {
             mongodb_max_pool_size: environment.parse("MONGODB_MAX_POOL_SIZE", 20)?,
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
+            key_fetching: common::config::key_fetching(environment)?,
             staff_policy: common::config::staff_policy(environment)?,
             product_service_url: environment.or("PRODUCT_SERVICE_URL", "http://127.0.0.1:8000"),
             product_lookup_timeout: Duration::from_millis(environment.parse("PRODUCT_LOOKUP_TIMEOUT_MS", 5000)?),

@@ -61,7 +61,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let state = OrdersState {
         store,
         catalog: CatalogClient::new(&config.product_service_url, config.product_lookup_timeout)?,
-        verifier: Arc::new(TokenVerifier::from_jwks_url(&config.jwks_url)),
+        verifier: Arc::new(TokenVerifier::from_jwks_url_with(&config.jwks_url, config.key_fetching)),
         staff_policy: config.staff_policy,
         metrics,
     };

@@ -13,6 +13,8 @@ pub struct Config {
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
+    /// How often the keys of that document are fetched again (`JWKS_REFRESH_SECONDS`).
+    pub key_fetching: common::auth::KeyFetching,
     /// Who may do staff work here (`REQUIRE_STAFF_ROLE`).
     pub staff_policy: common::auth::StaffPolicy,
 }
@@ -25,6 +27,7 @@ impl Settings for Config {
             mongodb_database: environment.or("MONGODB_DATABASE", "products"),
             rabbitmq_url: common::config::rabbitmq_url(environment),
             jwks_url: common::config::jwks_url(environment),
+            key_fetching: common::config::key_fetching(environment)?,
             staff_policy: common::config::staff_policy(environment)?,
         };
         ProductionRules::new()

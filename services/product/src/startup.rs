@@ -53,7 +53,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
 
     let state = AppState {
         products,
-        token_verifier: Arc::new(TokenVerifier::from_jwks_url(config.jwks_url.clone())),
+        token_verifier: Arc::new(TokenVerifier::from_jwks_url_with(config.jwks_url.clone(), config.key_fetching)),
         staff_policy: config.staff_policy,
     };
     service.route(router(state, service.readiness(), service.metrics()));

@@ -2,7 +2,8 @@
 //!
 //! Variables: `HOST`, `PORT` (8003), `DATABASE_URL` (`postgres://postgres@127.0.0.1:5432/users`),
 //! `DATABASE_MAX_CONNECTIONS` (10), `JWT_PRIVATE_KEY` (a PEM value) or `JWT_PRIVATE_KEY_PATH`
-//! (`.local/keys/user-service.pem`, generated when missing), `ACCESS_TOKEN_TTL_SECONDS` (1800),
+//! (`.local/keys/user-service.pem`, generated when missing), or `JWT_KEY_DIR` (a directory of keys
+//! for rotation, see `crate::keys`) with `JWT_KEY_RELOAD_SECONDS` (10), `ACCESS_TOKEN_TTL_SECONDS` (1800),
 //! `REFRESH_TOKEN_TTL_SECONDS` (604800), `ARGON2_MEMORY_KIB` (19456), `ARGON2_ITERATIONS` (2),
 //! `ARGON2_PARALLELISM` (1), `STAFF_EMAILS` (comma-separated; none by default): the accounts whose
 //! tokens carry the staff role.
@@ -22,6 +23,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Where the RS256 private key comes from.
     pub signing_key: SigningKeySource,
+    /// How often a key directory is read again (`JWT_KEY_RELOAD_SECONDS`).
+    pub key_reload: Duration,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub password_hashing: PasswordHashing,
@@ -37,6 +40,9 @@ pub enum SigningKeySource {
     /// A PEM file (`JWT_PRIVATE_KEY_PATH`). In development, when the file does not exist, a key is
     /// generated and written there, so tokens survive restarts.
     File(PathBuf),
+    /// A directory of keys named by when each starts signing (`JWT_KEY_DIR`): rotation without
+    /// logging anyone out (see `crate::keys`).
+    Directory(PathBuf),
 }
 
 /// Never prints the key itself: a `Config` may end up in a log line.
@@ -45,6 +51,7 @@ impl std::fmt::Debug for SigningKeySource {
         match self {
             SigningKeySource::Pem(_) => formatter.write_str("Pem(<redacted>)"),
             SigningKeySource::File(path) => formatter.debug_tuple("File").field(path).finish(),
+            SigningKeySource::Directory(path) => formatter.debug_tuple("Directory").field(path).finish(),
         }
     }
 }
@@ -67,17 +74,26 @@ impl Default for PasswordHashing {
 impl Settings for Config {
     fn from_environment(environment: Environment) -> anyhow::Result<Self> {
         let pem = environment.or("JWT_PRIVATE_KEY", "");
-        let signing_key = if pem.is_empty() {
-            SigningKeySource::File(PathBuf::from(environment.or("JWT_PRIVATE_KEY_PATH", ".local/keys/user-service.pem")))
-        } else {
-            SigningKeySource::Pem(pem)
+        let directory = environment.get("JWT_KEY_DIR");
+        if directory.is_some() && (!pem.is_empty() || environment.get("JWT_PRIVATE_KEY_PATH").is_some()) {
+            anyhow::bail!("JWT_KEY_DIR is set with JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_PATH: set one of them");
+        }
+        let signing_key = match directory {
+            Some(directory) => SigningKeySource::Directory(PathBuf::from(directory)),
+            None if pem.is_empty() => {
+                SigningKeySource::File(PathBuf::from(environment.or("JWT_PRIVATE_KEY_PATH", ".local/keys/user-service.pem")))
+            }
+            None => SigningKeySource::Pem(pem),
         };
+        let key_reload = Duration::from_secs(environment.parse("JWT_KEY_RELOAD_SECONDS", 10)?);
+        anyhow::ensure!(!key_reload.is_zero(), "JWT_KEY_RELOAD_SECONDS must be at least 1");
         let defaults = PasswordHashing::default();
         let config = Self {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/users", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
             signing_key,
+            key_reload,
             access_token_ttl: Duration::from_secs(environment.parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 60)?),
             refresh_token_ttl: Duration::from_secs(environment.parse("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 60 * 60)?),
             password_hashing: PasswordHashing {
@@ -92,10 +108,11 @@ impl Settings for Config {
                 .filter(|email| !email.is_empty())
                 .collect(),
         };
-        let key_given = environment.get("JWT_PRIVATE_KEY").is_some() || environment.get("JWT_PRIVATE_KEY_PATH").is_some();
+        let key_given =
+            ["JWT_PRIVATE_KEY", "JWT_PRIVATE_KEY_PATH", "JWT_KEY_DIR"].iter().any(|name| environment.get(name).is_some());
         ProductionRules::new()
             .credentials("DATABASE_URL", &config.database_url)
-            .holds(key_given, "neither JWT_PRIVATE_KEY nor JWT_PRIVATE_KEY_PATH is set: a signing key would be generated")
+            .holds(key_given, "none of JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_PATH and JWT_KEY_DIR is set: a signing key would be generated")
             .holds(
                 config.staff_emails.is_empty(),
                 "STAFF_EMAILS is set: it makes staff of whoever registers one of its addresses first; grant staff with `user-service staff grant`",

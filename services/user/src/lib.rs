@@ -11,6 +11,7 @@
 pub mod addresses;
 pub mod auth;
 pub mod config;
+pub mod keys;
 pub mod openapi;
 pub mod passwords;
 pub mod staff;

@@ -13,6 +13,18 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", user_service::staff::run(&config.database_url, &command).await?);
         return Ok(());
     }
+    // `user-service keys rotate|list|remove`: the key directory's (JWT_KEY_DIR) operator commands.
+    if let Some(("keys", rest)) = arguments.split_first().map(|(first, rest)| (first.as_str(), rest)) {
+        let command = user_service::keys::KeysCommand::parse(rest)?;
+        let user_service::SigningKeySource::Directory(directory) = &config.signing_key else {
+            anyhow::bail!(
+                "the keys commands work on a key directory: set JWT_KEY_DIR (a single key, JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_PATH, cannot rotate)"
+            );
+        };
+        let lifetime = config.access_token_ttl.max(config.refresh_token_ttl);
+        println!("{}", user_service::keys::run(directory, lifetime, &command).await?);
+        return Ok(());
+    }
     let application = user_service::build(config).await?;
     let outcome = application.run_until_stopped(common::shutdown::signal()).await;
     common::telemetry::shutdown();

@@ -4,7 +4,8 @@
 //! (see `common::runtime`). The binary and the test harness both start the service through these
 //! two calls.
 //!
-//! The service has no background tasks: it publishes and consumes no messages.
+//! It publishes and consumes no messages; its one background task, with a key directory, reads
+//! the directory again every `JWT_KEY_RELOAD_SECONDS` (see `crate::keys`).
 
 use std::sync::Arc;
 
@@ -15,11 +16,11 @@ use common::runtime::Service;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::Config;
+use crate::config::{Config, SigningKeySource};
 use crate::openapi::ApiDocument;
 use crate::passwords::PasswordHasher;
 use crate::state::AppState;
-use crate::tokens::{TokenIssuer, load_signing_key};
+use crate::tokens::load_issuer;
 
 pub const SERVICE_NAME: &str = "user-service";
 
@@ -33,10 +34,9 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
     sqlx::migrate!().run(&pool).await.context("failed to run the user service's migrations")?;
 
-    let private_key_pem = load_signing_key(&config.signing_key).await?;
-    let tokens = TokenIssuer::from_private_key_pem(&private_key_pem, config.access_token_ttl, config.refresh_token_ttl)?;
-    let verifier = TokenVerifier::from_jwk_set(tokens.key_set()).context("failed to build the token verifier")?;
-    tracing::info!(key_id = tokens.key_id(), "token signing key loaded");
+    let tokens = Arc::new(load_issuer(&config.signing_key, config.access_token_ttl, config.refresh_token_ttl).await?);
+    let verifier = Arc::new(TokenVerifier::from_jwk_set(&tokens.key_set()).context("failed to build the token verifier")?);
+    tracing::info!(key_id = tokens.signing_key()?.key_id, keys = ?tokens.key_ids(), "token signing keys loaded");
     let passwords = PasswordHasher::new(config.password_hashing).await?;
     if !config.staff_emails.is_empty() {
         tracing::warn!(
@@ -47,12 +47,17 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     }
 
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
+    if let SigningKeySource::Directory(directory) = &config.signing_key {
+        let (directory, every, tokens, verifier) =
+            (directory.clone(), config.key_reload, Arc::clone(&tokens), Arc::clone(&verifier));
+        service.spawn(move |cancel| crate::keys::follow_directory(directory, every, tokens, verifier, cancel));
+    }
     // Closed once the server has stopped, so a test can drop its database at once.
     service.postgres(pool.clone());
     let state = AppState {
         pool,
-        tokens: Arc::new(tokens),
-        verifier: Arc::new(verifier),
+        tokens,
+        verifier,
         passwords: Arc::new(passwords),
         login_throttle: Arc::default(),
         staff_emails: config.staff_emails.clone().into(),

@@ -9,32 +9,25 @@
 //! user service checks its own tokens with exactly the code every other service uses.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use common::auth::{Claims, ISSUER, TokenKind};
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
 use rsa::RsaPrivateKey;
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use rsa::traits::PublicKeyParts;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 
 use crate::config::SigningKeySource;
+use crate::keys::{GENERATED_KEY_BITS, KeyRing, SigningKey};
 
-/// Keys shorter than this are refused: RS256 with less than 2048 bits is breakable.
-const MINIMUM_KEY_BITS: usize = 2048;
-
-/// The size of a key generated for development when the configured key file does not exist.
-const GENERATED_KEY_BITS: usize = 2048;
-
-/// Signs access and refresh tokens and knows the public key set that verifies them.
+/// Signs access and refresh tokens with the key that signs now, and knows the public key set
+/// that verifies them (see [`crate::keys`] for rotation).
 pub struct TokenIssuer {
-    encoding_key: EncodingKey,
-    /// The JWK thumbprint of the public key, sent as the header's `kid` so verifiers can pick
-    /// the right key after a rotation.
-    key_id: String,
-    key_set: JwkSet,
+    /// Swapped whole when the key directory is read again; never held across an await.
+    ring: RwLock<Arc<KeyRing>>,
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
 }
@@ -62,33 +55,44 @@ pub struct TokenPair {
 }
 
 impl TokenIssuer {
-    /// An issuer for an RSA private key in PKCS#8 or PKCS#1 PEM.
+    /// An issuer signing with the keys of `ring`.
+    pub fn new(ring: KeyRing, access_token_ttl: Duration, refresh_token_ttl: Duration) -> Self {
+        Self { ring: RwLock::new(Arc::new(ring)), access_token_ttl, refresh_token_ttl }
+    }
+
+    /// An issuer for one RSA private key in PKCS#8 or PKCS#1 PEM, signing for ever.
     pub fn from_private_key_pem(pem: &str, access_token_ttl: Duration, refresh_token_ttl: Duration) -> anyhow::Result<Self> {
-        let private_key = parse_private_key_pem(pem)?;
-        anyhow::ensure!(
-            private_key.size() * 8 >= MINIMUM_KEY_BITS,
-            "the token signing key has {} bits; at least {MINIMUM_KEY_BITS} are required",
-            private_key.size() * 8
-        );
-        // Hand jsonwebtoken the DER we derived ourselves: its own PEM reader would also accept a
-        // public key here and only fail at the first signature.
-        let der = private_key.to_pkcs1_der().context("failed to encode the signing key as PKCS#1 DER")?;
-        let encoding_key = EncodingKey::from_rsa_der(der.as_bytes());
-
-        let mut jwk = Jwk::from_encoding_key(&encoding_key, Algorithm::RS256).context("failed to derive the public JWK")?;
-        let key_id = jwk.thumbprint(ThumbprintHash::SHA256).context("failed to compute the JWK thumbprint")?;
-        jwk.common.key_id = Some(key_id.clone());
-        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        Ok(Self { encoding_key, key_id, key_set: JwkSet { keys: vec![jwk] }, access_token_ttl, refresh_token_ttl })
+        let key = SigningKey::from_pem(pem, DateTime::<Utc>::UNIX_EPOCH)?;
+        Ok(Self::new(KeyRing::new(vec![key]), access_token_ttl, refresh_token_ttl))
     }
 
-    /// The public keys that verify this issuer's tokens, as published at `/auth/jwks`.
-    pub fn key_set(&self) -> &JwkSet {
-        &self.key_set
+    /// Signs and publishes with `ring` from now on (the key directory read again).
+    pub fn replace_keys(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(ring);
     }
 
-    pub fn key_id(&self) -> &str {
-        &self.key_id
+    fn ring(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The longest a token lives: how long a retired key stays published.
+    pub fn token_lifetime(&self) -> Duration {
+        self.access_token_ttl.max(self.refresh_token_ttl)
+    }
+
+    /// The public keys that verify this issuer's tokens now, as published at `/auth/jwks`.
+    pub fn key_set(&self) -> JwkSet {
+        self.ring().key_set(Utc::now(), self.token_lifetime())
+    }
+
+    /// The ids of every key known, published or not.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.ring().key_ids()
+    }
+
+    /// The key that signs now.
+    pub fn signing_key(&self) -> anyhow::Result<Arc<SigningKey>> {
+        self.ring().signing_key(Utc::now()).context("no signing key signs yet")
     }
 
     pub fn access_token_ttl(&self) -> Duration {
@@ -122,11 +126,12 @@ impl TokenIssuer {
         use base64::Engine as _;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-        let header = TokenHeader { alg: "RS256", typ: "JWT", kid: &self.key_id };
+        let key = self.signing_key()?;
+        let header = TokenHeader { alg: "RS256", typ: "JWT", kid: &key.key_id };
         let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("failed to encode a token header")?);
         let encoded_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("failed to encode token claims")?);
         let message = format!("{encoded_header}.{encoded_claims}");
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding_key, Algorithm::RS256)
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), Algorithm::RS256)
             .context("failed to sign a token")?;
         Ok(format!("{message}.{signature}"))
     }
@@ -140,26 +145,32 @@ impl TokenIssuer {
     }
 }
 
-fn parse_private_key_pem(pem: &str) -> anyhow::Result<RsaPrivateKey> {
-    let pem = pem.trim();
-    if pem.contains("BEGIN RSA PRIVATE KEY") {
-        RsaPrivateKey::from_pkcs1_pem(pem).context("the token signing key is not a valid PKCS#1 RSA private key PEM")
-    } else {
-        RsaPrivateKey::from_pkcs8_pem(pem).context("the token signing key is not a valid PKCS#8 RSA private key PEM")
-    }
+/// The issuer for the keys the configuration names: one key (a PEM value, or a file, generated
+/// when it does not exist so that a developer's tokens survive restarts), or a key directory
+/// (see [`crate::keys::open_directory`]).
+pub async fn load_issuer(
+    source: &SigningKeySource,
+    access_token_ttl: Duration,
+    refresh_token_ttl: Duration,
+) -> anyhow::Result<TokenIssuer> {
+    let pem = match source {
+        SigningKeySource::Directory(directory) => {
+            let ring = crate::keys::open_directory(directory).await?;
+            return Ok(TokenIssuer::new(ring, access_token_ttl, refresh_token_ttl));
+        }
+        SigningKeySource::Pem(pem) => pem.clone(),
+        SigningKeySource::File(path) => load_key_file(path).await?,
+    };
+    TokenIssuer::from_private_key_pem(&pem, access_token_ttl, refresh_token_ttl)
 }
 
-/// The private key PEM the configuration names. For a file that does not exist, a new key is
-/// generated and written there (mode 0600, parent directories created), so a developer's tokens
-/// survive restarts without any set-up.
-pub async fn load_signing_key(source: &SigningKeySource) -> anyhow::Result<String> {
-    match source {
-        SigningKeySource::Pem(pem) => Ok(pem.clone()),
-        SigningKeySource::File(path) => match tokio::fs::read_to_string(path).await {
-            Ok(pem) => Ok(pem),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => generate_key_file(path).await,
-            Err(error) => Err(error).with_context(|| format!("failed to read the token signing key {}", path.display())),
-        },
+/// The private key PEM in the file at `path`. For a file that does not exist, a new key is
+/// generated and written there (mode 0600, parent directories created).
+async fn load_key_file(path: &Path) -> anyhow::Result<String> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(pem) => Ok(pem),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => generate_key_file(path).await,
+        Err(error) => Err(error).with_context(|| format!("failed to read the token signing key {}", path.display())),
     }
 }
 
@@ -177,27 +188,19 @@ pub async fn generate_private_key_pem(bits: usize) -> anyhow::Result<String> {
 
 async fn generate_key_file(path: &Path) -> anyhow::Result<String> {
     let pem = generate_private_key_pem(GENERATED_KEY_BITS).await?;
-    if let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(directory)
-            .await
-            .with_context(|| format!("failed to create the key directory {}", directory.display()))?;
-    }
-    let mut options = tokio::fs::OpenOptions::new();
-    // create_new: when two processes start at once, exactly one writes the key and the other
-    // reads what it wrote, so they sign with the same key.
-    options.write(true).create_new(true).mode(0o600);
-    match options.open(path).await {
-        Ok(mut file) => {
-            use tokio::io::AsyncWriteExt;
-            file.write_all(pem.as_bytes()).await.with_context(|| format!("failed to write {}", path.display()))?;
-            file.sync_all().await.with_context(|| format!("failed to sync {}", path.display()))?;
+    match crate::keys::write_new_key_file(path, &pem).await {
+        Ok(()) => {
             tracing::warn!(path = %path.display(), "generated a new token signing key (development only: configure JWT_PRIVATE_KEY in production)");
             Ok(pem)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => tokio::fs::read_to_string(path)
-            .await
-            .with_context(|| format!("failed to read the token signing key {}", path.display())),
-        Err(error) => Err(error).with_context(|| format!("failed to create the token signing key file {}", path.display())),
+        // When two processes start at once, exactly one writes the key and the other reads what
+        // it wrote, so they sign with the same key.
+        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => {
+            tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("failed to read the token signing key {}", path.display()))
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -220,7 +223,7 @@ mod tests {
     #[tokio::test]
     async fn an_issued_access_token_verifies_with_the_published_key_set() {
         let issuer = issuer().await;
-        let verifier = TokenVerifier::from_jwk_set(issuer.key_set()).unwrap();
+        let verifier = TokenVerifier::from_jwk_set(&issuer.key_set()).unwrap();
 
         let pair = issuer.issue_pair(42, &[]).unwrap();
         let claims = verifier.verify(&pair.access.token, TokenKind::Access).await.unwrap();
@@ -238,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
         let issuer = issuer().await;
-        let verifier = TokenVerifier::from_jwk_set(issuer.key_set()).unwrap();
+        let verifier = TokenVerifier::from_jwk_set(&issuer.key_set()).unwrap();
         let pair = issuer.issue_pair(7, &[]).unwrap();
 
         let refresh_as_access = verifier.verify(&pair.refresh.token, TokenKind::Access).await;
@@ -258,11 +261,11 @@ mod tests {
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
         assert_eq!(header.typ.as_deref(), Some("JWT"));
-        assert_eq!(header.kid.as_deref(), Some(issuer.key_id()));
+        assert_eq!(header.kid, Some(issuer.signing_key().unwrap().key_id.clone()));
 
         let published = serde_json::to_value(issuer.key_set()).unwrap();
         let key = &published["keys"][0];
-        assert_eq!(key["kid"], issuer.key_id());
+        assert_eq!(key["kid"], issuer.signing_key().unwrap().key_id);
         assert_eq!(key["alg"], "RS256");
         assert_eq!(key["use"], "sig");
         assert_eq!(key["kty"], "RSA");
@@ -273,12 +276,12 @@ mod tests {
     async fn a_token_from_another_issuer_with_the_same_key_id_is_rejected() {
         let genuine = issuer().await;
         let impostor = issuer().await;
-        let verifier = Arc::new(TokenVerifier::from_jwk_set(genuine.key_set()).unwrap());
+        let verifier = Arc::new(TokenVerifier::from_jwk_set(&genuine.key_set()).unwrap());
 
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(genuine.key_id().to_owned());
+        header.kid = Some(genuine.signing_key().unwrap().key_id.clone());
         let claims = genuine.issue(1, &[], TokenKind::Access).unwrap().claims;
-        let forged = jsonwebtoken::encode(&header, &claims, &impostor.encoding_key).unwrap();
+        let forged = jsonwebtoken::encode(&header, &claims, impostor.signing_key().unwrap().encoding_key()).unwrap();
 
         assert!(matches!(verifier.verify(&forged, TokenKind::Access).await, Err(AuthError::Invalid(_))));
     }
@@ -299,10 +302,8 @@ mod tests {
     async fn a_missing_key_file_is_generated_once_with_owner_only_permissions_and_then_reused() {
         let directory = std::env::temp_dir().join(format!("user-service-key-test-{}", uuid::Uuid::new_v4()));
         let path = directory.join("nested").join("signing.pem");
-        let source = SigningKeySource::File(path.clone());
-
-        let first = load_signing_key(&source).await.unwrap();
-        let second = load_signing_key(&source).await.unwrap();
+        let first = load_key_file(&path).await.unwrap();
+        let second = load_key_file(&path).await.unwrap();
 
         assert_eq!(first, second, "the second start must reuse the generated key");
         assert!(first.starts_with("-----BEGIN PRIVATE KEY-----"), "expected PKCS#8 PEM");

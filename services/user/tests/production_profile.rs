@@ -16,7 +16,7 @@ fn the_binary_refuses_to_start_in_production_on_development_defaults_naming_each
     assert!(!started, "it started: {said}");
     for wrong in [
         "DATABASE_URL uses the development credentials postgres:postgres",
-        "neither JWT_PRIVATE_KEY nor JWT_PRIVATE_KEY_PATH is set: a signing key would be generated",
+        "none of JWT_PRIVATE_KEY, JWT_PRIVATE_KEY_PATH and JWT_KEY_DIR is set: a signing key would be generated",
         "STAFF_EMAILS is set",
     ] {
         assert!(said.contains(wrong), "{wrong:?} not said: {said}");

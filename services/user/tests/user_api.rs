@@ -51,6 +51,7 @@ fn test_config(database_url: &str, key_path: std::path::PathBuf) -> Config {
         database_max_connections: 3,
         // Generated on first use: this also exercises the development key path.
         signing_key: SigningKeySource::File(key_path),
+        key_reload: Duration::from_secs(10),
         access_token_ttl: Duration::from_secs(30 * 60),
         refresh_token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
         password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },

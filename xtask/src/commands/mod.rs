@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod e2e;
 pub mod fuzz;
 pub mod images;
+pub mod keys;
 pub mod load;
 pub mod manifests;
 pub mod mutants;

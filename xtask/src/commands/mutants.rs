@@ -69,7 +69,7 @@ struct QuickTests {
     test_tool: &'static str,
 }
 
-static AREAS: [Area; 10] = [
+static AREAS: [Area; 11] = [
     Area {
         name: "reservations",
         files: &["services/inventory/src/reservations/store.rs", "services/inventory/src/reservations/mod.rs"],
@@ -238,6 +238,20 @@ static AREAS: [Area; 10] = [
         test_tool: "cargo",
         cargo_arguments: &[],
         quick: None,
+    },
+    Area {
+        name: "signing-keys",
+        files: &["services/user/src/keys.rs", "services/user/src/tokens.rs"],
+        checked_by: "the key ring's and the token issuer's unit tests (states by activation, file names, the \
+                     operator's commands), the token security tests, and the feature that rotates keys in the middle \
+                     of a session and withdraws one (23-key-rotation)",
+        test_packages: &["user-service", "shop-e2e"],
+        test_arguments: &["--lib", "--test", "security", "--test", "features"],
+        tags: None,
+        feature_files: &["23-key-rotation"],
+        test_tool: "nextest",
+        cargo_arguments: &[],
+        quick: Some(QuickTests { test_packages: &["user-service"], test_arguments: &["--lib"], test_tool: "cargo" }),
     },
     Area {
         name: "throttle",

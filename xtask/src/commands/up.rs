@@ -81,7 +81,10 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
                 .env("PORT", service.port.to_string())
                 .env("USER_SERVICE_URL", crate::services::local_url(crate::services::service("user")))
                 .env("PRODUCT_SERVICE_URL", crate::services::local_url(crate::services::service("product")))
-                .env("JWT_PRIVATE_KEY_PATH", local.join("keys/user-service.pem"))
+                // A key directory, rotated with `cargo xtask keys rotate`.
+                .env("JWT_KEY_DIR", super::keys::key_directory())
+                .env_remove("JWT_PRIVATE_KEY")
+                .env_remove("JWT_PRIVATE_KEY_PATH")
                 .env("RABBITMQ_URL", format!("{}/%2f", servers.rabbitmq))
                 .env("MONGODB_URL", &servers.mongodb)
                 .stdin(Stdio::null())

@@ -258,7 +258,8 @@ async fn issue_recorded_pair(
 async fn key_set(State(state): State<AppState>) -> Response {
     let mut response = axum::Json(state.tokens.key_set()).into_response();
     // Verifiers cache keys by kid and refetch on an unknown kid, so a short public cache is safe
-    // and spares this service a request per token elsewhere.
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    // and spares this service a request per token elsewhere. No longer than the verifiers' own
+    // refresh (JWKS_REFRESH_SECONDS, 60): a removed key must not outlive it in a cache.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     response
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
+use anyhow::Context as _;
 use common::config::{HttpSettings, Settings as _};
 
 use super::addresses::*;
@@ -14,6 +15,11 @@ use super::*;
 /// Per-scenario PostgreSQL pools stay small: several scenarios run at once against a server
 /// with max_connections = 100.
 pub(super) const DATABASE_MAX_CONNECTIONS: u32 = 3;
+
+/// How often a system's user service reads its key directory again (see [`Setup::key_directory`]).
+pub const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often, with a key directory, the other services fetch the key set again.
+pub const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The account the harness makes staff, as an operator would (see [`System::make_staff`]).
 pub const STAFF_EMAIL: &str = "staff@shop.example";
@@ -83,6 +89,30 @@ impl System {
         }
     }
 
+    /// How the verifying services fetch the key set: their defaults, or, with a key directory,
+    /// again every [`KEY_REFRESH`] so that a rotation's scenario sees a removed key refused soon.
+    fn key_fetching(&self) -> common::auth::KeyFetching {
+        let defaults = common::auth::KeyFetching::default();
+        match self.key_directory {
+            Some(_) => {
+                common::auth::KeyFetching { refresh_interval: KEY_REFRESH, minimum_refetch_interval: KEY_REFRESH / 2, ..defaults }
+            }
+            None => defaults,
+        }
+    }
+
+    /// The user service's key directory, for a system set up with one.
+    pub fn key_directory(&self) -> Option<&std::path::Path> {
+        self.key_directory.as_deref()
+    }
+
+    /// What an operator's `user-service keys COMMAND` does to this system's key directory.
+    pub async fn signing_keys(&self, command: &user_service::keys::KeysCommand) -> anyhow::Result<String> {
+        let directory = self.key_directory().context("this system's user service has no key directory")?;
+        let defaults = user_service::Config::defaults();
+        user_service::keys::run(directory, defaults.access_token_ttl.max(defaults.refresh_token_ttl), command).await
+    }
+
     pub(super) fn jwks_url(&self) -> String {
         format!("{}/api/v1/auth/jwks", self.service_url(ServiceName::User))
     }
@@ -104,8 +134,11 @@ impl System {
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 // Its own key, held as long as the system lives: a token of one scenario's shop is
                 // never valid in another's.
-                config.signing_key =
-                    user_service::config::SigningKeySource::Pem(SigningKeys::global().lease(&self.id).to_string());
+                config.signing_key = match &self.key_directory {
+                    Some(directory) => user_service::config::SigningKeySource::Directory(directory.clone()),
+                    None => user_service::config::SigningKeySource::Pem(SigningKeys::global().lease(&self.id).to_string()),
+                };
+                config.key_reload = KEY_RELOAD;
                 // Cheap hashing keeps scenarios fast; production defaults are untouched.
                 config.password_hashing =
                     user_service::config::PasswordHashing { memory_kib: 1024, iterations: 1, parallelism: 1 };
@@ -118,6 +151,7 @@ impl System {
                 config.mongodb_database = self.mongodb_database("products");
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;
                 ServiceConfig::Product(config)
             }
@@ -128,6 +162,7 @@ impl System {
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;
                 ServiceConfig::Inventory(config)
             }
@@ -138,6 +173,7 @@ impl System {
                 config.mongodb_database = self.mongodb_database("orders");
                 config.rabbitmq_url = broker_url(instance)?;
                 config.jwks_url = self.jwks_url();
+                config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;
                 config.product_service_url = self.service_url(ServiceName::Product);
                 ServiceConfig::Order(config)

@@ -47,12 +47,21 @@ impl System {
                 proxies.insert((instance, dependency), Proxy::start(upstream).await?);
             }
         }
+        let key_directory = if setup.key_directory {
+            let directory = std::env::temp_dir().join(format!("e2e-keys-{id}"));
+            let first = directory.join(user_service::keys::file_name(chrono::DateTime::UNIX_EPOCH));
+            user_service::keys::write_new_key_file(&first, &super::configuration::SigningKeys::global().lease(&id)).await?;
+            Some(directory)
+        } else {
+            None
+        };
         let mut system = Self {
             id,
             vhost,
             infrastructure,
             replicas,
             staff_policy: common::auth::StaffPolicy { require_staff_role: setup.staff_only },
+            key_directory,
             ports: BTreeMap::new(),
             listeners: BTreeMap::new(),
             running: BTreeMap::new(),
@@ -281,9 +290,13 @@ impl System {
 
     /// Removes the scenario's databases and vhost.
     pub async fn remove_data(self) -> anyhow::Result<()> {
+        let keys = match &self.key_directory {
+            Some(directory) => std::fs::remove_dir_all(directory).with_context(|| format!("removing {}", directory.display())),
+            None => Ok(()),
+        };
         // Each store is cleaned even when another one fails (a store that is down, say).
         let failures: Vec<String> =
-            [self.remove_postgres_databases().await, self.remove_mongodb_databases().await, self.vhost.delete().await]
+            [self.remove_postgres_databases().await, self.remove_mongodb_databases().await, self.vhost.delete().await, keys]
                 .into_iter()
                 .filter_map(|outcome| outcome.err().map(|error| format!("{error:#}")))
                 .collect();

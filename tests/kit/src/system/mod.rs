@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use addresses::{Dependency, Instance, ServiceName, Target};
-pub use configuration::{STAFF_EMAIL, poison_service_environment};
+pub use configuration::{KEY_REFRESH, KEY_RELOAD, STAFF_EMAIL, poison_service_environment};
 pub use shop_testkit_base::ServerKind;
 
 use crate::gateway::Gateway;
@@ -59,6 +59,8 @@ pub struct System {
     replicas: BTreeMap<ServiceName, usize>,
     /// Who may do staff work in the product, inventory and order services.
     staff_policy: common::auth::StaffPolicy,
+    /// The user service's key directory (`JWT_KEY_DIR`), for a system set up with one.
+    key_directory: Option<std::path::PathBuf>,
     /// Every instance's port, fixed for the system's whole life (nginx's upstreams point at it).
     ports: BTreeMap<Instance, u16>,
     /// The listening socket of every running instance; the service serves on a duplicate of it.
@@ -82,6 +84,11 @@ pub struct Setup {
     pub replicas: BTreeMap<ServiceName, usize>,
     /// `REQUIRE_STAFF_ROLE` for the product, inventory and order services.
     pub staff_only: bool,
+    /// The user service reads its signing keys from a directory of its own (`JWT_KEY_DIR`, read
+    /// again every [`KEY_RELOAD`]), holding the system's key at first, for an operator to rotate
+    /// ([`System::rotate_signing_key`]); the other services fetch the key set every
+    /// [`KEY_REFRESH`].
+    pub key_directory: bool,
     /// The servers to use instead of the process's ([`crate::infrastructure::get`]): the fault
     /// proxies' upstreams, the databases, the vhost, the management API, the teardown's checks
     /// and the removal of the data all go there. A run that stops and kills its own servers
