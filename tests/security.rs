@@ -621,3 +621,53 @@ async fn valid_tokens_keep_working_while_the_key_set_cannot_be_fetched() {
     }
     verifier.verify(&token, TokenKind::Access).await.expect("still accepted after a failed refresh");
 }
+
+/// The state a staff-only route extracts its caller from: a verifier and the staff policy.
+#[derive(Clone, axum::extract::FromRef)]
+struct StaffRouteState {
+    verifier: std::sync::Arc<TokenVerifier>,
+    policy: common::auth::StaffPolicy,
+}
+
+/// What a staff-only route's `StaffCaller` makes of a request carrying `token`.
+async fn staff_caller(state: &StaffRouteState, token: &str) -> Result<common::auth::StaffCaller, common::ApiError> {
+    use axum::extract::FromRequestParts as _;
+    let request = axum::http::Request::builder()
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .expect("a request builds");
+    let (mut parts, ()) = request.into_parts();
+    common::auth::StaffCaller::from_request_parts(&mut parts, state).await
+}
+
+/// A staff write (catalog, stock, fulfilment) under `REQUIRE_STAFF_ROLE=true` admits a validly
+/// signed token with the staff role and refuses a customer's with 403; with open writes (the
+/// guide's walk) a customer's passes too. A forged token is a 401 either way.
+#[tokio::test]
+async fn staff_writes_admit_the_staff_role_and_refuse_customers_only_when_the_role_is_required() {
+    let key_set = key_set_of(&KEYS.service_signing_key, "service");
+    let verifier = std::sync::Arc::new(TokenVerifier::from_jwk_set(&key_set).expect("the key set decodes"));
+    let signed = |roles: &[&str], key: &EncodingKey| {
+        let mut claims = access_claims("7");
+        claims.roles = roles.iter().map(|role| (*role).to_owned()).collect();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("service".to_owned());
+        jsonwebtoken::encode(&header, &claims, key).expect("a token encodes")
+    };
+    let staff = signed(&[common::auth::STAFF_ROLE], &KEYS.service_signing_key);
+    let customer = signed(&[], &KEYS.service_signing_key);
+    let forged_staff = signed(&[common::auth::STAFF_ROLE], &KEYS.attacker_signing_key);
+
+    let required = StaffRouteState { verifier: verifier.clone(), policy: common::auth::StaffPolicy { require_staff_role: true } };
+    let admitted = staff_caller(&required, &staff).await.expect("a staff token is admitted");
+    assert_eq!(admitted.0.id, 7);
+    match staff_caller(&required, &customer).await {
+        Err(common::ApiError::Forbidden(detail)) => assert!(detail.contains("reserved to staff"), "{detail}"),
+        other => panic!("a customer's token on a staff write: {:?}", other.map(|caller| caller.0.id)),
+    }
+    assert!(matches!(staff_caller(&required, &forged_staff).await, Err(common::ApiError::Unauthorized(_))));
+
+    let open = StaffRouteState { verifier, policy: common::auth::StaffPolicy { require_staff_role: false } };
+    assert_eq!(staff_caller(&open, &customer).await.expect("open writes admit a customer").0.id, 7);
+    assert!(matches!(staff_caller(&open, &forged_staff).await, Err(common::ApiError::Unauthorized(_))));
+}

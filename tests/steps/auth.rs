@@ -251,6 +251,37 @@ async fn sign_ups_sent_at_once(world: &mut ShopWorld, count: usize) {
     }
 }
 
+/// Writes that change nothing (an order without lines: 422 when it reaches the order service)
+/// sent by the customer as fast as 200 connections at a time carry them: the gateway's
+/// per-customer write limit answers part of them itself.
+#[when(expr = "{int} writes are sent at once by the customer")]
+async fn writes_sent_at_once(world: &mut ShopWorld, count: usize) {
+    use futures::StreamExt as _;
+    let world_ref = &*world;
+    let sends = (0..count).map(|_| world_ref.send(Method::POST, "/api/v1/orders", Body::Json("{}".into()), Credentials::Current));
+    let started = std::time::Instant::now();
+    let responses: Vec<_> = futures::stream::iter(sends).buffer_unordered(200).collect().await;
+    let took = started.elapsed();
+    let throttled: Vec<_> = responses.iter().filter(|response| response.status == 429).cloned().collect();
+    let refused = responses.iter().filter(|response| response.status == 422).count();
+    let others: Vec<_> =
+        responses.iter().filter(|response| ![422, 429].contains(&response.status)).map(|response| response.status).collect();
+    assert!(others.is_empty(), "every write is either refused by the order service (422) or throttled (429): {others:?}");
+    assert_eq!(throttled.len() + refused, count);
+    world.remember(THROTTLED_REQUESTS, throttled.len().to_string());
+    remember_flood(world, "writes", count, took);
+    if let Some(first) = throttled.into_iter().next() {
+        world.last = Some(first);
+    }
+}
+
+/// The flood step before this one was not throttled at all.
+#[then("none of them was throttled")]
+async fn none_was_throttled(world: &mut ShopWorld) {
+    let throttled = world.variable(THROTTLED_REQUESTS);
+    assert_eq!(throttled, "0", "{throttled} of {} requests were throttled", world.variable(FLOOD_REQUESTS));
+}
+
 /// Where the flood steps above keep how many of their requests the gateway throttled, and which
 /// `limit_req` zone they hit, how many they sent and how long they took (in microseconds).
 const THROTTLED_REQUESTS: &str = "THROTTLED_REQUESTS";
