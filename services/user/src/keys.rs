@@ -460,6 +460,39 @@ mod tests {
     }
 
     #[test]
+    fn each_state_reads_as_keys_list_prints_it() {
+        assert_eq!(KeyState::Pending.to_string(), "pending");
+        assert_eq!(KeyState::Current.to_string(), "current");
+        let published_until = at("2026-02-01T01:01:00Z");
+        assert_eq!(KeyState::Previous { published_until }.to_string(), "previous, published until 2026-02-01T01:01:00Z");
+        assert_eq!(KeyState::Expired.to_string(), "expired");
+    }
+
+    #[tokio::test]
+    async fn the_key_set_publishes_pending_current_and_previous_keys_and_never_an_expired_one() {
+        let mut keys = Vec::new();
+        for activation in ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"] {
+            let pem = crate::tokens::generate_private_key_pem(GENERATED_KEY_BITS).await.unwrap();
+            keys.push(SigningKey::from_pem(&pem, at(activation)).unwrap());
+        }
+        let ids: Vec<String> = keys.iter().map(|key| key.key_id.clone()).collect();
+        // Given out of order: the ring sorts them by activation.
+        keys.reverse();
+        let ring = KeyRing::new(keys);
+        assert_eq!(ring.key_ids(), ids);
+
+        // Mid-March: the first expired (a month after its successor began), the second previous,
+        // the third signing, the fourth pending.
+        let now = at("2026-03-01T00:30:00Z");
+        let published: Vec<String> = ring.key_set(now, HOUR).keys.iter().map(|jwk| jwk.common.key_id.clone().unwrap()).collect();
+        assert_eq!(published, ids[1..]);
+        assert_eq!(ring.signing_key(now).unwrap().key_id, ids[2]);
+        // Before any key signs, none is chosen to sign, and all are published.
+        assert!(ring.signing_key(at("2025-12-31T00:00:00Z")).is_none());
+        assert_eq!(ring.key_set(at("2025-12-31T00:00:00Z"), HOUR).keys.len(), 4);
+    }
+
+    #[test]
     fn key_files_are_named_by_their_activation_to_the_second_and_read_back() {
         let activation = at("2026-12-07T15:48:16Z");
         let name = file_name(activation);
@@ -477,7 +510,16 @@ mod tests {
         assert_eq!(parse("rotate --activate-in 0").unwrap(), KeysCommand::Rotate { activate_in: Duration::ZERO });
         assert_eq!(parse("list").unwrap(), KeysCommand::List);
         assert_eq!(parse("remove abc").unwrap(), KeysCommand::Remove("abc".into()));
-        for wrong in ["", "rotate now", "rotate --activate-in soon", "remove", "list all", "revoke abc"] {
+        for wrong in [
+            "",
+            "rotate now",
+            "rotate --activate-in soon",
+            "rotate --after 30",
+            "remove abc 30",
+            "remove",
+            "list all",
+            "revoke abc",
+        ] {
             let error = format!("{:#}", parse(wrong).unwrap_err());
             assert!(error.contains("usage: user-service keys"), "{wrong:?}: {error}");
         }
@@ -490,8 +532,19 @@ mod tests {
         let first_key = first.signing_key(Utc::now()).unwrap().key_id.clone();
         assert_eq!(first.key_ids(), [first_key.clone()], "a new directory gets one key that signs now");
 
+        let before = Utc::now();
         let said = run(&directory, HOUR, &KeysCommand::Rotate { activate_in: HOUR }).await.unwrap();
+        let after = Utc::now();
         let ring = read_directory(&directory).unwrap();
+        // It signs an hour on, rounded up to the whole second its file name can say.
+        let activation = ring.states(Utc::now(), HOUR)[1].0.activation;
+        let hour = chrono::Duration::from_std(HOUR).unwrap();
+        assert!(activation >= before + hour && activation <= after + hour + chrono::Duration::seconds(1), "{activation}");
+        assert_eq!(activation.timestamp_subsec_nanos(), 0);
+        let list = run(&directory, HOUR, &KeysCommand::List).await.unwrap();
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 2, "{list}");
+        assert!(lines[0].ends_with("  current") && lines[1].ends_with(&format!("{}  pending", file_name(activation))), "{list}");
         assert_eq!(ring.key_ids().len(), 2, "{said}");
         let second_key = ring.key_ids()[1].clone();
         assert!(said.starts_with(&format!("new key {second_key} (")), "{said}");

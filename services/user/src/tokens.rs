@@ -239,6 +239,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_retired_by_a_newer_one_stays_published_for_the_longest_token_lifetime_and_a_new_ring_replaces_the_old() {
+        let key = |hours_ago: i64| async move {
+            let pem = generate_private_key_pem(2048).await.unwrap();
+            SigningKey::from_pem(&pem, Utc::now() - chrono::Duration::hours(hours_ago)).unwrap()
+        };
+        let (old, new) = (key(3).await, key(2).await);
+        let ids = vec![old.key_id.clone(), new.key_id.clone()];
+        let issuer =
+            TokenIssuer::new(KeyRing::new(vec![new, old]), Duration::from_secs(30 * 60), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(issuer.token_lifetime(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(issuer.access_token_ttl(), Duration::from_secs(30 * 60));
+        assert_eq!(issuer.key_ids(), ids);
+        // Retired two hours ago, its refresh tokens live a week: still published.
+        let published: Vec<_> = issuer.key_set().keys.iter().map(|jwk| jwk.common.key_id.clone().unwrap()).collect();
+        assert_eq!(published, ids);
+        assert_eq!(issuer.signing_key().unwrap().key_id, ids[1]);
+
+        let newest = key(0).await;
+        let newest_id = newest.key_id.clone();
+        issuer.replace_keys(KeyRing::new(vec![newest]));
+        assert_eq!(issuer.key_ids(), [newest_id.clone()]);
+        assert_eq!(issuer.signing_key().unwrap().key_id, newest_id);
+    }
+
+    #[tokio::test]
     async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
         let issuer = issuer().await;
         let verifier = TokenVerifier::from_jwk_set(&issuer.key_set()).unwrap();
