@@ -32,6 +32,14 @@ pub struct Config {
     pub staff_emails: Vec<String>,
 }
 
+impl Config {
+    /// The longest a token lives (the refresh token's lifetime, unless configured otherwise): how
+    /// long a retired signing key stays published.
+    pub fn token_lifetime(&self) -> Duration {
+        self.access_token_ttl.max(self.refresh_token_ttl)
+    }
+}
+
 /// The RS256 private key that signs every token.
 #[derive(Clone)]
 pub enum SigningKeySource {

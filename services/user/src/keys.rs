@@ -251,12 +251,16 @@ pub async fn open_directory(directory: &Path) -> anyhow::Result<KeyRing> {
             tracing::warn!(path = %path.display(), "no key in the key directory signs yet: generated one that signs from now")
         }
         // Another replica starting at the same second wrote it: use theirs.
-        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => {
-        }
+        Err(error) if already_exists(&error) => {}
         Err(error) => return Err(error),
     }
     let owned = directory.to_owned();
     tokio::task::spawn_blocking(move || read_directory(&owned)).await.context("reading the key directory panicked")?
+}
+
+/// Whether [`write_new_key_file`] failed because the file was there already.
+pub fn already_exists(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists)
 }
 
 /// Writes `pem` to a new file at `path` (never over an existing one), readable by its owner

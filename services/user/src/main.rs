@@ -21,8 +21,7 @@ async fn main() -> anyhow::Result<()> {
                 "the keys commands work on a key directory: set JWT_KEY_DIR (a single key, JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_PATH, cannot rotate)"
             );
         };
-        let lifetime = config.access_token_ttl.max(config.refresh_token_ttl);
-        println!("{}", user_service::keys::run(directory, lifetime, &command).await?);
+        println!("{}", user_service::keys::run(directory, config.token_lifetime(), &command).await?);
         return Ok(());
     }
     let application = user_service::build(config).await?;

@@ -195,11 +195,9 @@ async fn generate_key_file(path: &Path) -> anyhow::Result<String> {
         }
         // When two processes start at once, exactly one writes the key and the other reads what
         // it wrote, so they sign with the same key.
-        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) => {
-            tokio::fs::read_to_string(path)
-                .await
-                .with_context(|| format!("failed to read the token signing key {}", path.display()))
-        }
+        Err(error) if crate::keys::already_exists(&error) => tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("failed to read the token signing key {}", path.display())),
         Err(error) => Err(error),
     }
 }

@@ -109,8 +109,7 @@ impl System {
     /// What an operator's `user-service keys COMMAND` does to this system's key directory.
     pub async fn signing_keys(&self, command: &user_service::keys::KeysCommand) -> anyhow::Result<String> {
         let directory = self.key_directory().context("this system's user service has no key directory")?;
-        let defaults = user_service::Config::defaults();
-        user_service::keys::run(directory, defaults.access_token_ttl.max(defaults.refresh_token_ttl), command).await
+        user_service::keys::run(directory, user_service::Config::defaults().token_lifetime(), command).await
     }
 
     pub(super) fn jwks_url(&self) -> String {
