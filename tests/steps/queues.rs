@@ -7,15 +7,16 @@ use cucumber::gherkin::Step;
 use cucumber::{then, when};
 use serde_json::Value;
 
+use common::messaging::topology::Service;
 use shop_testkit::eventually::eventually;
+use shop_testkit::rabbitmq::Sender;
 use shop_testkit::system::ServiceName;
 use shop_testkit::world::{Response, ShopWorld};
 
-/// Publishes the doc string to the queue. The message's correlation id (what the consumer's log
-/// lines and a dead-letter expectation name it by) is the order id it carries, else its product
-/// id, else a fresh id printed here.
-#[when(expr = "I publish to the queue {string}:")]
-async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {
+/// The doc string of a step that publishes a message, and the message's correlation id (what the
+/// consumer's log lines and a dead-letter expectation name it by): the order id it carries, else
+/// its product id, else a fresh id printed here.
+fn message_of(world: &ShopWorld, step: &Step, queue: &str) -> (String, String) {
     let payload = world.interpolate(step.docstring.as_deref().expect("the message is given as a doc string"));
     let json: Value = serde_json::from_str(&payload).expect("the message is JSON");
     let correlation_id = match json.get("order_id").or_else(|| json.get("product_id")).and_then(Value::as_str) {
@@ -26,7 +27,89 @@ async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {
             id
         }
     };
+    (payload, correlation_id)
+}
+
+/// Publishes the doc string to the queue, as the service that owns the queue's events.
+#[when(expr = "I publish to the queue {string}:")]
+async fn publish_to_queue(world: &mut ShopWorld, step: &Step, queue: String) {
+    let (payload, correlation_id) = message_of(world, step, &queue);
     world.system().vhost.publish(&queue, payload.as_bytes(), &correlation_id).await.unwrap_or_else(|error| panic!("{error:#}"));
+}
+
+fn service_of(name: &str) -> Service {
+    Service::ALL
+        .into_iter()
+        .find(|service| service.broker_user() == name)
+        .unwrap_or_else(|| panic!("{name:?} is not a service that speaks on the broker"))
+}
+
+/// Publishes the doc string with a service's broker credentials, stamped with its own user (the
+/// only one the broker lets it stamp), to a queue whose events that service may not own.
+#[when(expr = "the {word} service's broker user publishes to the queue {string}:")]
+async fn service_publishes(world: &mut ShopWorld, step: &Step, service: String, queue: String) {
+    let (payload, correlation_id) = message_of(world, step, &queue);
+    let sender = Sender::Service(service_of(&service));
+    let user_id = Some(service.as_str());
+    let vhost = &world.system().vhost;
+    vhost
+        .publish_as(sender, user_id, &queue, payload.as_bytes(), &correlation_id)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+}
+
+/// Publishes the doc string with the test user's credentials (every right on the vhost, as an
+/// administrator's) and no `user_id` property.
+#[when(expr = "an administrator of the broker publishes to the queue {string} without a user id:")]
+async fn administrator_publishes(world: &mut ShopWorld, step: &Step, queue: String) {
+    let (payload, correlation_id) = message_of(world, step, &queue);
+    let vhost = &world.system().vhost;
+    vhost
+        .publish_as(Sender::Harness, None, &queue, payload.as_bytes(), &correlation_id)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+}
+
+/// Tries to publish the doc string with a service's broker credentials, stamped with another
+/// user's name; keeps the broker's refusal (there must be one) as BROKER_REFUSAL.
+#[when(expr = "the {word} service's broker user tries to publish to the queue {string} as the user {string}:")]
+async fn service_tries_to_publish_as(world: &mut ShopWorld, step: &Step, service: String, queue: String, user_id: String) {
+    let (payload, correlation_id) = message_of(world, step, &queue);
+    let sender = Sender::Service(service_of(&service));
+    let vhost = &world.system().vhost;
+    let outcome = vhost.publish_as(sender, Some(&user_id), &queue, payload.as_bytes(), &correlation_id).await;
+    let refusal = outcome.expect_err("the broker took a message stamped with another user's name");
+    world.remember("BROKER_REFUSAL", format!("{refusal:#}"));
+}
+
+#[then(expr = "the broker refused it, saying {string}")]
+async fn broker_refused(world: &mut ShopWorld, expected: String) {
+    let refusal = world.variable("BROKER_REFUSAL");
+    assert!(refusal.contains(&expected), "the broker's refusal does not say {expected:?}: {refusal}");
+}
+
+/// The message named lands in the dead-letter queue of `queue`, refused by its consumer for who
+/// published it (`by` is a broker user, or "nobody" for a message without a user id), with that
+/// reason; from now on the scenario expects it there (see `message_is_dead_lettered`).
+#[then(expr = "the message {string} is refused from {string} as published by {string}")]
+async fn message_is_refused(world: &mut ShopWorld, name: String, queue: String, by: String) {
+    let name = world.interpolate(&name);
+    let url = world.system().vhost.amqp_url.clone();
+    let reason = if by == "nobody" { "published without a user_id".to_owned() } else { format!("the broker user {by:?}") };
+    eventually(Duration::from_secs(30), &format!("{name:?} refused from {queue} for {reason:?}"), || {
+        let (url, queue, name, reason) = (url.clone(), queue.clone(), name.clone(), reason.clone());
+        async move {
+            let letters =
+                common::messaging::dead_letters::peek(&url, &queue, 1000).await.map_err(|error| format!("{error:#}"))?;
+            let mine: Vec<_> = letters.iter().filter(|letter| letter.correlation_id.as_deref() == Some(name.as_str())).collect();
+            match mine.as_slice() {
+                [letter] if letter.reason.as_deref().is_some_and(|text| text.contains(&reason)) => Ok(()),
+                other => Err(format!("its dead letters: {other:?}")),
+            }
+        }
+    })
+    .await;
+    world.expect_dead_letter(&queue, &name, false);
 }
 
 /// Publishes the doc string to the queue under a name of the scenario's choosing, its correlation
@@ -106,7 +189,7 @@ async fn each_dead_letter_was(world: &mut ShopWorld, reason: String, queue: Stri
 /// `cargo xtask dlq replay --queue Q`: every dead letter of the queue back to its consumer.
 #[when(expr = "the dead letters of {string} are replayed")]
 async fn dead_letters_are_replayed(world: &mut ShopWorld, queue: String) {
-    let url = world.system().vhost.amqp_url.clone();
+    let url = world.system().vhost.replay_url(&queue);
     let replayed = common::messaging::dead_letters::replay(&url, &queue).await.unwrap_or_else(|error| panic!("{error:#}"));
     assert_eq!(replayed, world.dead_letters.len(), "replayed other than the dead letters seen before");
 }

@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use anyhow::Context;
 
+use crate::messaging::topology::Service;
+
 /// Where configuration values come from.
 ///
 /// Any setting may instead be read from a file named by `NAME_FILE` (`DATABASE_URL_FILE=/run/secrets/...`),
@@ -137,7 +139,6 @@ impl HttpSettings {
     }
 }
 
-pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 pub const DEFAULT_USER_SERVICE_URL: &str = "http://127.0.0.1:8003";
@@ -147,9 +148,16 @@ pub const DEFAULT_USER_SERVICE_URL: &str = "http://127.0.0.1:8003";
 /// than the gateway waits).
 pub const MONGODB_SERVER_SELECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The broker every service talks to; the vhost is part of the URL (`%2f` is `/`).
-pub fn rabbitmq_url(environment: Environment) -> String {
-    environment.or("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+/// The broker every service talks to; the vhost is part of the URL (`%2f` is `/`). By default the
+/// local broker, logged in as `speaker`'s broker user with its development password (its name),
+/// as `cargo xtask up` creates it.
+pub fn rabbitmq_url(environment: Environment, speaker: Service) -> String {
+    environment.get("RABBITMQ_URL").unwrap_or_else(|| default_rabbitmq_url(speaker))
+}
+
+pub fn default_rabbitmq_url(speaker: Service) -> String {
+    let user = speaker.broker_user();
+    format!("amqp://{user}:{user}@127.0.0.1:5672/%2f")
 }
 
 /// Where the user service publishes its signing keys, for the services that verify tokens.
@@ -208,7 +216,8 @@ pub struct ProductionRules {
 }
 
 /// Credentials of the development setups (the broker's, the stores'), refused in production.
-const DEVELOPMENT_CREDENTIALS: [(&str, &str); 2] = [("guest", "guest"), ("postgres", "postgres")];
+const DEVELOPMENT_CREDENTIALS: [(&str, &str); 5] =
+    [("guest", "guest"), ("postgres", "postgres"), ("order", "order"), ("inventory", "inventory"), ("product", "product")];
 
 impl ProductionRules {
     pub fn new() -> Self {
@@ -216,7 +225,8 @@ impl ProductionRules {
     }
 
     /// The URL in `name` carries credentials of the service's own: a user and a password, and not
-    /// a development pair (`guest:guest`, `postgres:postgres`).
+    /// a development pair (`guest:guest`, `postgres:postgres`, a broker user whose password is its
+    /// name).
     pub fn credentials(mut self, name: &str, url: &str) -> Self {
         let problem = match url::Url::parse(url) {
             Err(_) => Some(format!("{name} is not a URL")),
@@ -230,6 +240,18 @@ impl ProductionRules {
         };
         self.problems.extend(problem);
         self
+    }
+
+    /// The broker URL in `name` logs in as `speaker`'s own broker user: the `user_id` every
+    /// consumer expects on its events (see `crate::messaging::topology::Service`).
+    pub fn broker_user(self, name: &str, url: &str, speaker: Service) -> Self {
+        let user = crate::messaging::broker_user_of(url);
+        let expected = speaker.broker_user();
+        let problem = format!(
+            "{name} logs in as the broker user {user:?}: the {speaker:?} service must be {expected:?}, \
+             the user its events' consumers take them from"
+        );
+        self.holds(user == expected, &problem)
     }
 
     /// Staff work needs the staff role (`REQUIRE_STAFF_ROLE=true`): open writes are the guide's
@@ -313,7 +335,8 @@ mod tests {
     fn production_refuses_development_credentials_and_urls_without_any_naming_each_setting() {
         let refused = production_check(
             ProductionRules::new()
-                .credentials("RABBITMQ_URL", DEFAULT_RABBITMQ_URL)
+                .credentials("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+                .credentials("BROKER_URL", &default_rabbitmq_url(Service::Order))
                 .credentials("DATABASE_URL", &format!("{DEFAULT_POSTGRES_URL}/inventory"))
                 .credentials("MONGODB_URL", DEFAULT_MONGODB_URL)
                 .credentials("OTHER_URL", "amqp://order:@broker:5672/%2f"),
@@ -323,6 +346,7 @@ mod tests {
             refused,
             "APP_ENV=production refuses to start with development settings: \
              RABBITMQ_URL uses the development credentials guest:guest; \
+             BROKER_URL uses the development credentials order:order; \
              DATABASE_URL uses the development credentials postgres:postgres; \
              MONGODB_URL has no user and password: a deployment gives each service credentials of its own; \
              OTHER_URL has no user and password: a deployment gives each service credentials of its own"
@@ -330,6 +354,19 @@ mod tests {
         let own = ProductionRules::new()
             .credentials("RABBITMQ_URL", "amqp://order:s3cret@broker:5672/%2f")
             .credentials("MONGODB_URL", "mongodb://order:s3cret@mongodb:27017/?authSource=orders");
+        assert_eq!(production_check(own), Ok(()));
+    }
+
+    #[test]
+    fn production_refuses_a_broker_user_that_is_not_the_services_own() {
+        let refused = production_check(ProductionRules::new().broker_user(
+            "RABBITMQ_URL",
+            "amqp://shop:s3cret@broker/%2f",
+            Service::Inventory,
+        ))
+        .unwrap_err();
+        assert!(refused.ends_with("RABBITMQ_URL logs in as the broker user \"shop\": the Inventory service must be \"inventory\", the user its events' consumers take them from"), "{refused}");
+        let own = ProductionRules::new().broker_user("RABBITMQ_URL", "amqp://inventory:s3cret@broker/%2f", Service::Inventory);
         assert_eq!(production_check(own), Ok(()));
     }
 
@@ -346,7 +383,7 @@ mod tests {
 
     #[test]
     fn development_keeps_its_defaults_and_an_unknown_profile_is_an_error() {
-        let rules = || ProductionRules::new().credentials("RABBITMQ_URL", DEFAULT_RABBITMQ_URL);
+        let rules = || ProductionRules::new().credentials("RABBITMQ_URL", &default_rabbitmq_url(Service::Product));
         assert!(rules().check(Environment::DefaultsOnly).is_ok());
         assert!(rules().check(given(vec![("APP_ENV", "Development")])).is_ok());
         let error = rules().check(given(vec![("APP_ENV", "staging")])).unwrap_err().to_string();
@@ -363,7 +400,7 @@ mod tests {
         ]);
         environment.check_files().unwrap();
         assert_eq!(environment.get("DATABASE_URL").as_deref(), Some("postgres://inventory:s3cret@db/inventory"));
-        assert_eq!(rabbitmq_url(environment), "amqp://inventory:other@broker:5672/%2f");
+        assert_eq!(rabbitmq_url(environment, Service::Inventory), "amqp://inventory:other@broker:5672/%2f");
         // Only the one trailing line break goes: a PEM keeps its inner lines.
         assert_eq!(
             environment.get("JWT_PRIVATE_KEY").as_deref(),

@@ -196,6 +196,12 @@ impl Metrics {
         self.0.handling.get_or_create(&QueueLabels { queue: queue.to_owned() }).observe(elapsed.as_secs_f64());
     }
 
+    /// Shows `messages_total{queue, outcome}` at 0 before its first message, so that an alert on
+    /// its increase sees the first one (a series that appears at 1 has no increase).
+    pub fn expect_messages(&self, queue: &str, outcome: &'static str) {
+        drop(self.0.messages.get_or_create(&MessageLabels { queue: queue.to_owned(), outcome }));
+    }
+
     /// What the outbox relay last read: how many events wait, and how old the oldest is.
     pub fn outbox(&self, pending: usize, oldest: Option<Duration>) {
         self.0.outbox_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));

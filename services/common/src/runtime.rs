@@ -7,7 +7,7 @@
 //! ```text
 //! let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
 //! service.postgres(pool.clone());                    // checked by /ready, closed at the end
-//! let publisher = service.publisher(&config.rabbitmq_url);
+//! let publisher = service.publisher(&config.rabbitmq_url, topology::Service::Order);
 //! service.consume::<OrderCreated, _, _>(&config.rabbitmq_url, service.consumer_settings("order_created"), handler);
 //! service.route(router(state, service.readiness(), service.metrics()));
 //! service.run_until_stopped(common::shutdown::signal()).await
@@ -123,9 +123,10 @@ impl Service {
         self.closers.push((what, Box::pin(close)));
     }
 
-    /// The service's broker connection for publishing, checked by `/ready`, closed at the end.
-    pub fn publisher(&mut self, rabbitmq_url: &str) -> Arc<Publisher> {
-        let publisher = Arc::new(Publisher::new(rabbitmq_url, format!("{} publisher", self.name)));
+    /// The service's broker connection for publishing as `speaker` (declaring its queues),
+    /// checked by `/ready`, closed at the end.
+    pub fn publisher(&mut self, rabbitmq_url: &str, speaker: crate::messaging::topology::Service) -> Arc<Publisher> {
+        let publisher = Arc::new(Publisher::new(rabbitmq_url, format!("{} publisher", self.name)).declaring(speaker.declares()));
         // "broker": the publisher's connection works (or can be made).
         let checked = Arc::clone(&publisher);
         self.readiness.check("broker", move || {

@@ -28,7 +28,7 @@ async fn declarers_starting_together_in_a_new_vhost_all_succeed() {
             let url = vhost.amqp_url.clone();
             async move {
                 let connection = common::messaging::connect(&url, &format!("declarer {declarer}")).await?;
-                let outcome = topology::declare(&connection).await;
+                let outcome = topology::declare(&connection, &QUEUES).await;
                 let _ = connection.close(200, "done".into()).await;
                 outcome.map_err(anyhow::Error::from)
             }

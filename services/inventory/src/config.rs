@@ -29,7 +29,7 @@ impl Settings for Config {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/inventory", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
-            rabbitmq_url: common::config::rabbitmq_url(environment),
+            rabbitmq_url: common::config::rabbitmq_url(environment, common::messaging::topology::Service::Inventory),
             jwks_url: common::config::jwks_url(environment),
             key_fetching: common::config::key_fetching(environment)?,
             staff_policy: common::config::staff_policy(environment)?,
@@ -39,6 +39,7 @@ impl Settings for Config {
         };
         ProductionRules::new()
             .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .broker_user("RABBITMQ_URL", &config.rabbitmq_url, common::messaging::topology::Service::Inventory)
             .credentials("DATABASE_URL", &config.database_url)
             .staff_required(&config.staff_policy)
             .check(environment)?;

@@ -55,7 +55,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
     service.postgres(pool.clone());
     // Announces reservation outcomes.
-    let publisher = service.publisher(&config.rabbitmq_url);
+    let publisher = service.publisher(&config.rabbitmq_url, common::messaging::topology::Service::Inventory);
     register_consumers(&mut service, &config, &pool, &publisher);
 
     let state = AppState {

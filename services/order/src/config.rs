@@ -36,7 +36,7 @@ impl Settings for Config {
             mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: environment.or("MONGODB_DATABASE", "orders"),
             mongodb_max_pool_size: environment.parse("MONGODB_MAX_POOL_SIZE", 20)?,
-            rabbitmq_url: common::config::rabbitmq_url(environment),
+            rabbitmq_url: common::config::rabbitmq_url(environment, common::messaging::topology::Service::Order),
             jwks_url: common::config::jwks_url(environment),
             key_fetching: common::config::key_fetching(environment)?,
             staff_policy: common::config::staff_policy(environment)?,
@@ -46,6 +46,7 @@ impl Settings for Config {
         };
         ProductionRules::new()
             .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .broker_user("RABBITMQ_URL", &config.rabbitmq_url, common::messaging::topology::Service::Order)
             .credentials("MONGODB_URL", &config.mongodb_url)
             .staff_required(&config.staff_policy)
             .check(environment)?;

@@ -50,7 +50,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     service.mongodb(mongodb);
     // Every event the order service sends goes through the outbox: the relay is the only
     // publisher.
-    let publisher = service.publisher(&config.rabbitmq_url);
+    let publisher = service.publisher(&config.rabbitmq_url, common::messaging::topology::Service::Order);
     let outbox = store.outbox();
     service.relay(OutboxRelay::new(outbox.clone(), publisher, outbox.wake()));
 

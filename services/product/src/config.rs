@@ -25,13 +25,14 @@ impl Settings for Config {
             http: HttpSettings::from_environment(environment, PORT)?,
             mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: environment.or("MONGODB_DATABASE", "products"),
-            rabbitmq_url: common::config::rabbitmq_url(environment),
+            rabbitmq_url: common::config::rabbitmq_url(environment, common::messaging::topology::Service::Product),
             jwks_url: common::config::jwks_url(environment),
             key_fetching: common::config::key_fetching(environment)?,
             staff_policy: common::config::staff_policy(environment)?,
         };
         ProductionRules::new()
             .credentials("RABBITMQ_URL", &config.rabbitmq_url)
+            .broker_user("RABBITMQ_URL", &config.rabbitmq_url, common::messaging::topology::Service::Product)
             .credentials("MONGODB_URL", &config.mongodb_url)
             .staff_required(&config.staff_policy)
             .check(environment)?;

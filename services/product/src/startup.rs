@@ -48,7 +48,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
     service.mongodb(mongodb_client);
     // Publishes the events stored in product documents.
-    let publisher = service.publisher(&config.rabbitmq_url);
+    let publisher = service.publisher(&config.rabbitmq_url, common::messaging::topology::Service::Product);
     service.relay(OutboxRelay::new(products.outbox(), publisher, products.outbox().wake()));
 
     let state = AppState {

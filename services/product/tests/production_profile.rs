@@ -14,7 +14,7 @@ fn the_binary_refuses_to_start_in_production_on_development_defaults_naming_each
     assert!(!started, "it started: {said}");
     for wrong in [
         "APP_ENV=production refuses to start with development settings",
-        "RABBITMQ_URL uses the development credentials guest:guest",
+        "RABBITMQ_URL uses the development credentials product:product",
         "MONGODB_URL has no user and password",
         "REQUIRE_STAFF_ROLE is false",
     ] {

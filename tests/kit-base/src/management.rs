@@ -72,6 +72,36 @@ impl Management {
         self.request(Method::PUT, &path, Some(rights)).await.map(drop)
     }
 
+    /// Creates the broker user `name` with `password` (tagged with nothing: no management
+    /// access), or sets its password if it exists. Users are the broker's, not a vhost's.
+    pub async fn put_user(&self, name: &str, password: &str) -> anyhow::Result<()> {
+        let user = json!({ "password": password, "tags": "" });
+        let path = format!("/api/users/{}", encode(name));
+        match self.request(Method::PUT, &path, Some(user.clone())).await {
+            // Another test created it at the same moment: now it exists, and a PUT updates it.
+            Err(error) if format!("{error:#}").contains("user_already_exists") => {
+                self.request(Method::PUT, &path, Some(user)).await.map(drop)
+            }
+            outcome => outcome.map(drop),
+        }
+    }
+
+    /// Gives `user` on `vhost` the rights of RabbitMQ's three patterns, replacing any it had.
+    pub async fn set_permissions(&self, vhost: &str, user: &str, [configure, write, read]: [&str; 3]) -> anyhow::Result<()> {
+        let rights = json!({ "configure": configure, "write": write, "read": read });
+        let path = format!("/api/permissions/{}/{}", encode(vhost), encode(user));
+        self.request(Method::PUT, &path, Some(rights)).await.map(drop)
+    }
+
+    /// Takes every right on `vhost` from `user` (none is an error only if the call fails).
+    pub async fn clear_permissions(&self, vhost: &str, user: &str) -> anyhow::Result<()> {
+        let path = format!("/api/permissions/{}/{}", encode(vhost), encode(user));
+        match self.request(Method::DELETE, &path, None).await {
+            Err(error) if format!("{error:#}").contains("404") => Ok(()),
+            outcome => outcome.map(drop),
+        }
+    }
+
     /// Takes every right on `vhost` from the management user: new connections are refused.
     pub async fn revoke_access(&self, vhost: &str) -> anyhow::Result<()> {
         let path = format!("/api/permissions/{}/{}", encode(vhost), encode(&self.login.user));

@@ -2,6 +2,11 @@
 //! API), queue depths read with passive declares (exact, unlike the management API's sampled
 //! statistics), raw publishes for duplicate-event scenarios, draining dead-letter queues, and an
 //! outage of just this vhost (permissions revoked, connections closed).
+//!
+//! The services connect as their own broker users (`order`, `inventory`, `product`, each with its
+//! development password, its name), given on the vhost the rights their service's
+//! `topology::Service::permissions` name: the harness creates them (users are the broker's, so
+//! every scenario shares them; each gets rights on its own vhost only).
 
 use anyhow::{Context, bail};
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
@@ -10,7 +15,18 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use shop_testkit_base::management::Management;
 
+use common::messaging::topology::{self, Service};
+
 use crate::infrastructure::Infrastructure;
+
+/// Whose credentials a message is published with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A service's broker user.
+    Service(Service),
+    /// The test user, which has every right on the vhost.
+    Harness,
+}
 
 /// One scenario's vhost: the management API for it, and AMQP connections to it.
 #[derive(Clone)]
@@ -22,7 +38,8 @@ pub struct VirtualHost {
 }
 
 impl VirtualHost {
-    /// Creates the vhost and gives the test user full rights on it.
+    /// Creates the vhost, gives the test user full rights on it and each service's broker user
+    /// its service's rights.
     pub async fn create(infrastructure: &Infrastructure, name: String) -> anyhow::Result<Self> {
         let vhost = Self {
             amqp_url: format!("{}/{}", infrastructure.rabbitmq, name),
@@ -38,8 +55,33 @@ impl VirtualHost {
         self.management.delete_vhost(&self.name).await
     }
 
+    /// Gives the test user full rights on the vhost, and each service's broker user its own.
     pub async fn grant_access(&self) -> anyhow::Result<()> {
-        self.management.grant_access(&self.name).await
+        self.management.grant_access(&self.name).await?;
+        for service in Service::ALL {
+            let (user, rights) = (service.broker_user(), service.permissions());
+            self.management.put_user(user, user).await?;
+            self.management.set_permissions(&self.name, user, [&rights.configure, &rights.write, &rights.read]).await?;
+        }
+        Ok(())
+    }
+
+    /// The vhost's URL, logged in as `service`'s broker user: what that service connects with.
+    pub fn url_as(&self, service: Service) -> String {
+        let mut url = url::Url::parse(&self.amqp_url).expect("the vhost's URL is a URL");
+        let user = service.broker_user();
+        url.set_username(user).expect("an AMQP URL has a host");
+        url.set_password(Some(user)).expect("an AMQP URL has a host");
+        url.to_string()
+    }
+
+    /// The URL that replays `queue`'s dead letters: as the service that consumes it, as
+    /// `cargo xtask dlq replay` does.
+    pub fn replay_url(&self, queue: &str) -> String {
+        match topology::consumer(queue) {
+            Some(consumer) => self.url_as(consumer),
+            None => self.amqp_url.clone(),
+        }
     }
 
     /// Takes the broker away from this scenario only: nobody may connect to the vhost any more,
@@ -49,6 +91,9 @@ impl VirtualHost {
     /// broker lists no connection to it (services that reconnect are refused from now on).
     pub async fn revoke_access_and_disconnect(&self) -> anyhow::Result<()> {
         self.management.revoke_access(&self.name).await?;
+        for service in Service::ALL {
+            self.management.clear_permissions(&self.name, service.broker_user()).await?;
+        }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             let connections = self.management.connection_names(&self.name).await?;
@@ -114,19 +159,48 @@ impl VirtualHost {
         Ok((declared.message_count(), declared.consumer_count()))
     }
 
-    /// Publishes `payload` to `queue` (through the default exchange) and waits for the confirm.
+    /// Publishes `payload` to `queue` (through the default exchange) as the service that owns its
+    /// events (for a dead-letter queue, its work queue's), as that service would, and waits for
+    /// the confirm. A queue no service owns gets it from the test user.
     pub async fn publish(&self, queue: &str, payload: &[u8], correlation_id: &str) -> anyhow::Result<()> {
-        let connection = self.connect().await?;
+        let owner = topology::owner(queue.strip_suffix(".dead_letter").unwrap_or(queue));
+        let sender = owner.map(Sender::Service).unwrap_or(Sender::Harness);
+        let user_id = owner.map(|owner| owner.broker_user().to_owned());
+        self.publish_as(sender, user_id.as_deref(), queue, payload, correlation_id).await
+    }
+
+    /// Publishes `payload` to `queue` with `sender`'s credentials, stamped with `user_id` (none:
+    /// no `user_id` property), and waits for the confirm. A broker's refusal is the error.
+    pub async fn publish_as(
+        &self,
+        sender: Sender,
+        user_id: Option<&str>,
+        queue: &str,
+        payload: &[u8],
+        correlation_id: &str,
+    ) -> anyhow::Result<()> {
+        let url = match sender {
+            Sender::Service(service) => self.url_as(service),
+            Sender::Harness => self.amqp_url.clone(),
+        };
+        let connection = Connection::connect(&url, ConnectionProperties::default().with_connection_name("e2e harness".into()))
+            .await
+            .with_context(|| format!("failed to connect to vhost {} as {sender:?}", self.name))?;
         let channel = connection.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_correlation_id(correlation_id.into())
             .with_message_id(uuid::Uuid::new_v4().to_string().into());
+        if let Some(user_id) = user_id {
+            properties = properties.with_user_id(user_id.into());
+        }
         let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
-        let confirmation = channel.basic_publish("".into(), queue.into(), options, payload, properties).await?.await?;
+        let confirmation =
+            async { channel.basic_publish("".into(), queue.into(), options, payload, properties).await?.await }.await;
         let _ = connection.close(200, "done".into()).await;
+        let confirmation = confirmation.with_context(|| format!("the broker refused the message for queue {queue}"))?;
         if !confirmation.is_ack() || confirmation.take_message().is_some() {
             bail!("the broker did not accept the message for queue {queue} (is the queue declared?)");
         }

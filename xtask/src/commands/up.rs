@@ -63,6 +63,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
         }
     }
     build_binaries(release)?;
+    let broker_users = create_broker_users(&servers, profile)?;
 
     let root = workspace_root();
     let local = root.join(".local");
@@ -75,6 +76,12 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             if let Some(database) = service.postgres_database {
                 command.env("DATABASE_URL", format!("{}/{database}", servers.postgres));
             }
+            // Each service that speaks on the broker as its own user, which its events' consumers
+            // expect.
+            match broker_users.url_for(service.name) {
+                Some(url) => command.env("RABBITMQ_URL", url),
+                None => command.env_remove("RABBITMQ_URL"),
+            };
             let child = command
                 .current_dir(&root)
                 .env("HOST", "127.0.0.1")
@@ -85,7 +92,6 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
                 .env("JWT_KEY_DIR", super::keys::key_directory())
                 .env_remove("JWT_PRIVATE_KEY")
                 .env_remove("JWT_PRIVATE_KEY_PATH")
-                .env("RABBITMQ_URL", format!("{}/%2f", servers.rabbitmq))
                 .env("MONGODB_URL", &servers.mongodb)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -208,6 +214,53 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
 }
 
 /// `cargo build --workspace --bins`, in release if asked.
+/// The services' broker users on the broker `cargo xtask up` uses.
+struct BrokerUsers {
+    /// `amqp://host:port` without credentials.
+    address: String,
+    users: Vec<String>,
+}
+
+impl BrokerUsers {
+    /// The URL `service` connects with: its own user with its development password (its name),
+    /// on the default vhost; none for a service without a broker user (the user service).
+    fn url_for(&self, service: &str) -> Option<String> {
+        let user = self.users.iter().find(|user| *user == service)?;
+        let (scheme, host) = self.address.split_once("://").unwrap_or(("amqp", &self.address));
+        Some(format!("{scheme}://{user}:{user}@{host}/%2f"))
+    }
+}
+
+/// Creates (or updates) each service's broker user, with its development password and the rights
+/// `topology::Service::permissions` gives it on the default vhost (listed by the `broker-users`
+/// tool just built), through the broker's management API. Idempotent: run on every `up`.
+fn create_broker_users(servers: &shop_testkit_base::servers::ServerUrls, profile: &str) -> anyhow::Result<BrokerUsers> {
+    let tool = crate::target_directory().join(profile).join("broker-users");
+    let output = Command::new(&tool).output().with_context(|| format!("failed to run {}", tool.display()))?;
+    if !output.status.success() {
+        bail!("{} failed: {}", tool.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).context("broker-users printed no JSON list")?;
+    let management = shop_testkit_base::management::Management::new(servers.rabbitmq_management_login());
+    let mut users = Vec::new();
+    crate::http::block_on(async {
+        for entry in &listed {
+            let text = |key: &str| entry[key].as_str().map(str::to_owned).with_context(|| format!("no {key} in {entry}"));
+            let user = text("user")?;
+            management.put_user(&user, &user).await?;
+            management.set_permissions("/", &user, [&text("configure")?, &text("write")?, &text("read")?]).await?;
+            users.push(user);
+        }
+        anyhow::Ok(())
+    })
+    .context("failed to create the services' broker users")?;
+    say(&format!("RabbitMQ: broker users {} with their services' rights on /", users.join(", ")));
+    let mut address = url::Url::parse(&servers.rabbitmq).context("the broker's URL")?;
+    address.set_username("").ok();
+    address.set_password(None).ok();
+    Ok(BrokerUsers { address: address.as_str().trim_end_matches('/').to_owned(), users })
+}
+
 pub fn build_binaries(release: bool) -> anyhow::Result<()> {
     let mut command = cargo();
     command.args(["build", "--workspace", "--bins"]);
@@ -228,6 +281,13 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Options> {
         Options::parse(&text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn each_service_connects_as_its_own_broker_user() {
+        let users = BrokerUsers { address: "amqp://127.0.0.1:5672".into(), users: vec!["order".into(), "product".into()] };
+        assert_eq!(users.url_for("order").as_deref(), Some("amqp://order:order@127.0.0.1:5672/%2f"));
+        assert_eq!(users.url_for("user"), None);
     }
 
     #[test]

@@ -32,8 +32,9 @@ pub struct DeadLetter {
     pub request_id: Option<String>,
     /// How many times the consumer tried it (`x-attempt`), when it retried.
     pub attempts: Option<i64>,
-    /// Why the broker dead-lettered it, from `x-death`: `rejected` (by the consumer: undecodable,
-    /// out of retries, or refused), `expired` or `maxlen`.
+    /// Why it was dead-lettered: a consumer's refusal of its publisher (`x-refused`, the reason in
+    /// full), else the broker's `x-death`: `rejected` (by the consumer: undecodable, out of
+    /// retries, or refused by its handler), `expired` or `maxlen`.
     pub reason: Option<String>,
     /// The queue it was dead-lettered from.
     pub from_queue: Option<String>,
@@ -42,7 +43,7 @@ pub struct DeadLetter {
 
 /// The number of messages in the dead-letter queue of every work queue, in flow order.
 pub async fn counts(url: &str) -> anyhow::Result<Vec<(String, u32)>> {
-    let (connection, channel) = open(url, "dead letters (count)").await?;
+    let (connection, channel) = open(url, "dead letters (count)", &QUEUES).await?;
     let mut counts = Vec::new();
     for queue in QUEUES {
         counts.push((queue.to_owned(), message_count(&channel, &topology::dead_letter_queue(queue)).await?));
@@ -54,7 +55,7 @@ pub async fn counts(url: &str) -> anyhow::Result<Vec<(String, u32)>> {
 /// Up to `limit` messages of `queue`'s dead-letter queue, oldest first, left in place.
 pub async fn peek(url: &str, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
     let dead_letter_queue = known_dead_letter_queue(queue)?;
-    let (connection, channel) = open(url, "dead letters (show)").await?;
+    let (connection, channel) = open(url, "dead letters (show)", &[queue]).await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
         let Some(message) = next_unacknowledged(&channel, &dead_letter_queue).await? else {
@@ -68,9 +69,16 @@ pub async fn peek(url: &str, queue: &str, limit: usize) -> anyhow::Result<Vec<De
 }
 
 /// Moves every message of `queue`'s dead-letter queue back into `queue`; returns how many.
+///
+/// Each copy carries the `user_id` of the user `url` logs in as, with its first publisher kept in
+/// `x-published-by`, as a consumer's own retries do. The consumer takes it only if that user is
+/// the owner of the queue's events or the consumer's own (see `super::consumer`): replay as the
+/// service that consumes the queue. A message that was refused for its publisher is refused
+/// again, whoever replays it, unless its owner replays it.
 pub async fn replay(url: &str, queue: &str) -> anyhow::Result<usize> {
     let dead_letter_queue = known_dead_letter_queue(queue)?;
-    let (connection, channel) = open(url, "dead letters (replay)").await?;
+    let (connection, channel) = open(url, "dead letters (replay)", &[queue]).await?;
+    let replayer = super::broker_user_of(url);
     channel.confirm_select(ConfirmSelectOptions::default()).await.context("failed to enable publisher confirms")?;
     // What is there now: messages dead-lettered meanwhile wait for the next replay, so a message
     // that fails again cannot keep this loop going.
@@ -80,7 +88,7 @@ pub async fn replay(url: &str, queue: &str) -> anyhow::Result<usize> {
         let Some(message) = next_unacknowledged(&channel, &dead_letter_queue).await? else {
             break;
         };
-        let properties = fresh_properties(&message.delivery.properties);
+        let properties = super::consumer::replayed_copy(&fresh_properties(&message.delivery.properties), &replayer);
         super::publisher::publish_confirmed(&channel, ("", queue), &message.delivery.data, properties, REPLAY_CONFIRM_TIMEOUT)
             .await
             .with_context(|| format!("failed to replay a message to {queue}"))?;
@@ -106,9 +114,11 @@ fn known_dead_letter_queue(queue: &str) -> anyhow::Result<String> {
     Ok(topology::dead_letter_queue(queue))
 }
 
-async fn open(url: &str, name: &str) -> anyhow::Result<(Connection, Channel)> {
+/// Connects and declares `queues` (what the user may declare: a service's user, its own queues).
+async fn open(url: &str, name: &str, queues: &[&str]) -> anyhow::Result<(Connection, Channel)> {
+    let queues: Vec<&str> = queues.iter().map(|queue| queue.strip_suffix(".dead_letter").unwrap_or(queue)).collect();
     let connection = super::connect(url, name).await.with_context(|| format!("failed to connect to RabbitMQ at {url}"))?;
-    topology::declare(&connection).await.context("failed to declare the queues")?;
+    topology::declare(&connection, &queues).await.context("failed to declare the queues")?;
     let channel = connection.create_channel().await.context("failed to open a channel")?;
     Ok((connection, channel))
 }
@@ -156,7 +166,9 @@ fn describe(properties: &BasicProperties, data: &[u8]) -> DeadLetter {
             Some(AMQPValue::LongInt(number)) => Some(i64::from(*number)),
             _ => None,
         },
-        reason: death_text("reason"),
+        // A consumer's refusal of the publisher says why in its own header; anything else, the
+        // broker's death record.
+        reason: header(properties, super::consumer::REFUSED_HEADER).and_then(text).or_else(|| death_text("reason")),
         from_queue: death_text("queue"),
         payload: String::from_utf8_lossy(data).into_owned(),
     }

@@ -43,6 +43,26 @@ pub async fn connect(url: &str, connection_name: &str) -> lapin::Result<Connecti
     }
 }
 
+/// The RabbitMQ user a connection to `url` logs in as: the URL's user, or `guest` when it names
+/// none (as lapin then does). What the connection may stamp as a message's `user_id`.
+pub fn broker_user_of(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .ok()
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| "guest".to_owned())
+}
+
 /// The heartbeat every connection asks for, in seconds: RabbitMQ's guidance is 5 to 20 s; the
 /// low end, because a hung link costs orders their time to payment until it is noticed.
 pub const HEARTBEAT_SECONDS: u16 = 5;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_broker_user_is_the_urls_decoded_user_or_guest() {
+        assert_eq!(super::broker_user_of("amqp://order:secret@broker:5672/%2f"), "order");
+        assert_eq!(super::broker_user_of("amqp://shop%2Dorder:secret@broker/shop"), "shop-order");
+        assert_eq!(super::broker_user_of("amqp://broker:5672"), "guest");
+    }
+}

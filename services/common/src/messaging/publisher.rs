@@ -99,6 +99,10 @@ pub(crate) async fn publish_confirmed(
 pub struct Publisher {
     url: String,
     connection_name: String,
+    /// The user the URL logs in as, stamped on every message as its `user_id`.
+    user: String,
+    /// The queues declared on every connect: every queue unless [`Self::declaring`] says which.
+    declares: Vec<&'static str>,
     /// The live connection and its confirm-mode channel, or `None` until first use. The lock is
     /// held only while checking or (re)connecting, never while waiting for a confirm.
     link: Mutex<Option<(Connection, Channel)>>,
@@ -106,7 +110,26 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(url: impl Into<String>, connection_name: impl Into<String>) -> Self {
-        Self { url: url.into(), connection_name: connection_name.into(), link: Mutex::new(None) }
+        let url = url.into();
+        Self {
+            user: super::broker_user_of(&url),
+            url,
+            connection_name: connection_name.into(),
+            declares: topology::QUEUES.to_vec(),
+            link: Mutex::new(None),
+        }
+    }
+
+    /// Declares only `queues` on connect: a service's own ([`topology::Service::declares`]),
+    /// which are all its broker user may declare.
+    pub fn declaring(mut self, queues: Vec<&'static str>) -> Self {
+        self.declares = queues;
+        self
+    }
+
+    /// The broker user this publisher publishes as.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     /// Publishes a typed message with a fresh message id, in a `publish` span that continues the
@@ -136,6 +159,9 @@ impl Publisher {
             .with_correlation_id(correlation_id.into())
             .with_message_id(message_id.into())
             .with_app_id(self.connection_name.as_str().into())
+            // Who published it: RabbitMQ refuses a user_id that is not the connection's user, so
+            // consumers can tell which service's credentials sent a message.
+            .with_user_id(self.user.as_str().into())
             .with_headers(headers);
         self.publish_with_properties("", queue, payload, properties)
             .await
@@ -180,7 +206,7 @@ impl Publisher {
         let connection = super::connect(&self.url, &self.connection_name)
             .await
             .with_context(|| format!("failed to connect to RabbitMQ as {}", self.connection_name))?;
-        topology::declare(&connection).await.context("failed to declare the queue topology")?;
+        topology::declare(&connection, &self.declares).await.context("failed to declare the queue topology")?;
         let channel = connection.create_channel().await.context("failed to open a channel")?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.context("failed to enable publisher confirms")?;
         Ok((connection, channel))

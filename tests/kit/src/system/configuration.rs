@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use anyhow::Context as _;
 use common::config::{HttpSettings, Settings as _};
+use common::messaging::topology::Service;
 
 use super::addresses::*;
 use super::process::*;
@@ -123,7 +124,9 @@ impl System {
         // databases and vhost are this process's, and no sweep of another process removes them.
         crate::sweep::claim(&self.id);
         let database = |instance| self.proxies[&(instance, Dependency::Database)].port;
-        let broker_url = |instance| self.proxies[&(instance, Dependency::Broker)].url_through(&self.vhost.amqp_url);
+        // Each service logs in to the broker as its own user.
+        let broker_url =
+            |instance: Instance, speaker| self.proxies[&(instance, Dependency::Broker)].url_through(&self.vhost.url_as(speaker));
         let service = instance.service;
         Ok(match service {
             ServiceName::User => {
@@ -148,7 +151,7 @@ impl System {
                 config.http = self.http_settings(instance);
                 config.mongodb_url = self.mongodb_url(database(instance));
                 config.mongodb_database = self.mongodb_database("products");
-                config.rabbitmq_url = broker_url(instance)?;
+                config.rabbitmq_url = broker_url(instance, Service::Product)?;
                 config.jwks_url = self.jwks_url();
                 config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;
@@ -159,7 +162,7 @@ impl System {
                 config.http = self.http_settings(instance);
                 config.database_url = self.database_url(database(instance), "inventory");
                 config.database_max_connections = DATABASE_MAX_CONNECTIONS;
-                config.rabbitmq_url = broker_url(instance)?;
+                config.rabbitmq_url = broker_url(instance, Service::Inventory)?;
                 config.jwks_url = self.jwks_url();
                 config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;
@@ -170,7 +173,7 @@ impl System {
                 config.http = self.http_settings(instance);
                 config.mongodb_url = self.mongodb_url(database(instance));
                 config.mongodb_database = self.mongodb_database("orders");
-                config.rabbitmq_url = broker_url(instance)?;
+                config.rabbitmq_url = broker_url(instance, Service::Order)?;
                 config.jwks_url = self.jwks_url();
                 config.key_fetching = self.key_fetching();
                 config.staff_policy = self.staff_policy;

@@ -13,7 +13,10 @@ use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::headers::{ATTEMPT_HEADER, WAITING_SINCE_HEADER, attempt_of, header_text, now_millis, waited_of, with_header};
+use super::headers::{
+    ATTEMPT_HEADER, PUBLISHED_BY_HEADER, REFUSED_HEADER, WAITING_SINCE_HEADER, attempt_of, header_text, now_millis, waited_of,
+    with_header,
+};
 use super::outage::OutageGate;
 use super::{Attempt, ConsumerSettings};
 use crate::messaging::failure_streak::capped_backoff;
@@ -24,6 +27,9 @@ use crate::messaging::{HandlerError, Message, topology};
 /// broker is treated as unavailable: the delivery is handed back (nack with requeue) instead.
 const REPUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The label of [`Outcome::Refused`].
+pub(super) const REFUSED: &str = "refused";
+
 /// What became of a delivery; counted in `/metrics` by [`Outcome::label`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
@@ -33,8 +39,12 @@ pub(super) enum Outcome {
     Retried,
     /// Something it needs is on its way: a copy waits in the delay queue.
     SetAside,
-    /// Rejected into its dead-letter queue (undecodable, refused, out of tries or out of time).
+    /// Rejected into its dead-letter queue (undecodable, refused by its handler, out of tries or
+    /// out of time).
     DeadLettered,
+    /// Not taken: published by a service that does not own its event. Dead-lettered with the
+    /// reason.
+    Refused,
     /// Handed back to the queue unhandled: the consumer is stopping or its channel is gone.
     HandedBack,
 }
@@ -47,6 +57,7 @@ impl Outcome {
             Outcome::Retried => "retried",
             Outcome::SetAside => "set_aside",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::Refused => REFUSED,
             Outcome::HandedBack => "handed_back",
         }
     }
@@ -64,6 +75,8 @@ pub(super) struct DeliveryContext<'a> {
     /// The consumer's stop signal: a delivery paused for an outage is handed back when it fires
     /// instead of holding up the shutdown.
     pub(super) cancel: &'a CancellationToken,
+    /// The broker user the consumer connects as: the `user_id` of the copies it publishes.
+    pub(super) own_user: &'a str,
 }
 
 pub(super) async fn handle_delivery<M, H, F>(delivery: Delivery, handler: &H, context: &DeliveryContext<'_>)
@@ -95,6 +108,16 @@ where
     crate::telemetry::continue_trace(&span, header_text(&delivery.properties, crate::telemetry::TRACEPARENT).as_deref());
     let started = std::time::Instant::now();
     let handling = async move {
+        if let Err(refusal) = publisher_check(M::QUEUE, &delivery.properties, context.own_user) {
+            tracing::error!(
+                published_by = delivery.properties.user_id().as_ref().map(ToString::to_string).unwrap_or_default(),
+                refusal = %refusal,
+                "message refused: not published by the service that owns it; dead-lettering it"
+            );
+            let copy = with_header(&delivery.properties, REFUSED_HEADER, AMQPValue::LongString(refusal.as_str().into()));
+            replace_with_copy(&delivery, context, &topology::dead_letter_queue(M::QUEUE), copy).await;
+            return Outcome::Refused;
+        }
         if let Err(error) = serde_json::from_slice::<M>(&delivery.data) {
             tracing::error!(%error, "message cannot be decoded; dead-lettering it");
             reject(&delivery).await;
@@ -122,7 +145,7 @@ where
                 // Doubling per attempt, at most 64 times the first wait.
                 tokio::time::sleep(capped_backoff(settings.retry_backoff, attempt, settings.retry_backoff * 64)).await;
                 let copy = with_header(&delivery.properties, ATTEMPT_HEADER, AMQPValue::LongLongInt(i64::from(attempt + 1)));
-                replace_with_copy(&delivery, context.retry_channel, M::QUEUE, copy).await;
+                replace_with_copy(&delivery, context, M::QUEUE, copy).await;
                 Outcome::Retried
             }
             Err(HandlerError::Retry(error)) => {
@@ -142,7 +165,7 @@ where
                 }
                 // The broker dead-letters the copy back into the work queue when this expires.
                 let copy = copy.with_expiration(settings.not_yet_recheck_interval.as_millis().to_string().into());
-                replace_with_copy(&delivery, context.retry_channel, &topology::delay_queue(M::QUEUE), copy).await;
+                replace_with_copy(&delivery, context, &topology::delay_queue(M::QUEUE), copy).await;
                 Outcome::SetAside
             }
             Err(HandlerError::NotYet(error)) => {
@@ -204,11 +227,52 @@ async fn reject(delivery: &Delivery) {
     }
 }
 
-/// Publishes `properties` and the delivery's body to `queue` with a confirm, then acks the
-/// original; if the copy cannot be confirmed the original is handed back to the queue instead,
-/// so the message is never lost, at worst handled once more.
-async fn replace_with_copy(delivery: &Delivery, channel: &Channel, queue: &str, properties: BasicProperties) {
-    match republish(delivery, channel, queue, properties).await {
+/// Whether a delivery of `queue` may be taken: its first publisher is the broker user of the
+/// service that owns the queue's events, or `own_user` (this consumer's service). The first
+/// publisher is the `user_id`, except on a copy this consumer's service published (a retry, a
+/// delayed copy, a replay: `user_id` is `own_user`), which names it in `x-published-by`. So a
+/// forged message stays refused however often it is replayed. `Err` says why not.
+pub(super) fn publisher_check(queue: &str, properties: &BasicProperties, own_user: &str) -> Result<(), String> {
+    let Some(owner) = topology::owner(queue) else {
+        return Ok(());
+    };
+    let user_id = properties.user_id().as_ref().map(ToString::to_string);
+    let first = match user_id {
+        Some(user) if user == own_user => header_text(properties, PUBLISHED_BY_HEADER).unwrap_or(user),
+        other => other.unwrap_or_default(),
+    };
+    if first == owner.broker_user() || first == own_user {
+        return Ok(());
+    }
+    let owner_user = owner.broker_user();
+    Err(if first.is_empty() {
+        format!("published without a user_id; {queue} events come only from the broker user {owner_user:?}")
+    } else {
+        format!(
+            "published by the broker user {first:?}; {queue} events come only from the {owner:?} service (user {owner_user:?})"
+        )
+    })
+}
+
+/// The properties of a copy the consumer publishes: its own `user_id` (the only one the broker
+/// lets it stamp), with the original publisher's kept in `x-published-by` (set once, by the
+/// first copy).
+pub(super) fn as_copy(properties: &BasicProperties, own_user: &str) -> BasicProperties {
+    let mut copy = properties.clone();
+    if header_text(properties, PUBLISHED_BY_HEADER).is_none() {
+        let original = properties.user_id().as_ref().map(ToString::to_string).unwrap_or_default();
+        copy = with_header(&copy, PUBLISHED_BY_HEADER, AMQPValue::LongString(original.into()));
+    }
+    copy.with_user_id(own_user.into())
+}
+
+/// Publishes `properties` (as a copy of the consumer's: see [`as_copy`]) and the delivery's body
+/// to `queue` with a confirm, then acks the original; if the copy cannot be confirmed the
+/// original is handed back to the queue instead, so the message is never lost, at worst handled
+/// once more.
+async fn replace_with_copy(delivery: &Delivery, context: &DeliveryContext<'_>, queue: &str, properties: BasicProperties) {
+    let properties = as_copy(&properties, context.own_user);
+    match republish(delivery, context.retry_channel, queue, properties).await {
         Ok(()) => {
             if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
                 tracing::warn!(%error, "failed to acknowledge a re-published message; it may run twice");
@@ -239,8 +303,56 @@ mod tests {
 
     #[test]
     fn every_outcome_has_its_own_label() {
-        let outcomes = [Outcome::Handled, Outcome::Retried, Outcome::SetAside, Outcome::DeadLettered, Outcome::HandedBack];
+        let outcomes =
+            [Outcome::Handled, Outcome::Retried, Outcome::SetAside, Outcome::DeadLettered, Outcome::Refused, Outcome::HandedBack];
         let labels: std::collections::BTreeSet<_> = outcomes.iter().map(|outcome| outcome.label()).collect();
         assert_eq!(labels.len(), outcomes.len());
+    }
+
+    fn published_by(user: Option<&str>) -> BasicProperties {
+        let properties = BasicProperties::default();
+        match user {
+            Some(user) => properties.with_user_id(user.into()),
+            None => properties,
+        }
+    }
+
+    #[test]
+    fn an_event_is_taken_from_its_owner_or_from_the_consumers_own_copies_only() {
+        use crate::messaging::topology::{INVENTORY_RESERVED, ORDER_CREATED, PRODUCT_CREATED};
+        assert_eq!(publisher_check(INVENTORY_RESERVED, &published_by(Some("inventory")), "order"), Ok(()));
+        assert_eq!(publisher_check(ORDER_CREATED, &published_by(Some("order")), "inventory"), Ok(()));
+        assert_eq!(publisher_check(ORDER_CREATED, &published_by(Some("inventory")), "inventory"), Ok(()), "its own retry");
+        for (queue, forger, consumer) in [
+            (INVENTORY_RESERVED, "product", "order"),
+            (ORDER_CREATED, "product", "inventory"),
+            (PRODUCT_CREATED, "guest", "inventory"),
+        ] {
+            let refusal = publisher_check(queue, &published_by(Some(forger)), consumer).expect_err(queue);
+            assert!(refusal.contains(&format!("{forger:?}")), "{refusal}");
+        }
+        let refusal = publisher_check(ORDER_CREATED, &published_by(None), "inventory").expect_err("no user_id");
+        assert!(refusal.contains("without a user_id"), "{refusal}");
+        assert_eq!(publisher_check("a queue of a test", &published_by(None), "guest"), Ok(()), "no owner, no rule");
+    }
+
+    #[test]
+    fn a_refused_message_stays_refused_when_its_consumer_replays_it() {
+        use crate::messaging::topology::INVENTORY_RESERVED;
+        let refused = as_copy(&published_by(Some("product")), "order");
+        assert!(publisher_check(INVENTORY_RESERVED, &refused, "order").is_err());
+        let retried = as_copy(&published_by(Some("inventory")), "order");
+        assert_eq!(publisher_check(INVENTORY_RESERVED, &retried, "order"), Ok(()));
+        let unsigned = as_copy(&published_by(None), "order");
+        assert!(publisher_check(INVENTORY_RESERVED, &unsigned, "order").is_err());
+    }
+
+    #[test]
+    fn a_copy_is_stamped_with_the_consumers_user_and_keeps_the_first_publisher() {
+        let first = as_copy(&published_by(Some("order")), "inventory");
+        assert_eq!(first.user_id().as_ref().map(ToString::to_string).as_deref(), Some("inventory"));
+        assert_eq!(header_text(&first, PUBLISHED_BY_HEADER).as_deref(), Some("order"));
+        let second = as_copy(&first, "inventory");
+        assert_eq!(header_text(&second, PUBLISHED_BY_HEADER).as_deref(), Some("order"), "set once, by the first copy");
     }
 }

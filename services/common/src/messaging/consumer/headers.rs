@@ -14,6 +14,14 @@ pub const ATTEMPT_HEADER: &str = "x-attempt";
 /// (milliseconds since the Unix epoch), so the wait is measured in time across redeliveries.
 pub const WAITING_SINCE_HEADER: &str = "x-waiting-since";
 
+/// The header a copy of a message carries with the `user_id` of its first publisher: a retry, a
+/// delayed copy or a replay is published by the consumer (or the operator), with their own
+/// `user_id`, and this keeps who sent the original.
+pub const PUBLISHED_BY_HEADER: &str = "x-published-by";
+
+/// The header of a message a consumer refused to take, saying why (it was then dead-lettered).
+pub const REFUSED_HEADER: &str = "x-refused";
+
 pub(super) fn with_header(properties: &BasicProperties, name: &str, value: AMQPValue) -> BasicProperties {
     let mut headers = properties.headers().clone().unwrap_or_default();
     headers.insert(ShortString::from(name), value);

@@ -2,6 +2,12 @@
 //! and a bounded prefetch, and reconnects with backoff whenever the broker goes away, until it is
 //! cancelled.
 //!
+//! A delivery is taken only from the service that owns its event: its `user_id` (which RabbitMQ
+//! guarantees is the publishing connection's user) must be the owner's broker user
+//! ([`crate::messaging::topology::owner`]), or the consumer's own for the copies it made itself (retries, delayed
+//! copies, replays). Anything else is refused before it is decoded: dead-lettered with the reason
+//! in its `x-refused` header, counted as `refused`, and logged as an error.
+//!
 //! Each delivery is acknowledged only after its handler succeeded, so a crash mid-handler means
 //! redelivery, never loss. What happens to a delivery whose handler failed depends on the
 //! [`HandlerError`] it returned:
@@ -49,7 +55,13 @@ use tokio_util::sync::CancellationToken;
 use super::failure_streak::{FailureStreak, capped_backoff};
 use super::{HandlerError, Message};
 
-pub use headers::{ATTEMPT_HEADER, WAITING_SINCE_HEADER};
+/// The properties of a replayed dead letter published as `replayer`: see
+/// [`crate::messaging::dead_letters::replay`].
+pub(crate) fn replayed_copy(properties: &lapin::BasicProperties, replayer: &str) -> lapin::BasicProperties {
+    delivery::as_copy(properties, replayer)
+}
+
+pub use headers::{ATTEMPT_HEADER, PUBLISHED_BY_HEADER, REFUSED_HEADER, WAITING_SINCE_HEADER};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -130,6 +142,8 @@ where
     let gate = Arc::new(outage::OutageGate::default());
     if let Some(metrics) = &settings.metrics {
         metrics.consumer_paused(M::QUEUE, false);
+        // The alert on refused messages counts from zero (see deploy/prometheus/alerts.yml).
+        metrics.expect_messages(M::QUEUE, delivery::REFUSED);
     }
     let mut failures = FailureStreak::default();
     let status = settings.readiness.as_ref().map(|readiness| readiness.consumer(M::QUEUE)).unwrap_or_default();

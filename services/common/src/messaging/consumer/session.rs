@@ -32,7 +32,10 @@ where
 {
     let connection_name = format!("{} ({})", settings.consumer_name, M::QUEUE);
     let connection = crate::messaging::connect(url, &connection_name).await.context("failed to connect to RabbitMQ")?;
-    topology::declare(&connection).await.context("failed to declare the queue topology")?;
+    // Its own queue only: all its broker user may declare of what it consumes.
+    topology::declare(&connection, &[M::QUEUE]).await.context("failed to declare the queue topology")?;
+    let own_user = crate::messaging::broker_user_of(url);
+    let own_user = own_user.as_str();
     let channel = connection.create_channel().await.context("failed to open a channel")?;
     // The prefetch bounds what this consumer holds unacknowledged (see `ConsumerSettings`);
     // global: false applies it per consumer, which on this one-consumer channel is the same.
@@ -63,7 +66,8 @@ where
             let handler = Arc::clone(handler);
             let (channel, retry_channel) = (channel.clone(), retry_channel.clone());
             async move {
-                let context = DeliveryContext { channel: &channel, retry_channel: &retry_channel, settings, gate, cancel };
+                let context =
+                    DeliveryContext { channel: &channel, retry_channel: &retry_channel, settings, gate, cancel, own_user };
                 handle_delivery::<M, H, F>(delivery, &handler, &context).await;
                 Ok(())
             }
