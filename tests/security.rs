@@ -100,6 +100,7 @@ impl TestService {
             },
             database_url: format!("{server_url}/{database_name}"),
             database_max_connections: 2,
+            profile: common::config::Profile::Development,
             signing_key: SigningKeySource::Pem(KEYS.service_private_pem.clone()),
             key_reload: Duration::from_secs(10),
             access_token_ttl: Duration::from_secs(30 * 60),

@@ -37,7 +37,8 @@ pub enum Outcome {
     Accepted,
     /// Refused for the order's state (400: not yet paid, already cancelled, ...).
     Refused,
-    /// Every try went unanswered or got a 5xx: it may or may not have happened.
+    /// Every try went unanswered or got a 5xx, or one did and a later one was refused (the
+    /// refusal of what the unanswered one did?): it may or may not have happened.
     Uncertain,
 }
 
@@ -171,15 +172,26 @@ impl Customers {
     /// Sends `call` until it gets `success` or a definitive refusal (`refusals`), at most
     /// [`ORDER_TRIES`] times, waiting between tries. A 4xx outside `refusals` is a violation.
     async fn send_patiently(&mut self, call: &Call, success: u16, refusals: &[u16]) -> (Outcome, Option<Answer>) {
+        // A try that went unanswered or got a 5xx may have been applied all the same (its answer
+        // lost, or a store that took the write and then failed): a refusal after it may be the
+        // refusal of what that try did already (refunding an order it refunded), not a proof
+        // that nothing happened.
+        let mut maybe_applied = false;
         for try_number in 1..=ORDER_TRIES {
             match self.send(call).await {
                 Ok(answer) if answer.status == success => return (Outcome::Accepted, Some(answer)),
-                Ok(answer) if refusals.contains(&answer.status) => return (Outcome::Refused, Some(answer)),
+                Ok(answer) if refusals.contains(&answer.status) => {
+                    let outcome = if maybe_applied { Outcome::Uncertain } else { Outcome::Refused };
+                    return (outcome, Some(answer));
+                }
                 Ok(answer) if answer.status < 500 && answer.status != 429 => {
                     self.tally.violations.push(format!("{}: {} {}", call.describe(), answer.status, answer.body));
                     return (Outcome::Refused, Some(answer));
                 }
-                _ => tokio::time::sleep(RETRY_WAIT * 2u32.pow(try_number - 1)).await,
+                _ => {
+                    maybe_applied = true;
+                    tokio::time::sleep(RETRY_WAIT * 2u32.pow(try_number - 1)).await;
+                }
             }
         }
         (Outcome::Uncertain, None)

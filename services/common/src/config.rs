@@ -216,8 +216,12 @@ pub struct ProductionRules {
 }
 
 /// Credentials of the development setups (the broker's, the stores'), refused in production.
-const DEVELOPMENT_CREDENTIALS: [(&str, &str); 5] =
-    [("guest", "guest"), ("postgres", "postgres"), ("order", "order"), ("inventory", "inventory"), ("product", "product")];
+/// Whether `user:password` is a development pair: a password that is its user's name (`guest`,
+/// `postgres`, the services' broker users and database roles as `cargo xtask up` and
+/// docker-compose make them) or `development` (the Kubernetes development overlay's).
+fn development_credentials(user: &str, password: &str) -> bool {
+    password == user || password == "development"
+}
 
 impl ProductionRules {
     pub fn new() -> Self {
@@ -225,15 +229,14 @@ impl ProductionRules {
     }
 
     /// The URL in `name` carries credentials of the service's own: a user and a password, and not
-    /// a development pair (`guest:guest`, `postgres:postgres`, a broker user whose password is its
-    /// name).
+    /// a development pair (see [`development_credentials`]).
     pub fn credentials(mut self, name: &str, url: &str) -> Self {
         let problem = match url::Url::parse(url) {
             Err(_) => Some(format!("{name} is not a URL")),
             Ok(url) if url.username().is_empty() || url.password().is_none_or(str::is_empty) => {
                 Some(format!("{name} has no user and password: a deployment gives each service credentials of its own"))
             }
-            Ok(url) if DEVELOPMENT_CREDENTIALS.contains(&(url.username(), url.password().unwrap_or_default())) => {
+            Ok(url) if development_credentials(url.username(), url.password().unwrap_or_default()) => {
                 Some(format!("{name} uses the development credentials {}:{}", url.username(), url.password().unwrap_or_default()))
             }
             Ok(_) => None,
@@ -339,7 +342,8 @@ mod tests {
                 .credentials("BROKER_URL", &default_rabbitmq_url(Service::Order))
                 .credentials("DATABASE_URL", &format!("{DEFAULT_POSTGRES_URL}/inventory"))
                 .credentials("MONGODB_URL", DEFAULT_MONGODB_URL)
-                .credentials("OTHER_URL", "amqp://order:@broker:5672/%2f"),
+                .credentials("OTHER_URL", "amqp://order:@broker:5672/%2f")
+                .credentials("ROLE_URL", "postgres://inventory_service:development@db/inventory"),
         )
         .unwrap_err();
         assert_eq!(
@@ -349,7 +353,8 @@ mod tests {
              BROKER_URL uses the development credentials order:order; \
              DATABASE_URL uses the development credentials postgres:postgres; \
              MONGODB_URL has no user and password: a deployment gives each service credentials of its own; \
-             OTHER_URL has no user and password: a deployment gives each service credentials of its own"
+             OTHER_URL has no user and password: a deployment gives each service credentials of its own; \
+             ROLE_URL uses the development credentials inventory_service:development"
         );
         let own = ProductionRules::new()
             .credentials("RABBITMQ_URL", "amqp://order:s3cret@broker:5672/%2f")

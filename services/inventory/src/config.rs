@@ -2,6 +2,11 @@
 
 use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
+/// The PostgreSQL role a deployment gives the service: it owns the service's database and nothing
+/// else (`common::postgres::provision`; `cargo xtask up`, docker-compose, the harness and the
+/// Kubernetes manifests make it so).
+pub const DATABASE_ROLE: &str = "inventory_service";
+
 pub const PORT: u16 = 8002;
 
 #[derive(Debug, Clone)]
@@ -10,6 +15,9 @@ pub struct Config {
     /// The service's own database (created at start-up if missing).
     pub database_url: String,
     pub database_max_connections: u32,
+    /// `APP_ENV`: production also refuses a database role with more powers than its own database
+    /// (checked at start, `common::postgres::check_role`).
+    pub profile: common::config::Profile,
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
@@ -29,6 +37,7 @@ impl Settings for Config {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/inventory", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            profile: common::config::Profile::from_environment(environment)?,
             rabbitmq_url: common::config::rabbitmq_url(environment, common::messaging::topology::Service::Inventory),
             jwks_url: common::config::jwks_url(environment),
             key_fetching: common::config::key_fetching(environment)?,

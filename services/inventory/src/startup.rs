@@ -50,6 +50,7 @@ pub type Application = Service;
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     common::postgres::ensure_database(&config.database_url).await?;
     let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
+    common::postgres::check_role(&pool, config.profile).await?;
     crate::MIGRATOR.run(&pool).await.context("failed to run the inventory migrations")?;
 
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;

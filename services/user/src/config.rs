@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use common::config::{Environment, HttpSettings, ProductionRules, Settings};
 
+/// The PostgreSQL role a deployment gives the service: it owns the service's database and nothing
+/// else (`common::postgres::provision`; `cargo xtask up`, docker-compose, the harness and the
+/// Kubernetes manifests make it so).
+pub const DATABASE_ROLE: &str = "user_service";
+
 pub const PORT: u16 = 8003;
 
 #[derive(Debug, Clone)]
@@ -21,6 +26,9 @@ pub struct Config {
     /// The service's own database (created at start-up if missing).
     pub database_url: String,
     pub database_max_connections: u32,
+    /// `APP_ENV`: production also refuses a database role with more powers than its own database
+    /// (checked at start, `common::postgres::check_role`).
+    pub profile: common::config::Profile,
     /// Where the RS256 private key comes from.
     pub signing_key: SigningKeySource,
     /// How often a key directory is read again (`JWT_KEY_RELOAD_SECONDS`).
@@ -100,6 +108,7 @@ impl Settings for Config {
             http: HttpSettings::from_environment(environment, PORT)?,
             database_url: environment.or("DATABASE_URL", &format!("{}/users", common::config::DEFAULT_POSTGRES_URL)),
             database_max_connections: environment.parse("DATABASE_MAX_CONNECTIONS", 10)?,
+            profile: common::config::Profile::from_environment(environment)?,
             signing_key,
             key_reload,
             access_token_ttl: Duration::from_secs(environment.parse("ACCESS_TOKEN_TTL_SECONDS", 30 * 60)?),

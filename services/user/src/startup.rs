@@ -32,6 +32,7 @@ pub type Application = Service;
 pub async fn build(config: Config) -> anyhow::Result<Application> {
     common::postgres::ensure_database(&config.database_url).await?;
     let pool = common::postgres::pool(&config.database_url, config.database_max_connections).await?;
+    common::postgres::check_role(&pool, config.profile).await?;
     sqlx::migrate!().run(&pool).await.context("failed to run the user service's migrations")?;
 
     let tokens = Arc::new(load_issuer(&config.signing_key, config.access_token_ttl, config.refresh_token_ttl).await?);

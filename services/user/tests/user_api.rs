@@ -49,6 +49,7 @@ fn test_config(database_url: &str, key_path: std::path::PathBuf) -> Config {
         },
         database_url: database_url.to_owned(),
         database_max_connections: 3,
+        profile: common::config::Profile::Development,
         // Generated on first use: this also exercises the development key path.
         signing_key: SigningKeySource::File(key_path),
         key_reload: Duration::from_secs(10),

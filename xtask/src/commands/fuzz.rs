@@ -114,8 +114,14 @@ fn wait_for_the_system(system: &mut Child, patience: Duration) -> anyhow::Result
         if let Some(status) = system.try_wait().context("failed to look at the system's process")? {
             bail!("the system did not come up: `cargo xtask up` exited ({status}); its messages are above");
         }
+        // Ready services, and the gateway in front of them: `up` starts nginx only once the last
+        // service listens, so the services may answer before the gateway does.
         match wait_until_ready(Duration::from_millis(500)) {
-            Ok(()) => return Ok(()),
+            Ok(()) if port_open(GATEWAY_PORT) => return Ok(()),
+            Ok(()) if Instant::now() >= deadline => {
+                bail!("the services are ready, but the gateway does not listen on {GATEWAY_PORT}")
+            }
+            Ok(()) => std::thread::sleep(Duration::from_millis(100)),
             Err(error) if Instant::now() >= deadline => return Err(error),
             Err(_) => {}
         }

@@ -64,6 +64,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     }
     build_binaries(release)?;
     let broker_users = create_broker_users(&servers, profile)?;
+    provision_databases(&servers, profile)?;
 
     let root = workspace_root();
     let local = root.join(".local");
@@ -74,7 +75,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
             let mut command = Command::new(crate::target_directory().join(profile).join(service.binary));
             if let Some(database) = service.postgres_database {
-                command.env("DATABASE_URL", format!("{}/{database}", servers.postgres));
+                command.env("DATABASE_URL", role_url(&servers.postgres, database_role(service.name), database)?);
             }
             // Each service that speaks on the broker as its own user, which its events' consumers
             // expect.
@@ -261,6 +262,44 @@ fn create_broker_users(servers: &shop_testkit_base::servers::ServerUrls, profile
     Ok(BrokerUsers { address: address.as_str().trim_end_matches('/').to_owned(), users })
 }
 
+/// The PostgreSQL role of a service that keeps its data there (`<service>_service`, as each
+/// service's `config::DATABASE_ROLE` names it).
+fn database_role(service: &str) -> String {
+    format!("{service}_service")
+}
+
+/// `server` (an administrator's URL) logged in as `role` with its development password (its name),
+/// to `database`.
+fn role_url(server: &str, role: String, database: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(server).context("the PostgreSQL server's URL")?;
+    url.set_username(&role).map_err(|()| anyhow::anyhow!("{server} takes no user"))?;
+    url.set_password(Some(&role)).map_err(|()| anyhow::anyhow!("{server} takes no password"))?;
+    url.set_path(database);
+    Ok(url.to_string())
+}
+
+/// Gives each service that keeps its data in PostgreSQL a role of its own, with its development
+/// password, owning its database and nothing else (the `database-roles` tool just built, as the
+/// server's administrator). Idempotent: run on every `up`; a database an earlier `up` made as the
+/// superuser becomes the role's, tables included.
+fn provision_databases(servers: &shop_testkit_base::servers::ServerUrls, profile: &str) -> anyhow::Result<()> {
+    let tool = crate::target_directory().join(profile).join("database-roles");
+    for service in SERVICES.iter().filter(|service| service.postgres_database.is_some()) {
+        let (role, database) = (database_role(service.name), service.postgres_database.unwrap_or_default());
+        let status = Command::new(&tool)
+            .args(["provision", &servers.postgres, &role, database])
+            .env("DATABASE_ROLE_PASSWORD", &role)
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("failed to run {}", tool.display()))?;
+        if !status.success() {
+            bail!("could not give {role} the database {database}");
+        }
+    }
+    say("PostgreSQL: roles user_service and inventory_service own the databases users and inventory");
+    Ok(())
+}
+
 pub fn build_binaries(release: bool) -> anyhow::Result<()> {
     let mut command = cargo();
     command.args(["build", "--workspace", "--bins"]);
@@ -281,6 +320,12 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Options> {
         Options::parse(&text.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn each_postgres_service_logs_in_as_its_own_role() {
+        let url = role_url("postgres://postgres:postgres@127.0.0.1:5432", database_role("inventory"), "inventory").unwrap();
+        assert_eq!(url, "postgres://inventory_service:inventory_service@127.0.0.1:5432/inventory");
     }
 
     #[test]

@@ -25,10 +25,44 @@ pub const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 /// The account the harness makes staff, as an operator would (see [`System::make_staff`]).
 pub const STAFF_EMAIL: &str = "staff@shop.example";
 
+/// The PostgreSQL role of each service that keeps its data there, and its database's name in a
+/// system (`e2e_<id>_<name>`): each service runs as its own role, which owns its database only,
+/// as a deployment runs it (see `common::postgres::provision`).
+const DATABASE_ROLES: [(&str, &str); 2] =
+    [(user_service::config::DATABASE_ROLE, "users"), (inventory_service::config::DATABASE_ROLE, "inventory")];
+
+/// The roles, made once per process (they are the server's, shared by every system; making one
+/// twice at the same moment may collide), each with its development password, its name.
+static ROLES_PROVISIONED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// Makes system `id`'s PostgreSQL databases, each owned by its service's role.
+pub(super) async fn provision_databases(infrastructure: &Infrastructure, id: &str) -> anyhow::Result<()> {
+    let admin = &infrastructure.postgres;
+    ROLES_PROVISIONED
+        .get_or_try_init(|| async {
+            for (role, _) in DATABASE_ROLES {
+                common::postgres::provision_role(admin, role, role).await?;
+            }
+            anyhow::Ok(())
+        })
+        .await?;
+    for (role, database) in DATABASE_ROLES {
+        common::postgres::provision_database(admin, role, &format!("e2e_{id}_{database}")).await?;
+    }
+    Ok(())
+}
+
 impl System {
-    /// The service's PostgreSQL database, reached through the proxy on `proxy_port`.
+    /// The service's PostgreSQL database, reached through the proxy on `proxy_port`, as the
+    /// service's own role.
     pub(super) fn database_url(&self, proxy_port: u16, service: &str) -> String {
-        format!("{}/e2e_{}_{service}", through_port(&self.infrastructure.postgres, proxy_port), self.id)
+        let role = DATABASE_ROLES.iter().find(|(_, database)| *database == service).map(|(role, _)| *role);
+        let mut url = url::Url::parse(&through_port(&self.infrastructure.postgres, proxy_port)).expect("a PostgreSQL URL");
+        if let Some(role) = role {
+            url.set_username(role).expect("a URL with a host");
+            url.set_password(Some(role)).expect("a URL with a host");
+        }
+        format!("{}/e2e_{}_{service}", url.as_str().trim_end_matches('/'), self.id)
     }
 
     /// The MongoDB server, reached through the proxy on `proxy_port`.

@@ -35,6 +35,10 @@ impl System {
         let mongodb =
             mongodb::Client::with_uri_str(&infrastructure.mongodb).await.context("failed to create a MongoDB client")?;
         let vhost = VirtualHost::create(infrastructure, format!("e2e-{id}")).await?;
+        if let Err(error) = super::configuration::provision_databases(infrastructure, &id).await {
+            let _ = vhost.delete().await;
+            return Err(error);
+        }
         let mut proxies = BTreeMap::new();
         for instance in all_instances(&replicas) {
             let service = instance.service;
