@@ -23,10 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The vhost's URL logged in as `service`'s broker user.
 fn url_as(vhost: &TestVirtualHost, service: Service) -> String {
-    let mut url = url::Url::parse(&vhost.amqp_url).expect("the vhost's URL");
-    url.set_username(service.broker_user()).expect("a URL with a host");
-    url.set_password(Some(service.broker_user())).expect("a URL with a host");
-    url.to_string()
+    let user = service.broker_user();
+    shop_testkit_base::servers::logged_in_as(&vhost.amqp_url, user, user).expect("the vhost's URL")
 }
 
 async fn with_service_users(prefix: &str) -> TestVirtualHost {

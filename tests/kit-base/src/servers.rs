@@ -25,6 +25,16 @@ pub struct ServerUrls {
     pub rabbitmq_management: String,
 }
 
+/// `url` (a server's, without a path) logging in as `user` with `password` instead of whoever it
+/// named: how a service's own broker user or database role reaches the server the tests were
+/// given.
+pub fn logged_in_as(url: &str, user: &str, password: &str) -> anyhow::Result<String> {
+    let mut parsed = url::Url::parse(url).map_err(|error| anyhow::anyhow!("{url} is not a URL: {error}"))?;
+    parsed.set_username(user).map_err(|()| anyhow::anyhow!("{url} takes no user"))?;
+    parsed.set_password(Some(password)).map_err(|()| anyhow::anyhow!("{url} takes no password"))?;
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
+
 /// The management API's address without credentials, and the credentials to use there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagementLogin {
@@ -104,6 +114,14 @@ mod tests {
         assert_eq!(servers.postgres, "postgres://shop:secret@db:6543");
         let login = servers.rabbitmq_management_login();
         assert_eq!(login, ManagementLogin { url: "http://broker:15999".into(), user: "admin".into(), password: "p4ss".into() });
+    }
+
+    #[test]
+    fn a_url_logged_in_as_another_user_keeps_its_server() {
+        let url = super::logged_in_as("amqp://guest:guest@127.0.0.1:5672", "order", "order").unwrap();
+        assert_eq!(url, "amqp://order:order@127.0.0.1:5672");
+        let url = super::logged_in_as("postgres://postgres@db:5432", "inventory_service", "p@ss").unwrap();
+        assert_eq!(url, "postgres://inventory_service:p%40ss@db:5432");
     }
 
     #[test]

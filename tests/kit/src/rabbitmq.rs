@@ -68,11 +68,8 @@ impl VirtualHost {
 
     /// The vhost's URL, logged in as `service`'s broker user: what that service connects with.
     pub fn url_as(&self, service: Service) -> String {
-        let mut url = url::Url::parse(&self.amqp_url).expect("the vhost's URL is a URL");
         let user = service.broker_user();
-        url.set_username(user).expect("an AMQP URL has a host");
-        url.set_password(Some(user)).expect("an AMQP URL has a host");
-        url.to_string()
+        shop_testkit_base::servers::logged_in_as(&self.amqp_url, user, user).expect("the vhost's URL has a host")
     }
 
     /// The URL that replays `queue`'s dead letters: as the service that consumes it, as

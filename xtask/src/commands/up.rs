@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shop_testkit_base::gateway::{Upstreams, render_configuration};
+use shop_testkit_base::servers::logged_in_as;
 
 use crate::services::{SERVICES, service};
 use crate::shell::{port_open, say, stop_child, wait_for_port};
@@ -217,8 +218,8 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
 /// `cargo build --workspace --bins`, in release if asked.
 /// The services' broker users on the broker `cargo xtask up` uses.
 struct BrokerUsers {
-    /// `amqp://host:port` without credentials.
-    address: String,
+    /// `amqp://user:password@host:port`: the broker's URL as given, without a vhost.
+    server: String,
     users: Vec<String>,
 }
 
@@ -227,8 +228,7 @@ impl BrokerUsers {
     /// on the default vhost; none for a service without a broker user (the user service).
     fn url_for(&self, service: &str) -> Option<String> {
         let user = self.users.iter().find(|user| *user == service)?;
-        let (scheme, host) = self.address.split_once("://").unwrap_or(("amqp", &self.address));
-        Some(format!("{scheme}://{user}:{user}@{host}/%2f"))
+        Some(format!("{}/%2f", logged_in_as(&self.server, user, user).ok()?))
     }
 }
 
@@ -256,10 +256,7 @@ fn create_broker_users(servers: &shop_testkit_base::servers::ServerUrls, profile
     })
     .context("failed to create the services' broker users")?;
     say(&format!("RabbitMQ: broker users {} with their services' rights on /", users.join(", ")));
-    let mut address = url::Url::parse(&servers.rabbitmq).context("the broker's URL")?;
-    address.set_username("").ok();
-    address.set_password(None).ok();
-    Ok(BrokerUsers { address: address.as_str().trim_end_matches('/').to_owned(), users })
+    Ok(BrokerUsers { server: servers.rabbitmq.clone(), users })
 }
 
 /// The PostgreSQL role of a service that keeps its data there (`<service>_service`, as each
@@ -271,11 +268,7 @@ fn database_role(service: &str) -> String {
 /// `server` (an administrator's URL) logged in as `role` with its development password (its name),
 /// to `database`.
 fn role_url(server: &str, role: String, database: &str) -> anyhow::Result<String> {
-    let mut url = url::Url::parse(server).context("the PostgreSQL server's URL")?;
-    url.set_username(&role).map_err(|()| anyhow::anyhow!("{server} takes no user"))?;
-    url.set_password(Some(&role)).map_err(|()| anyhow::anyhow!("{server} takes no password"))?;
-    url.set_path(database);
-    Ok(url.to_string())
+    Ok(format!("{}/{database}", logged_in_as(server, &role, &role)?))
 }
 
 /// Gives each service that keeps its data in PostgreSQL a role of its own, with its development
@@ -330,7 +323,8 @@ mod tests {
 
     #[test]
     fn each_service_connects_as_its_own_broker_user() {
-        let users = BrokerUsers { address: "amqp://127.0.0.1:5672".into(), users: vec!["order".into(), "product".into()] };
+        let users =
+            BrokerUsers { server: "amqp://guest:guest@127.0.0.1:5672".into(), users: vec!["order".into(), "product".into()] };
         assert_eq!(users.url_for("order").as_deref(), Some("amqp://order:order@127.0.0.1:5672/%2f"));
         assert_eq!(users.url_for("user"), None);
     }

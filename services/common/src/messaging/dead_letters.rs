@@ -88,7 +88,7 @@ pub async fn replay(url: &str, queue: &str) -> anyhow::Result<usize> {
         let Some(message) = next_unacknowledged(&channel, &dead_letter_queue).await? else {
             break;
         };
-        let properties = super::consumer::replayed_copy(&fresh_properties(&message.delivery.properties), &replayer);
+        let properties = super::consumer::as_copy(&fresh_properties(&message.delivery.properties), &replayer);
         super::publisher::publish_confirmed(&channel, ("", queue), &message.delivery.data, properties, REPLAY_CONFIRM_TIMEOUT)
             .await
             .with_context(|| format!("failed to replay a message to {queue}"))?;

@@ -57,12 +57,12 @@ impl System {
     /// service's own role.
     pub(super) fn database_url(&self, proxy_port: u16, service: &str) -> String {
         let role = DATABASE_ROLES.iter().find(|(_, database)| *database == service).map(|(role, _)| *role);
-        let mut url = url::Url::parse(&through_port(&self.infrastructure.postgres, proxy_port)).expect("a PostgreSQL URL");
-        if let Some(role) = role {
-            url.set_username(role).expect("a URL with a host");
-            url.set_password(Some(role)).expect("a URL with a host");
-        }
-        format!("{}/e2e_{}_{service}", url.as_str().trim_end_matches('/'), self.id)
+        let server = through_port(&self.infrastructure.postgres, proxy_port);
+        let server = match role {
+            Some(role) => shop_testkit_base::servers::logged_in_as(&server, role, role).expect("a PostgreSQL URL"),
+            None => server,
+        };
+        format!("{server}/e2e_{}_{service}", self.id)
     }
 
     /// The MongoDB server, reached through the proxy on `proxy_port`.

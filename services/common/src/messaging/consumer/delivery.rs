@@ -257,7 +257,7 @@ pub(super) fn publisher_check(queue: &str, properties: &BasicProperties, own_use
 /// The properties of a copy the consumer publishes: its own `user_id` (the only one the broker
 /// lets it stamp), with the original publisher's kept in `x-published-by` (set once, by the
 /// first copy).
-pub(super) fn as_copy(properties: &BasicProperties, own_user: &str) -> BasicProperties {
+pub(crate) fn as_copy(properties: &BasicProperties, own_user: &str) -> BasicProperties {
     let mut copy = properties.clone();
     if header_text(properties, PUBLISHED_BY_HEADER).is_none() {
         let original = properties.user_id().as_ref().map(ToString::to_string).unwrap_or_default();

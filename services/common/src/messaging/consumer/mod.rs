@@ -55,11 +55,8 @@ use tokio_util::sync::CancellationToken;
 use super::failure_streak::{FailureStreak, capped_backoff};
 use super::{HandlerError, Message};
 
-/// The properties of a replayed dead letter published as `replayer`: see
-/// [`crate::messaging::dead_letters::replay`].
-pub(crate) fn replayed_copy(properties: &lapin::BasicProperties, replayer: &str) -> lapin::BasicProperties {
-    delivery::as_copy(properties, replayer)
-}
+/// A replayed dead letter is a copy like a retry (see [`crate::messaging::dead_letters::replay`]).
+pub(crate) use delivery::as_copy;
 
 pub use headers::{ATTEMPT_HEADER, PUBLISHED_BY_HEADER, REFUSED_HEADER, WAITING_SINCE_HEADER};
 
