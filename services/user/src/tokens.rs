@@ -101,11 +101,25 @@ impl TokenIssuer {
 
     /// Signs a token of `kind` for `user_id`, valid from now for that kind's lifetime.
     pub fn issue(&self, user_id: i64, roles: &[String], kind: TokenKind) -> anyhow::Result<IssuedToken> {
+        let now = Utc::now();
+        let key = self.ring().signing_key(now).context("no signing key signs yet")?;
+        self.issue_with(&key, now, user_id, roles, kind)
+    }
+
+    /// Signs a token of `kind` for `user_id` with `key`, valid from `now` for that kind's lifetime.
+    fn issue_with(
+        &self,
+        key: &SigningKey,
+        now: DateTime<Utc>,
+        user_id: i64,
+        roles: &[String],
+        kind: TokenKind,
+    ) -> anyhow::Result<IssuedToken> {
         let lifetime = match kind {
             TokenKind::Access => self.access_token_ttl,
             TokenKind::Refresh => self.refresh_token_ttl,
         };
-        let issued_at = chrono::Utc::now().timestamp();
+        let issued_at = now.timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
             kind,
@@ -115,34 +129,37 @@ impl TokenIssuer {
             jti: uuid::Uuid::new_v4().to_string(),
             roles: roles.to_vec(),
         };
-        let token = self.sign(&claims)?;
+        let token = sign(key, &claims)?;
         Ok(IssuedToken { token, claims })
     }
 
-    /// Encodes and signs like `jsonwebtoken::encode`, but with `alg` first in the header, so
-    /// tokens start `eyJhbGciOiJSUzI1NiIs` as the guide shows (`jsonwebtoken::Header` puts `typ`
-    /// first). The signature is jsonwebtoken's own.
-    fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        use base64::Engine as _;
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-        let key = self.signing_key()?;
-        let header = TokenHeader { alg: "RS256", typ: "JWT", kid: &key.key_id };
-        let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("failed to encode a token header")?);
-        let encoded_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("failed to encode token claims")?);
-        let message = format!("{encoded_header}.{encoded_claims}");
-        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), Algorithm::RS256)
-            .context("failed to sign a token")?;
-        Ok(format!("{message}.{signature}"))
-    }
-
-    /// An access token and a refresh token for `user_id`, both carrying `roles`.
+    /// An access token and a refresh token for `user_id`, both carrying `roles`, issued at one
+    /// instant and signed by one key, even when a rotation activates the next key or the key
+    /// directory is read again while the pair is being signed.
     pub fn issue_pair(&self, user_id: i64, roles: &[String]) -> anyhow::Result<TokenPair> {
+        let now = Utc::now();
+        let key = self.ring().signing_key(now).context("no signing key signs yet")?;
         Ok(TokenPair {
-            access: self.issue(user_id, roles, TokenKind::Access)?,
-            refresh: self.issue(user_id, roles, TokenKind::Refresh)?,
+            access: self.issue_with(&key, now, user_id, roles, TokenKind::Access)?,
+            refresh: self.issue_with(&key, now, user_id, roles, TokenKind::Refresh)?,
         })
     }
+}
+
+/// Encodes and signs like `jsonwebtoken::encode`, but with `alg` first in the header, so tokens
+/// start `eyJhbGciOiJSUzI1NiIs` as the guide shows (`jsonwebtoken::Header` puts `typ` first). The
+/// signature is jsonwebtoken's own.
+fn sign(key: &SigningKey, claims: &Claims) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let header = TokenHeader { alg: "RS256", typ: "JWT", kid: &key.key_id };
+    let encoded_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("failed to encode a token header")?);
+    let encoded_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("failed to encode token claims")?);
+    let message = format!("{encoded_header}.{encoded_claims}");
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), Algorithm::RS256).context("failed to sign a token")?;
+    Ok(format!("{message}.{signature}"))
 }
 
 /// The issuer for the keys the configuration names: one key (a PEM value, or a file, generated
@@ -259,6 +276,38 @@ mod tests {
         issuer.replace_keys(KeyRing::new(vec![newest]));
         assert_eq!(issuer.key_ids(), [newest_id.clone()]);
         assert_eq!(issuer.signing_key().unwrap().key_id, newest_id);
+    }
+
+    /// A login while a rotation activates the next key: each pair is signed by one key at one
+    /// instant. Several keys activate a few signatures apart while pairs are signed back to back,
+    /// so a pair that looked the key up once per token would straddle an activation.
+    #[tokio::test]
+    async fn both_tokens_of_a_pair_are_signed_by_one_key_at_one_instant_while_keys_activate() {
+        const KEYS: usize = 10;
+        let mut pems = Vec::new();
+        for _ in 0..KEYS {
+            pems.push(generate_private_key_pem(2048).await.unwrap());
+        }
+        // How long one pair takes here, so that activations fall between and within pairs.
+        let probe = issuer().await;
+        let started = std::time::Instant::now();
+        probe.issue_pair(1, &[]).unwrap();
+        let pair_time = chrono::Duration::from_std(started.elapsed()).unwrap();
+
+        let first = Utc::now() + pair_time * 2;
+        let activation = |index: usize| first + pair_time * (3 * i32::try_from(index).unwrap());
+        let keys = pems.iter().enumerate().map(|(index, pem)| SigningKey::from_pem(pem, activation(index)).unwrap()).collect();
+        let issuer = TokenIssuer::new(KeyRing::new(keys), Duration::from_secs(60), Duration::from_secs(3600));
+
+        let mut signers = std::collections::BTreeSet::new();
+        while Utc::now() < activation(KEYS - 1) + pair_time * 3 {
+            let Ok(pair) = issuer.issue_pair(1, &[]) else { continue };
+            let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+            assert_eq!(kid(&pair.access.token), kid(&pair.refresh.token), "one pair, two signing keys");
+            assert_eq!(pair.access.claims.iat, pair.refresh.claims.iat, "one pair, two instants");
+            signers.insert(kid(&pair.access.token));
+        }
+        assert_eq!(signers.len(), KEYS, "every key signed some pairs: {signers:?}");
     }
 
     #[tokio::test]
