@@ -1,9 +1,10 @@
 Feature: Metrics: every service reports its work at /metrics, in the Prometheus text format
   Requests by route and status with their latency, deliveries by queue and outcome with their
   handling time, the outbox's backlog, reservations and stock-outs, orders placed, paid,
-  cancelled (by reason) and refunded, the time from an order's acceptance to its payment, and
-  readiness. Each service instance reports its own work only. The alert rules in
-  deploy/prometheus read these series (their logic is unit-tested by `cargo xtask alerts`).
+  cancelled (by reason) and refunded, the time from an order's acceptance to its payment,
+  readiness, and each store's connection pool (in use, idle, the most it opens, who waits). Each
+  service instance reports its own work only. The alert rules in deploy/prometheus read these
+  series (their logic is unit-tested by `cargo xtask alerts`).
 
   Background:
     Given the shop is running
@@ -23,6 +24,12 @@ Feature: Metrics: every service reports its work at /metrics, in the Prometheus 
     And the order service's metric "orders_paid_total" with "" is 1
     And the order service's metric "ready" with "" is 1
     And the order service's metric "ready_check" with "check=database" is 1
+    And the order service's metric "pool_max_connections" with "pool=mongodb" is 20
+    And the order service's metric "pool_connections" with "pool=mongodb,state=in_use" is 0
+    And the order service's metric "pool_waiting" with "pool=mongodb" is 0
+    And the product service's metric "pool_max_connections" with "pool=mongodb" is 10
+    And the inventory service's metric "pool_max_connections" with "pool=postgres" is 3
+    And the inventory service's metric "pool_connections" with "pool=postgres,state=in_use" is 0
     And the inventory service's metric "consumer_paused" with "queue=order_created" is 0
     And the inventory service's metric "reservations_total" with "outcome=reserved" is 1
     And the inventory service's metric "messages_total" with "queue=product_created,outcome=handled" is 3

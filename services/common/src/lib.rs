@@ -17,6 +17,8 @@ pub mod limits;
 pub mod messaging;
 pub mod metrics;
 pub mod money;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod openapi;
 #[cfg(feature = "postgres")]
 pub mod postgres;

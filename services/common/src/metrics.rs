@@ -16,6 +16,11 @@
 //!   run afresh at each scrape, so that a service that is up but not ready shows as such to
 //!   Prometheus, which cannot read `/ready`'s status itself.
 //!
+//! - `pool_connections{pool, state}` (`in_use`, `idle`), `pool_max_connections{pool}` and, where
+//!   the driver tells, `pool_waiting{pool}` (requests waiting for a connection) and
+//!   `pool_checkout_failures_total{pool}`: each store's connection pool (`postgres`, `mongodb`),
+//!   read at each scrape, so saturation shows as `in_use` at `max` with requests waiting.
+//!
 //! Services add their own: inventory's reservations and stock-outs, the order service's time from
 //! accepted to paid.
 
@@ -67,6 +72,36 @@ struct CheckLabels {
     check: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolStateLabels {
+    pool: &'static str,
+    state: &'static str,
+}
+
+/// What a connection pool holds at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections lent out to requests, consumers and relays.
+    pub in_use: u64,
+    /// Connections open and waiting to be lent.
+    pub idle: u64,
+    /// The most the pool opens.
+    pub max: u64,
+    /// Requests waiting for a connection, where the driver tells (MongoDB's does, sqlx's not).
+    pub waiting: Option<u64>,
+    /// Requests that gave up waiting for a connection or failed to get one, since the start, where
+    /// the driver tells.
+    pub checkout_failures: Option<u64>,
+}
+
+/// Reads a pool's [`PoolUsage`] at a scrape.
+pub type PoolProbe = Arc<dyn Fn() -> PoolUsage + Send + Sync>;
+
 /// Labels of one dimension, `reason`, for services' own counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -98,6 +133,12 @@ struct Inner {
     consumer_paused: Family<QueueLabels, Gauge>,
     ready: Gauge,
     ready_checks: Family<CheckLabels, Gauge>,
+    pool_connections: Family<PoolStateLabels, Gauge>,
+    pool_max: Family<PoolLabels, Gauge>,
+    pool_waiting: Family<PoolLabels, Gauge>,
+    pool_checkout_failures: Family<PoolLabels, Counter>,
+    /// The pools read at each scrape ([`Metrics::watch_pool`]).
+    pools: Mutex<Vec<(&'static str, PoolProbe)>>,
     /// The checks behind `/ready`, run at each scrape once [`Metrics::watch_readiness`] gave them.
     readiness: Mutex<Option<(crate::health::Readiness, &'static str)>>,
 }
@@ -143,6 +184,22 @@ impl Metrics {
             "1 while the consumer of a queue is paused, waiting out an outage of a dependency",
             consumer_paused.clone(),
         );
+        let pool_connections = Family::<PoolStateLabels, Gauge>::default();
+        registry.register(
+            "pool_connections",
+            "Connections of each store's pool, by state: in_use (lent out) or idle",
+            pool_connections.clone(),
+        );
+        let pool_max = Family::<PoolLabels, Gauge>::default();
+        registry.register("pool_max_connections", "The most connections each store's pool opens", pool_max.clone());
+        let pool_waiting = Family::<PoolLabels, Gauge>::default();
+        registry.register("pool_waiting", "Requests waiting for a connection of the pool", pool_waiting.clone());
+        let pool_checkout_failures = Family::<PoolLabels, Counter>::default();
+        registry.register(
+            "pool_checkout_failures",
+            "Requests that gave up waiting for a connection of the pool or failed to get one",
+            pool_checkout_failures.clone(),
+        );
         Self(Arc::new(Inner {
             registry: Mutex::new(registry),
             http_requests,
@@ -152,6 +209,11 @@ impl Metrics {
             outbox_pending,
             outbox_oldest_age,
             consumer_paused,
+            pool_connections,
+            pool_max,
+            pool_waiting,
+            pool_checkout_failures,
+            pools: Mutex::new(Vec::new()),
             ready: Gauge::default(),
             ready_checks: Family::default(),
             readiness: Mutex::new(None),
@@ -237,8 +299,38 @@ impl Metrics {
         }
     }
 
-    /// Every metric in the Prometheus text format, the readiness checks run first.
+    /// Reports the connection pool `pool` (`postgres`, `mongodb`) as `probe` reads it at each
+    /// scrape.
+    pub fn watch_pool(&self, pool: &'static str, probe: PoolProbe) {
+        self.0.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((pool, probe));
+        self.refresh_pools();
+    }
+
+    /// Reads every watched pool into `pool_*`.
+    fn refresh_pools(&self) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        for (pool, probe) in self.0.pools.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let pool = *pool;
+            let usage = probe();
+            self.0.pool_connections.get_or_create(&PoolStateLabels { pool, state: "in_use" }).set(gauge(usage.in_use));
+            self.0.pool_connections.get_or_create(&PoolStateLabels { pool, state: "idle" }).set(gauge(usage.idle));
+            self.0.pool_max.get_or_create(&PoolLabels { pool }).set(gauge(usage.max));
+            if let Some(waiting) = usage.waiting {
+                self.0.pool_waiting.get_or_create(&PoolLabels { pool }).set(gauge(waiting));
+            }
+            if let Some(failures) = usage.checkout_failures {
+                let counter = self.0.pool_checkout_failures.get_or_create(&PoolLabels { pool });
+                // The probe counts from the start; the counter catches up with it.
+                counter.inc_by(failures.saturating_sub(counter.get()));
+            }
+        }
+    }
+
+    /// Every metric in the Prometheus text format, the readiness checks run first. The pools are
+    /// read before those checks, so a scrape does not count the connection its own check of the
+    /// store borrows.
     pub async fn scrape(&self) -> String {
+        self.refresh_pools();
         self.refresh_readiness().await;
         self.render()
     }
@@ -340,6 +432,33 @@ mod tests {
         ] {
             assert!(text.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn each_watched_pool_is_read_at_each_scrape() {
+        let metrics = Metrics::new();
+        let usage = Arc::new(Mutex::new(PoolUsage { in_use: 1, idle: 2, max: 10, waiting: None, checkout_failures: None }));
+        let read = usage.clone();
+        metrics.watch_pool("postgres", Arc::new(move || *read.lock().unwrap()));
+        let counted =
+            Arc::new(Mutex::new(PoolUsage { in_use: 4, idle: 0, max: 4, waiting: Some(3), checkout_failures: Some(2) }));
+        let read = counted.clone();
+        metrics.watch_pool("mongodb", Arc::new(move || *read.lock().unwrap()));
+        *usage.lock().unwrap() = PoolUsage { in_use: 10, idle: 0, max: 10, waiting: None, checkout_failures: None };
+        counted.lock().unwrap().checkout_failures = Some(5);
+        let text = metrics.scrape().await;
+        for line in [
+            r#"pool_connections{pool="postgres",state="in_use"} 10"#,
+            r#"pool_connections{pool="postgres",state="idle"} 0"#,
+            r#"pool_max_connections{pool="postgres"} 10"#,
+            r#"pool_connections{pool="mongodb",state="in_use"} 4"#,
+            r#"pool_max_connections{pool="mongodb"} 4"#,
+            r#"pool_waiting{pool="mongodb"} 3"#,
+            r#"pool_checkout_failures_total{pool="mongodb"} 5"#,
+        ] {
+            assert!(text.lines().any(|rendered| rendered == line), "{line:?} is not in:\n{text}");
+        }
+        assert!(!text.contains(r#"pool_waiting{pool="postgres"}"#), "sqlx does not tell who waits: {text}");
     }
 
     #[test]

@@ -192,6 +192,21 @@ pub async fn pool(database_url: &str, max_connections: u32) -> anyhow::Result<Pg
         .with_context(|| format!("failed to connect to {}", redact_password(database_url)))
 }
 
+/// What `pool` holds now, for `/metrics` (see [`crate::metrics::Metrics::watch_pool`]). sqlx
+/// does not tell how many requests wait for a connection; one that waits longer than the acquire
+/// timeout fails as a store outage (503 and the consumers' pause).
+pub fn usage(pool: &PgPool) -> crate::metrics::PoolUsage {
+    let open = u64::from(pool.size());
+    let idle = u64::try_from(pool.num_idle()).unwrap_or(u64::MAX).min(open);
+    crate::metrics::PoolUsage {
+        in_use: open - idle,
+        idle,
+        max: u64::from(pool.options().get_max_connections()),
+        waiting: None,
+        checkout_failures: None,
+    }
+}
+
 fn redact_password(database_url: &str) -> String {
     match url::Url::parse(database_url) {
         Ok(mut url) if url.password().is_some() => {

@@ -231,15 +231,20 @@ impl Service {
     /// The service's PostgreSQL pool: checked by `/ready`, closed at the end.
     pub fn postgres(&mut self, pool: sqlx::PgPool) {
         self.readiness.postgres(pool.clone());
+        let watched = pool.clone();
+        self.metrics.watch_pool("postgres", Arc::new(move || crate::postgres::usage(&watched)));
         self.on_stop("the PostgreSQL pool", async move { pool.close().await });
     }
 }
 
 #[cfg(feature = "mongodb")]
 impl Service {
-    /// The service's MongoDB client: checked by `/ready`, shut down at the end.
-    pub fn mongodb(&mut self, client: mongodb::Client) {
+    /// The service's MongoDB client (see [`crate::mongo::connect`]): checked by `/ready`, its pool
+    /// reported in `/metrics`, shut down at the end.
+    pub fn mongodb(&mut self, connected: crate::mongo::Connected) {
+        let crate::mongo::Connected { client, pool } = connected;
         self.readiness.mongodb(client.clone());
+        self.metrics.watch_pool("mongodb", Arc::new(move || pool.usage()));
         // Immediate: the drain is over, so nothing still needs the connections.
         self.on_stop("the MongoDB client", async move { client.shutdown().immediate(true).await });
     }

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
 use common::messaging::OutboxRelay;
 use common::openapi::BearerSecurity;
 use common::runtime::Service;
-use mongodb::options::ClientOptions;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -38,12 +36,8 @@ pub type Application = Service;
 
 /// Prepares the service's store and puts the service together (binds; port 0 works).
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let mut mongodb_options = ClientOptions::parse(&config.mongodb_url).await.context("failed to parse MONGODB_URL")?;
-    mongodb_options.app_name = Some(SERVICE_NAME.to_owned());
-    mongodb_options.max_pool_size = Some(config.mongodb_max_pool_size);
-    mongodb_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
-    let mongodb = mongodb::Client::with_options(mongodb_options).context("failed to create the MongoDB client")?;
-    let store = OrderStore::new(&mongodb.database(&config.mongodb_database));
+    let mongodb = common::mongo::connect(&config.mongodb_url, SERVICE_NAME, config.mongodb_max_pool_size).await?;
+    let store = OrderStore::new(&mongodb.client.database(&config.mongodb_database));
     store.create_indexes().await?;
 
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;

@@ -10,6 +10,8 @@ pub struct Config {
     /// The MongoDB server; the database name is separate so tests can pick a fresh one.
     pub mongodb_url: String,
     pub mongodb_database: String,
+    /// The most MongoDB connections open at once (`MONGODB_MAX_POOL_SIZE`).
+    pub mongodb_max_pool_size: u32,
     pub rabbitmq_url: String,
     /// The user service's JWKS document, for verifying tokens.
     pub jwks_url: String,
@@ -25,6 +27,7 @@ impl Settings for Config {
             http: HttpSettings::from_environment(environment, PORT)?,
             mongodb_url: environment.or("MONGODB_URL", common::config::DEFAULT_MONGODB_URL),
             mongodb_database: environment.or("MONGODB_DATABASE", "products"),
+            mongodb_max_pool_size: environment.parse("MONGODB_MAX_POOL_SIZE", 10)?,
             rabbitmq_url: common::config::rabbitmq_url(environment, common::messaging::topology::Service::Product),
             jwks_url: common::config::jwks_url(environment),
             key_fetching: common::config::key_fetching(environment)?,

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Router;
 use common::auth::TokenVerifier;
 use common::messaging::OutboxRelay;
 use common::openapi::BearerSecurity;
 use common::runtime::Service;
-use mongodb::options::ClientOptions;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -37,16 +35,12 @@ pub type Application = Service;
 
 /// Prepares the service's store and puts the service together (binds; port 0 works).
 pub async fn build(config: Config) -> anyhow::Result<Application> {
-    let mut client_options =
-        ClientOptions::parse(&config.mongodb_url).await.with_context(|| format!("invalid MongoDB URL {}", config.mongodb_url))?;
-    client_options.app_name = Some(SERVICE_NAME.to_owned());
-    client_options.server_selection_timeout = Some(common::config::MONGODB_SERVER_SELECTION_TIMEOUT);
-    let mongodb_client = mongodb::Client::with_options(client_options).context("failed to create the MongoDB client")?;
-    let products = ProductStore::new(&mongodb_client.database(&config.mongodb_database));
+    let mongodb = common::mongo::connect(&config.mongodb_url, SERVICE_NAME, config.mongodb_max_pool_size).await?;
+    let products = ProductStore::new(&mongodb.client.database(&config.mongodb_database));
     products.create_indexes().await?;
 
     let mut service = Service::bind(SERVICE_NAME, &config.http).await?;
-    service.mongodb(mongodb_client);
+    service.mongodb(mongodb);
     // Publishes the events stored in product documents.
     let publisher = service.publisher(&config.rabbitmq_url, common::messaging::topology::Service::Product);
     service.relay(OutboxRelay::new(products.outbox(), publisher, products.outbox().wake()));
