@@ -88,10 +88,10 @@ async fn run(only_feature: Option<PathBuf>) {
         .fail_on_skipped()
         .after(|_feature, _rule, _scenario, _finished, world| {
             async move {
-                if let Some(world) = world {
-                    if let Some(system) = world.system.take() {
-                        tear_down(system, &world.teardown_expectations()).await;
-                    }
+                if let Some(world) = world
+                    && let Some(system) = world.system.take()
+                {
+                    tear_down(system, &world.teardown_expectations()).await;
                 }
             }
             .boxed_local()

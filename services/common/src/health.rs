@@ -198,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_hangs_fails_after_the_timeout() {
         let readiness = Readiness::default();
-        readiness.check("broker", || std::future::pending());
+        readiness.check("broker", std::future::pending);
         let report = readiness.report("order").await;
         assert_eq!(report.detail.as_deref(), Some("broker: no answer within 2 s"));
     }

@@ -534,7 +534,7 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("user-service-keys-{}", uuid::Uuid::new_v4().simple()));
         let first = open_directory(&directory).await.unwrap();
         let first_key = first.signing_key(Utc::now()).unwrap().key_id.clone();
-        assert_eq!(first.key_ids(), [first_key.clone()], "a new directory gets one key that signs now");
+        assert_eq!(first.key_ids(), std::slice::from_ref(&first_key), "a new directory gets one key that signs now");
 
         let before = Utc::now();
         let said = run(&directory, HOUR, &KeysCommand::Rotate { activate_in: HOUR }).await.unwrap();

@@ -274,7 +274,7 @@ mod tests {
         let newest = key(0).await;
         let newest_id = newest.key_id.clone();
         issuer.replace_keys(KeyRing::new(vec![newest]));
-        assert_eq!(issuer.key_ids(), [newest_id.clone()]);
+        assert_eq!(issuer.key_ids(), std::slice::from_ref(&newest_id));
         assert_eq!(issuer.signing_key().unwrap().key_id, newest_id);
     }
 

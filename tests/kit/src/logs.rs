@@ -348,12 +348,11 @@ where
 
     fn on_close(&self, id: Id, context: Context<'_, S>) {
         let Some(span) = context.span(&id) else { return };
-        if let Some(in_flight) = span.extensions().get::<InFlight>() {
-            if let Some(count) =
+        if let Some(in_flight) = span.extensions().get::<InFlight>()
+            && let Some(count) =
                 records().get_mut(&in_flight.system).and_then(|record| record.in_flight.get_mut(&in_flight.queue))
-            {
-                *count = count.saturating_sub(1);
-            }
+        {
+            *count = count.saturating_sub(1);
         }
     }
 
@@ -367,13 +366,11 @@ where
         // From the event's own span outwards: the innermost message span is the delivery.
         for span in scope {
             let extensions = span.extensions();
-            if delivery.is_none() {
-                if let Some(in_flight) = extensions.get::<InFlight>() {
-                    delivery = Some(DeliveryContext {
-                        queue: in_flight.queue.clone(),
-                        correlation_id: in_flight.correlation_id.clone(),
-                    });
-                }
+            if delivery.is_none()
+                && let Some(in_flight) = extensions.get::<InFlight>()
+            {
+                delivery =
+                    Some(DeliveryContext { queue: in_flight.queue.clone(), correlation_id: in_flight.correlation_id.clone() });
             }
             if let Some(id) = extensions.get::<SystemId>() {
                 system = Some(id.0.clone());

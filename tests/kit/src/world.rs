@@ -268,12 +268,11 @@ impl ShopWorld {
         // contract) and answering the raw response, which the steps assert on.
         let answer = Client::with_http(base, self.http.clone()).send(&call).await.map_err(|error| format!("{base}: {error}"))?;
         let json: Option<Value> = serde_json::from_str(&answer.body).ok();
-        if answer.status == 200 {
-            if let Some(order) = json.as_ref().filter(|json| matches!(json["status"].as_str(), Some("shipped" | "delivered"))) {
-                if let Some(id) = order["_id"].as_str() {
-                    self.shipped_orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
-                }
-            }
+        if answer.status == 200
+            && let Some(order) = json.as_ref().filter(|json| matches!(json["status"].as_str(), Some("shipped" | "delivered")))
+            && let Some(id) = order["_id"].as_str()
+        {
+            self.shipped_orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
         }
         Ok(Response { status: answer.status, headers: answer.headers, text: answer.body, json })
     }

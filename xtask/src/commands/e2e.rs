@@ -107,8 +107,8 @@ fn run_suite(
     }
     // And with the checks of what deploys it, each counted as one test: the alert rules' unit
     // tests, and the Kubernetes manifests checked offline.
-    let deployment_checks: [(&str, fn() -> anyhow::Result<bool>); 2] =
-        [("alerts", super::alerts::check), ("manifests", super::manifests::check)];
+    type Check = fn() -> anyhow::Result<bool>;
+    let deployment_checks: [(&str, Check); 2] = [("alerts", super::alerts::check), ("manifests", super::manifests::check)];
     for (name, check) in deployment_checks {
         if !feature_arguments.is_empty() || interrupted.load(Ordering::Relaxed) {
             break;

@@ -29,7 +29,7 @@ impl FailureStreak {
     /// The first failure of a streak and every 20th after it: an outage shows in the log
     /// without flooding it.
     pub(crate) fn worth_logging(&self) -> bool {
-        self.0 == 1 || self.0 % 20 == 0
+        self.0 == 1 || self.0.is_multiple_of(20)
     }
 }
 

@@ -185,10 +185,11 @@ impl Publisher {
     /// channel lapin reports closed is replaced here, by whichever publish comes next.
     async fn channel(&self) -> anyhow::Result<Channel> {
         let mut link = self.link.lock().await;
-        if let Some((connection, channel)) = link.as_ref() {
-            if connection.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
-            }
+        if let Some((connection, channel)) = link.as_ref()
+            && connection.status().connected()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
         }
         if let Some((broken, _)) = link.take() {
             // Best effort: it is already closed or closing; this frees its resources.

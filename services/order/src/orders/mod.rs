@@ -514,7 +514,8 @@ mod tests {
     #[test]
     fn every_address_field_and_the_number_of_lines_have_limits() {
         use common::limits::{MAXIMUM_ADDRESS_FIELD_LENGTH, MAXIMUM_ADDRESS_LINE_LENGTH, MAXIMUM_POSTAL_CODE_LENGTH};
-        let fields: [(&str, usize, fn(&mut ShippingAddress, String)); 6] = [
+        type Set = fn(&mut ShippingAddress, String);
+        let fields: [(&str, usize, Set); 6] = [
             ("line1", MAXIMUM_ADDRESS_LINE_LENGTH, |address, text| address.line1 = text),
             ("line2", MAXIMUM_ADDRESS_LINE_LENGTH, |address, text| address.line2 = Some(text)),
             ("city", MAXIMUM_ADDRESS_FIELD_LENGTH, |address, text| address.city = text),

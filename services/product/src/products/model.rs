@@ -251,7 +251,7 @@ enum Rounding {
 /// 100.00 and up, `max_price=100.005` means up to 100.00. Float noise (`249.99 * 100` is
 /// `24998.999999999996`) is not mistaken for a third decimal.
 fn price_bound(amount: f64, rounding: Rounding) -> Option<Cents> {
-    if !amount.is_finite() || amount < 0.0 || amount > 1e13 {
+    if !amount.is_finite() || !(0.0..=1e13).contains(&amount) {
         return None;
     }
     let scaled = amount * 100.0;

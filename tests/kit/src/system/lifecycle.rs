@@ -274,10 +274,10 @@ impl System {
     pub async fn stop_everything(&mut self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
         for instance in all_instances(&self.replicas).into_iter().rev() {
-            if self.running.contains_key(&instance) {
-                if let Err(error) = self.stop_instance(instance).await {
-                    failures.push(format!("{error:#}"));
-                }
+            if self.running.contains_key(&instance)
+                && let Err(error) = self.stop_instance(instance).await
+            {
+                failures.push(format!("{error:#}"));
             }
         }
         if let Some(gateway) = self.gateway.take() {

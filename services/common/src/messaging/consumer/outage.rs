@@ -109,7 +109,7 @@ where
 /// Which failed probes of one outage are logged: the 1st, 2nd, 4th, 8th, ... and every 20th, so a
 /// long outage shows in the log without flooding it.
 fn probe_failure_worth_logging(failed_probes: u32) -> bool {
-    failed_probes.is_power_of_two() || failed_probes % 20 == 0
+    failed_probes.is_power_of_two() || failed_probes.is_multiple_of(20)
 }
 
 #[cfg(test)]
