@@ -265,6 +265,7 @@ async fn body_is_what_get_answers(world: &mut ShopWorld, path: String) {
 
 #[then(expr = "the response header {string} is {string}")]
 async fn header_is(world: &mut ShopWorld, name: String, expected: String) {
+    let expected = world.interpolate(&expected);
     let response = world.last_response();
     let actual = response.headers.get(name.as_str()).and_then(|value| value.to_str().ok());
     assert_eq!(actual, Some(expected.as_str()), "header {name:?}; headers: {:?}", response.headers);

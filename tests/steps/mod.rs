@@ -6,6 +6,7 @@ mod catalog;
 mod faults;
 mod hang_ups;
 mod http;
+mod https;
 mod keys;
 mod metrics;
 mod monitoring;

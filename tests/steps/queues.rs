@@ -220,7 +220,13 @@ async fn list_queues(world: &mut ShopWorld) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let json = Value::Array(last);
-    world.last = Some(Response { status: 200, headers: Default::default(), text: json.to_string(), json: Some(json) });
+    world.last = Some(Response {
+        status: 200,
+        version: String::new(),
+        headers: Default::default(),
+        text: json.to_string(),
+        json: Some(json),
+    });
 }
 
 /// The last response, the management API's list of queues, lists `queue` once, with these

@@ -34,7 +34,7 @@ async fn the_shop_is_running_with_replicas(world: &mut ShopWorld, replicas: usiz
     start(world, Setup { replicas, ..Setup::default() }).await;
 }
 
-async fn start(world: &mut ShopWorld, setup: Setup) {
+pub(super) async fn start(world: &mut ShopWorld, setup: Setup) {
     assert!(world.system.is_none(), "the shop is already running in this scenario");
     let system = System::start(&setup).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
     world.system = Some(system);

@@ -239,6 +239,8 @@ impl Call {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
+    /// The HTTP version it came over (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
     pub headers: HeaderMap,
     pub body: String,
 }
@@ -246,9 +248,10 @@ pub struct Answer {
 impl Answer {
     pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
+        let version = format!("{:?}", response.version());
         let headers = response.headers().clone();
         let body = response.text().await.unwrap_or_default();
-        Self { status, headers, body }
+        Self { status, version, headers, body }
     }
 
     /// The body as JSON, `null` when it is not JSON.
@@ -533,7 +536,8 @@ mod tests {
 
     #[test]
     fn an_answer_with_another_status_is_refused_with_its_status_and_body() {
-        let answer = Answer { status: 409, headers: HeaderMap::new(), body: r#"{"detail":"taken"}"#.into() };
+        let answer =
+            Answer { status: 409, version: "HTTP/1.1".into(), headers: HeaderMap::new(), body: r#"{"detail":"taken"}"#.into() };
         let error = answer.expect::<User>("POST /api/v1/auth/register", 201).unwrap_err();
         assert_eq!(error.status(), Some(409));
         assert_eq!(error.to_string(), r#"POST /api/v1/auth/register answered 409: {"detail":"taken"}"#);
@@ -541,7 +545,12 @@ mod tests {
 
     #[test]
     fn an_answer_of_the_wrong_shape_names_the_call() {
-        let answer = Answer { status: 200, headers: HeaderMap::new(), body: r#"{"id": "not a number"}"#.into() };
+        let answer = Answer {
+            status: 200,
+            version: "HTTP/1.1".into(),
+            headers: HeaderMap::new(),
+            body: r#"{"id": "not a number"}"#.into(),
+        };
         let error = answer.expect::<User>("GET /api/v1/users/me", 200).unwrap_err();
         assert!(matches!(error, ApiError::Undecodable { .. }), "{error}");
     }

@@ -21,28 +21,77 @@ pub struct Upstreams {
     pub inventory: Vec<String>,
 }
 
+/// HTTPS beside HTTP: the port it is served on (127.0.0.1 only, as HTTP) and with which
+/// certificate.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub port: u16,
+    /// PEM files: the certificate chain, the server's certificate first, and its private key.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The production profile's gateway: plain HTTP redirected to HTTPS, HSTS on every answer.
+    pub production: bool,
+}
+
+/// The directory of what a deployment adds to the gateway's server (`GATEWAY_INCLUDE`).
+const INCLUDE_DIRECTORY: &str = "gateway.d";
+
 /// Renders gateway.conf.template and nginx-local.conf.template into `prefix` (as gateway.conf and
 /// nginx.conf), the gateway listening on 127.0.0.1:`port` (loopback only: nobody outside this
-/// machine reaches it), and makes nginx's temporary directories there.
-pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16) -> anyhow::Result<()> {
+/// machine reaches it), with `tls` its HTTPS (tls.conf.template, and production.conf.template for
+/// the production profile, into gateway.d/), and makes nginx's temporary directories there.
+pub fn render_configuration(upstreams: &Upstreams, prefix: &Path, port: u16, tls: Option<&Tls>) -> anyhow::Result<()> {
     for temporary in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         std::fs::create_dir_all(prefix.join("temp").join(temporary))?;
     }
+    let included = prefix.join(INCLUDE_DIRECTORY);
+    // What an earlier start in this prefix added goes: this start says again what it wants.
+    let _ = std::fs::remove_dir_all(&included);
+    std::fs::create_dir_all(&included)?;
+    let mut outputs =
+        vec![("gateway.conf.template", prefix.join("gateway.conf")), ("nginx-local.conf.template", prefix.join("nginx.conf"))];
+    if let Some(tls) = tls {
+        outputs.push(("tls.conf.template", included.join("tls.conf")));
+        if tls.production {
+            outputs.push(("production.conf.template", included.join("production.conf")));
+        }
+    }
     let templates = templates_directory();
-    for (template, output) in [("gateway.conf.template", "gateway.conf"), ("nginx-local.conf.template", "nginx.conf")] {
+    for (template, output) in outputs {
         let path = templates.join(template);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        std::fs::write(prefix.join(output), render(&text, upstreams, prefix, port)?)?;
+        std::fs::write(output, render(&text, upstreams, prefix, port, tls)?)?;
     }
     Ok(())
 }
 
 /// One template's text, rendered.
-pub fn render(template: &str, upstreams: &Upstreams, prefix: &Path, port: u16) -> anyhow::Result<String> {
+pub fn render(template: &str, upstreams: &Upstreams, prefix: &Path, port: u16, tls: Option<&Tls>) -> anyhow::Result<String> {
     let prefix_text = prefix.to_str().context("the prefix path is not UTF-8")?;
     let listen = format!("127.0.0.1:{port}");
     let access_log = format!("{prefix_text}/access.log");
-    let variables = [("PREFIX", prefix_text), ("GATEWAY_LISTEN", listen.as_str()), ("ACCESS_LOG", access_log.as_str())];
+    let include = format!("{prefix_text}/{INCLUDE_DIRECTORY}");
+    let path_text = |path: &Path| path.to_str().map(str::to_owned).context("a certificate path is not UTF-8");
+    let tls_values = match tls {
+        Some(tls) => {
+            Some((format!("127.0.0.1:{}", tls.port), tls.port.to_string(), path_text(&tls.certificate)?, path_text(&tls.key)?))
+        }
+        None => None,
+    };
+    let mut variables = vec![
+        ("PREFIX", prefix_text),
+        ("GATEWAY_LISTEN", listen.as_str()),
+        ("ACCESS_LOG", access_log.as_str()),
+        ("GATEWAY_INCLUDE", include.as_str()),
+    ];
+    if let Some((listen, port, certificate, key)) = &tls_values {
+        variables.extend([
+            ("GATEWAY_TLS_LISTEN", listen.as_str()),
+            ("GATEWAY_TLS_PORT", port.as_str()),
+            ("GATEWAY_TLS_CERTIFICATE", certificate.as_str()),
+            ("GATEWAY_TLS_KEY", key.as_str()),
+        ]);
+    }
     let services = [
         ("USER_SERVICE", &upstreams.user),
         ("PRODUCT_SERVICE", &upstreams.product),
@@ -85,7 +134,7 @@ mod tests {
     fn replicas_become_one_server_line_each_with_the_templates_parameters() {
         let template =
             "upstream user_service { server ${USER_SERVICE} fail_timeout=2s; keepalive 16; }\nlisten ${GATEWAY_LISTEN};";
-        let text = render(template, &upstreams(&["127.0.0.1:1", "127.0.0.1:2"]), Path::new("/p"), 8080).unwrap();
+        let text = render(template, &upstreams(&["127.0.0.1:1", "127.0.0.1:2"]), Path::new("/p"), 8080, None).unwrap();
         assert_eq!(
             text,
             "upstream user_service { server 127.0.0.1:1 fail_timeout=2s; server 127.0.0.1:2 fail_timeout=2s; keepalive 16; }\nlisten 127.0.0.1:8080;"
@@ -95,9 +144,10 @@ mod tests {
     #[test]
     fn the_repositorys_templates_render_without_a_placeholder_left() {
         let prefix = Path::new("/tmp/gateway-prefix");
-        for template in ["gateway.conf.template", "nginx-local.conf.template"] {
+        let tls = Tls { port: 443, certificate: "/c.pem".into(), key: "/k.pem".into(), production: true };
+        for template in ["gateway.conf.template", "nginx-local.conf.template", "tls.conf.template", "production.conf.template"] {
             let text = std::fs::read_to_string(templates_directory().join(template)).unwrap();
-            let rendered = render(&text, &upstreams(&["127.0.0.1:8003"]), prefix, 80).unwrap();
+            let rendered = render(&text, &upstreams(&["127.0.0.1:8003"]), prefix, 80, Some(&tls)).unwrap();
             // Comments may name the placeholder syntax; configuration lines may not keep one.
             let left: Vec<&str> =
                 rendered.lines().filter(|line| !line.trim_start().starts_with('#') && line.contains("${")).collect();
@@ -108,6 +158,6 @@ mod tests {
     #[test]
     fn a_service_without_a_server_is_refused() {
         let template = "upstream user_service { server ${USER_SERVICE} fail_timeout=2s; }";
-        assert!(render(template, &upstreams(&[]), Path::new("/p"), 80).is_err());
+        assert!(render(template, &upstreams(&[]), Path::new("/p"), 80, None).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod management;
 pub mod model;
 pub mod own_servers;
 pub mod servers;
+pub mod tls;
 pub mod vhost;
 
 pub use api::{Answer, ApiError, Call, Client, SignedIn};

@@ -38,6 +38,8 @@ pub enum Credentials {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// The HTTP version it came over (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
     pub headers: HeaderMap,
     pub text: String,
     /// The body as JSON, when it is JSON.
@@ -274,6 +276,6 @@ impl ShopWorld {
         {
             self.shipped_orders.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned());
         }
-        Ok(Response { status: answer.status, headers: answer.headers, text: answer.body, json })
+        Ok(Response { status: answer.status, version: answer.version, headers: answer.headers, text: answer.body, json })
     }
 }

@@ -1,5 +1,7 @@
-//! `cargo xtask up [--release] [--gateway-port N] [--monitoring]`: the four services as processes
-//! of their own on the guide's ports and nginx in front, until Ctrl-C or SIGTERM; with
+//! `cargo xtask up [--release] [--gateway-port N] [--https-port N] [--monitoring]`: the four
+//! services as processes of their own on the guide's ports and nginx in front, serving HTTP (the
+//! guide's `http://localhost`) and HTTPS beside it (port 8443, a certificate of a local
+//! certificate authority made once in `.local/tls/`), until Ctrl-C or SIGTERM; with
 //! `--monitoring`, Prometheus too (deploy/prometheus/prometheus.yml and its alert rules, on
 //! 127.0.0.1:9090), scraping the services and RabbitMQ's own metrics.
 
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shop_testkit_base::gateway::{Upstreams, render_configuration};
+use shop_testkit_base::gateway::{Tls, Upstreams, render_configuration};
 use shop_testkit_base::servers::logged_in_as;
 
 use crate::services::{SERVICES, service};
@@ -22,6 +24,7 @@ use crate::{cargo, servers, workspace_root};
 pub struct Options {
     pub release: bool,
     pub gateway_port: u16,
+    pub https_port: u16,
     pub monitoring: bool,
 }
 
@@ -30,7 +33,7 @@ const PROMETHEUS_PORT: u16 = 9090;
 
 impl Options {
     pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self { release: false, gateway_port: 80, monitoring: false };
+        let mut options = Self { release: false, gateway_port: 80, https_port: 8443, monitoring: false };
         let mut rest = arguments.iter();
         while let Some(argument) = rest.next() {
             match argument.as_str() {
@@ -40,7 +43,11 @@ impl Options {
                     options.gateway_port =
                         rest.next().and_then(|port| port.parse().ok()).context("--gateway-port takes a port number")?;
                 }
-                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N] [--monitoring]"),
+                "--https-port" => {
+                    options.https_port =
+                        rest.next().and_then(|port| port.parse().ok()).context("--https-port takes a port number")?;
+                }
+                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N] [--https-port N] [--monitoring]"),
             }
         }
         Ok(options)
@@ -49,7 +56,7 @@ impl Options {
 
 /// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
 pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let Options { release, gateway_port, monitoring } = Options::parse(arguments)?;
+    let Options { release, gateway_port, https_port, monitoring } = Options::parse(arguments)?;
     let profile = if release { "release" } else { "debug" };
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
@@ -58,9 +65,11 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let mut prepared = servers::prepare(servers::Servers::Local)?;
     let servers = prepared.servers.clone();
     let monitoring_port = monitoring.then_some(PROMETHEUS_PORT);
-    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port]).chain(monitoring_port) {
+    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port, https_port]).chain(monitoring_port) {
         if port_open(port) {
-            bail!("port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port");
+            bail!(
+                "port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port or --https-port"
+            );
         }
     }
     build_binaries(release)?;
@@ -70,6 +79,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let root = workspace_root();
     let local = root.join(".local");
     std::fs::create_dir_all(local.join("logs"))?;
+    let tls = local_certificate(&local.join("tls"), https_port)?;
     let mut children: Vec<(String, Child)> = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         for service in &SERVICES {
@@ -104,7 +114,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             wait_for_port(service.port, service.binary, Duration::from_secs(60))?;
         }
         let gateway = local.join("gateway");
-        render_gateway(&gateway, gateway_port)?;
+        render_gateway(&gateway, gateway_port, &tls)?;
         let log = std::fs::File::create(local.join("logs/nginx.log"))?;
         let child = Command::new(if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" })
             .arg("-p")
@@ -118,6 +128,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             .context("failed to start nginx")?;
         children.push(("nginx".to_owned(), child));
         wait_for_port(gateway_port, "nginx", Duration::from_secs(10))?;
+        wait_for_port(https_port, "nginx (HTTPS)", Duration::from_secs(10))?;
         if monitoring {
             children.push(("Prometheus".to_owned(), start_prometheus(&local)?));
         }
@@ -129,6 +140,10 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
         println!();
         println!("The shop is up ({profile} build). Ctrl-C stops everything this command started.");
         println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
+        println!(
+            "  gateway over HTTPS https://localhost:{https_port}/api/v1/...   (HTTP/2; trust {}: curl --cacert {0} ...)",
+            local.join("tls").join(CA_FILE).display()
+        );
         for service in &SERVICES {
             println!(
                 "  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)",
@@ -204,7 +219,7 @@ fn start_prometheus(local: &Path) -> anyhow::Result<Child> {
 
 /// Renders the repository's gateway templates (the same ones the harness and docker-compose use)
 /// into a private nginx prefix, each service's one upstream on its guide's port.
-fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
+fn render_gateway(prefix: &Path, port: u16, tls: &Tls) -> anyhow::Result<()> {
     let on_guide_port = |name: &str| vec![format!("127.0.0.1:{}", service(name).port)];
     let upstreams = Upstreams {
         user: on_guide_port("user"),
@@ -212,7 +227,38 @@ fn render_gateway(prefix: &Path, port: u16) -> anyhow::Result<()> {
         order: on_guide_port("order"),
         inventory: on_guide_port("inventory"),
     };
-    render_configuration(&upstreams, prefix, port)
+    render_configuration(&upstreams, prefix, port, Some(tls))
+}
+
+/// The local certificate authority's certificate, which a client trusts to reach the gateway.
+const CA_FILE: &str = "ca.pem";
+
+/// HTTPS for the local gateway on `port`: a certificate for localhost signed by a local
+/// certificate authority, both made once in `directory` (the authority's certificate `ca.pem`,
+/// the gateway's chain and key) and reused by every later start, so a client told to trust
+/// `ca.pem` keeps trusting the gateway. Nothing is added to the machine's trust store.
+fn local_certificate(directory: &Path, port: u16) -> anyhow::Result<Tls> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let tls = Tls { port, certificate: directory.join("gateway.pem"), key: directory.join("gateway-key.pem"), production: false };
+    if [CA_FILE, "gateway.pem", "gateway-key.pem"].iter().all(|file| directory.join(file).exists()) {
+        return Ok(tls);
+    }
+    std::fs::create_dir_all(directory)?;
+    let authority = shop_testkit_base::tls::LocalCa::generate("ecommerce-rust local CA")?;
+    let certificate = authority.issue(&shop_testkit_base::tls::LOCAL_NAMES)?;
+    // Private keys readable by their owner only.
+    let write = |file: &str, text: &str, mode: u32| -> anyhow::Result<()> {
+        let mut output =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(directory.join(file))?;
+        std::io::Write::write_all(&mut output, text.as_bytes()).with_context(|| format!("writing {file}"))
+    };
+    write("ca-key.pem", authority.key_pem(), 0o600)?;
+    write("gateway-key.pem", &certificate.key_pem, 0o600)?;
+    write("gateway.pem", &certificate.chain_pem, 0o644)?;
+    write(CA_FILE, authority.certificate_pem(), 0o644)?;
+    say(&format!("HTTPS: made a local certificate authority and the gateway's certificate in {}", directory.display()));
+    Ok(tls)
 }
 
 /// `cargo build --workspace --bins`, in release if asked.
@@ -331,15 +377,22 @@ mod tests {
 
     #[test]
     fn the_guides_gateway_port_and_a_debug_build_by_default() {
-        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80, monitoring: false });
-        assert_eq!(parse("--monitoring").unwrap(), Options { release: false, gateway_port: 80, monitoring: true });
+        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80, https_port: 8443, monitoring: false });
+        assert_eq!(
+            parse("--monitoring").unwrap(),
+            Options { release: false, gateway_port: 80, https_port: 8443, monitoring: true }
+        );
+        assert_eq!(
+            parse("--https-port 9443").unwrap(),
+            Options { release: false, gateway_port: 80, https_port: 9443, monitoring: false }
+        );
     }
 
     #[test]
     fn release_and_a_gateway_port_in_either_order() {
         assert_eq!(
             parse("--gateway-port 18080 --release").unwrap(),
-            Options { release: true, gateway_port: 18080, monitoring: false }
+            Options { release: true, gateway_port: 18080, https_port: 8443, monitoring: false }
         );
     }
 

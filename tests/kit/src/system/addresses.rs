@@ -128,8 +128,19 @@ impl System {
         all_instances(&self.replicas)
     }
 
+    /// Where clients reach the gateway: over HTTPS for a system set up with it.
     pub fn gateway_url(&self) -> String {
         self.gateway.as_ref().expect("the gateway runs while the system does").url()
+    }
+
+    /// The gateway over plain HTTP, whatever else it serves.
+    pub fn plain_gateway_url(&self) -> String {
+        self.gateway.as_ref().expect("the gateway runs while the system does").http_url()
+    }
+
+    /// HTTPS at the gateway, for a system set up with it.
+    pub fn https(&self) -> Option<crate::gateway::Https> {
+        self.https
     }
 
     /// The URL of the service's first replica.

@@ -71,6 +71,7 @@ impl System {
             running: BTreeMap::new(),
             refusing: BTreeMap::new(),
             gateway: None,
+            https: setup.https,
             mongodb,
             proxies,
         };
@@ -96,7 +97,7 @@ impl System {
             inventory: self.upstreams(ServiceName::Inventory),
         };
         let prefix = std::env::temp_dir().join(format!("e2e-gateway-{}", self.id));
-        self.gateway = Some(Gateway::start(&upstreams, prefix).await?);
+        self.gateway = Some(Gateway::start(&upstreams, prefix, self.https).await?);
         // Serving HTTP is not enough: a scenario starts once every instance's store, broker link
         // and consumers work, as a load balancer would wait for.
         for instance in self.all_instances() {

@@ -70,6 +70,8 @@ pub struct System {
     /// refused, and nobody else can take the port before the instance starts again.
     refusing: BTreeMap<Instance, RefusingPort>,
     gateway: Option<Gateway>,
+    /// HTTPS at the gateway, beside HTTP, for a system set up with it.
+    https: Option<crate::gateway::Https>,
     /// For reading the MongoDB services' outboxes (an event stored and never published).
     mongodb: mongodb::Client,
     /// One fault proxy per instance and dependency: every connection an instance makes to its
@@ -89,6 +91,9 @@ pub struct Setup {
     /// ([`System::rotate_signing_key`]); the other services fetch the key set every
     /// [`KEY_REFRESH`].
     pub key_directory: bool,
+    /// The gateway serves HTTPS too, with a certificate of [`crate::gateway::local_ca`], and
+    /// clients reach it that way ([`System::gateway_url`]).
+    pub https: Option<crate::gateway::Https>,
     /// The servers to use instead of the process's ([`crate::infrastructure::get`]): the fault
     /// proxies' upstreams, the databases, the vhost, the management API, the teardown's checks
     /// and the removal of the data all go there. A run that stops and kills its own servers
