@@ -55,12 +55,13 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     }
     // Closed once the server has stopped, so a test can drop its database at once.
     service.postgres(pool.clone());
+    let login_throttle = Arc::new(crate::throttle::LoginThrottle::new(pool.clone()));
     let state = AppState {
         pool,
         tokens,
         verifier,
         passwords: Arc::new(passwords),
-        login_throttle: Arc::default(),
+        login_throttle,
         staff_emails: config.staff_emails.clone().into(),
     };
     service.route(router(state, service.readiness(), service.metrics()));

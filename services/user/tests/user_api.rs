@@ -116,18 +116,21 @@ impl TestApi {
     }
 
     async fn log_in(&self, email: &str) -> Result<String, StatusCode> {
-        let response = self
-            .http
-            .post(self.url("/api/v1/auth/login"))
-            .form(&[("username", email), ("password", "Password123")])
-            .send()
-            .await
-            .expect("login answers");
+        let response = self.log_in_with(email, "Password123").await;
         if response.status() != StatusCode::OK {
             return Err(response.status());
         }
         let tokens: Value = response.json().await.unwrap();
         Ok(tokens["access_token"].as_str().unwrap().to_owned())
+    }
+
+    async fn log_in_with(&self, email: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/auth/login"))
+            .form(&[("username", email), ("password", password)])
+            .send()
+            .await
+            .expect("login answers")
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -429,4 +432,57 @@ async fn a_request_whose_body_never_arrives_does_not_hold_up_the_stop() {
     let statement = format!(r#"DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)"#);
     sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await.expect("the test database drops");
     let _ = std::fs::remove_file(&key_path);
+}
+
+/// Twenty wrong passwords for one account sent at once get five password checks between them,
+/// not one each: each attempt is claimed, under the account's lock, before its password is
+/// checked. The account is then throttled for the right password too, and another is not.
+#[tokio::test]
+async fn concurrent_wrong_passwords_for_one_account_get_the_allowed_checks_between_them() {
+    with_api(|api| async move {
+        api.customer("target@example.com").await;
+        api.customer("bystander@example.com").await;
+        let attempts = (0..20).map(|attempt| {
+            let api = api.clone();
+            async move { api.log_in_with("Target@Example.com", &format!("wrong-{attempt}")).await.status() }
+        });
+        let statuses = futures::future::join_all(attempts).await;
+        let count = |status: StatusCode| statuses.iter().filter(|answered| **answered == status).count();
+        assert_eq!(
+            (count(StatusCode::UNAUTHORIZED), count(StatusCode::TOO_MANY_REQUESTS)),
+            (5, 15),
+            "5 wrong passwords checked, the rest throttled: {statuses:?}"
+        );
+        assert_eq!(api.log_in("target@example.com").await, Err(StatusCode::TOO_MANY_REQUESTS));
+        assert!(api.log_in("bystander@example.com").await.is_ok(), "another account is not throttled");
+        let (counted,): (i64,) = sqlx::query_as("SELECT count(*) FROM login_attempts WHERE email = 'target@example.com'")
+            .fetch_one(&api.database)
+            .await
+            .unwrap();
+        assert_eq!(counted, 5, "a throttled attempt is not counted");
+    })
+    .await;
+}
+
+/// A successful login clears its account's record; the failures before it stop counting.
+#[tokio::test]
+async fn a_successful_login_clears_the_accounts_failures() {
+    with_api(|api| async move {
+        api.customer("target@example.com").await;
+        for attempt in 0..4 {
+            assert_eq!(
+                api.log_in_with("target@example.com", &format!("wrong-{attempt}")).await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert!(api.log_in("target@example.com").await.is_ok());
+        for attempt in 0..4 {
+            assert_eq!(
+                api.log_in_with("target@example.com", &format!("again-{attempt}")).await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert!(api.log_in("target@example.com").await.is_ok(), "four failures since the success: not throttled");
+    })
+    .await;
 }

@@ -256,17 +256,16 @@ static AREAS: [Area; 11] = [
     Area {
         name: "throttle",
         files: &["services/user/src/throttle.rs"],
-        // The login handler's use of it (the 429 and its Retry-After) is in auth/mod.rs, not here,
-        // and 13-login-throttling checks that; what this file decides is all in its unit tests.
-        checked_by: "the throttle's unit tests (failures counted per account in a window, cleared by a success, \
-                     the record bounded)",
-        test_packages: &["user-service"],
-        test_arguments: &["--lib"],
+        checked_by: "the user service's API tests against PostgreSQL (twenty concurrent wrong passwords get five \
+                     checks, a success clears the record) and the login-throttling feature (one account throttled \
+                     for its window and no other, two replicas counting together: 13-login-throttling)",
+        test_packages: &["user-service", "shop-e2e"],
+        test_arguments: &["--test", "user_api", "--test", "features"],
         tags: None,
-        feature_files: &[],
-        test_tool: "cargo",
+        feature_files: &["13-login-throttling"],
+        test_tool: "nextest",
         cargo_arguments: &[],
-        quick: None,
+        quick: Some(QuickTests { test_packages: &["user-service"], test_arguments: &["--test", "user_api"], test_tool: "cargo" }),
     },
 ];
 
@@ -1238,8 +1237,8 @@ mod tests {
         let arguments = stock.tool_arguments();
         assert_eq!(arguments[..5], ["--lib", "--test", "reservations", "--test", "features"]);
         assert_eq!(arguments[5..], ["-E", "not binary(features) | test(=03-catalog) | test(=04-inventory)"]);
-        let throttle = AREAS.iter().find(|area| area.name == "throttle").unwrap();
-        assert_eq!(throttle.tool_arguments(), ["--lib"]);
+        let auth = AREAS.iter().find(|area| area.name == "auth").unwrap();
+        assert_eq!(auth.tool_arguments(), ["--lib", "--test", "security"], "no feature file, no filter");
     }
 
     fn words(text: &str) -> Vec<String> {

@@ -136,7 +136,8 @@ async fn register(
 )]
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> ApiResult<Json<TokenResponse>> {
     let email = form.username.trim();
-    if let Err(wait) = state.login_throttle.check(email, std::time::Instant::now()) {
+    // Claimed before the password is checked: the attempt counts unless the login succeeds.
+    if let Err(wait) = state.login_throttle.claim(email).await.map_err(anyhow::Error::from)? {
         tracing::warn!("login refused: too many wrong passwords for this account");
         return Err(ApiError::TooManyRequests {
             detail: "Too many failed login attempts for this account; try again later".into(),
@@ -145,22 +146,19 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Ap
     }
     // Longer than any password we accept: refuse before spending argon2 time on it.
     if form.password.chars().count() > MAXIMUM_PASSWORD_LENGTH {
-        state.login_throttle.record_failure(email, std::time::Instant::now());
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     }
     let Some(user) = crate::users::store::find_by_email(&state.pool, email).await? else {
         state.passwords.verify_decoy(&form.password).await?;
         // Unknown emails count too: throttling must not tell which emails are registered.
-        state.login_throttle.record_failure(email, std::time::Instant::now());
         tracing::info!("login refused: unknown email");
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     };
     if !state.passwords.verify(&form.password, &user.password_hash).await? {
-        state.login_throttle.record_failure(email, std::time::Instant::now());
         tracing::info!(user_id = user.id, "login refused: wrong password");
         return Err(ApiError::Unauthorized(INCORRECT_CREDENTIALS.into()));
     }
-    state.login_throttle.record_success(email);
+    state.login_throttle.record_success(email).await.map_err(anyhow::Error::from)?;
     if !user.is_active {
         return Err(ApiError::Unauthorized("Inactive user".into()));
     }
