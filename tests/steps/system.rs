@@ -34,6 +34,14 @@ async fn the_shop_is_running_with_replicas(world: &mut ShopWorld, replicas: usiz
     start(world, Setup { replicas, ..Setup::default() }).await;
 }
 
+/// Several replicas of every service, against the same databases and queues, nginx balancing
+/// every route over them.
+#[given(expr = "the shop is running with {int} replicas of every service")]
+async fn the_shop_is_running_with_replicas_of_every_service(world: &mut ShopWorld, replicas: usize) {
+    let replicas = ServiceName::START_ORDER.into_iter().map(|service| (service, replicas)).collect();
+    start(world, Setup { replicas, ..Setup::default() }).await;
+}
+
 pub(super) async fn start(world: &mut ShopWorld, setup: Setup) {
     assert!(world.system.is_none(), "the shop is already running in this scenario");
     let system = System::start(&setup).await.unwrap_or_else(|error| panic!("the shop failed to start: {error:#}"));
