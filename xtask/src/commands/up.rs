@@ -1,5 +1,7 @@
-//! `cargo xtask up [--release] [--gateway-port N] [--https-port N] [--monitoring]`: the four
-//! services as processes of their own on the guide's ports and nginx in front, serving HTTP (the
+//! `cargo xtask up [--release] [--gateway-port N] [--https-port N] [--replicas N] [--monitoring]`:
+//! the four services as processes of their own on the guide's ports (with `--replicas N`, N
+//! processes of each, replica k on the guide's port + 100 (k - 1)) and nginx in front balancing
+//! over them, serving HTTP (the
 //! guide's `http://localhost`) and HTTPS beside it (port 8443, a certificate of a local
 //! certificate authority made once in `.local/tls/`), until Ctrl-C or SIGTERM; with
 //! `--monitoring`, Prometheus too (deploy/prometheus/prometheus.yml and its alert rules, on
@@ -25,7 +27,24 @@ pub struct Options {
     pub release: bool,
     pub gateway_port: u16,
     pub https_port: u16,
+    /// Processes of each service, at least one.
+    pub replicas: u16,
     pub monitoring: bool,
+}
+
+/// How far apart the ports of one service's replicas are: replica k listens on the guide's port
+/// + `REPLICA_PORT_STEP` (k - 1), so 8000, 8100, 8200 for the product service.
+const REPLICA_PORT_STEP: u16 = 100;
+
+/// The port of `service`'s `replica` (1-based).
+fn replica_port(service: &crate::services::Service, replica: u16) -> u16 {
+    service.port + REPLICA_PORT_STEP * (replica - 1)
+}
+
+/// `service`'s `replica` as the logs and the summary name it: `product-service`, then
+/// `product-service-2`, ...
+fn replica_name(service: &crate::services::Service, replica: u16) -> String {
+    if replica == 1 { service.binary.to_owned() } else { format!("{}-{replica}", service.binary) }
 }
 
 /// Where `--monitoring` serves Prometheus.
@@ -33,7 +52,7 @@ const PROMETHEUS_PORT: u16 = 9090;
 
 impl Options {
     pub fn parse(arguments: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self { release: false, gateway_port: 80, https_port: 8443, monitoring: false };
+        let mut options = Self { release: false, gateway_port: 80, https_port: 8443, replicas: 1, monitoring: false };
         let mut rest = arguments.iter();
         while let Some(argument) = rest.next() {
             match argument.as_str() {
@@ -47,7 +66,14 @@ impl Options {
                     options.https_port =
                         rest.next().and_then(|port| port.parse().ok()).context("--https-port takes a port number")?;
                 }
-                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N] [--https-port N] [--monitoring]"),
+                "--replicas" => {
+                    options.replicas = rest
+                        .next()
+                        .and_then(|count| count.parse().ok())
+                        .filter(|count| (1..=9).contains(count))
+                        .context("--replicas takes a number of processes per service, 1 to 9")?;
+                }
+                _ => bail!("usage: cargo xtask up [--release] [--gateway-port N] [--https-port N] [--replicas N] [--monitoring]"),
             }
         }
         Ok(options)
@@ -56,7 +82,7 @@ impl Options {
 
 /// Brings the system up and keeps it up until Ctrl-C or SIGTERM.
 pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
-    let Options { release, gateway_port, https_port, monitoring } = Options::parse(arguments)?;
+    let Options { release, gateway_port, https_port, replicas, monitoring } = Options::parse(arguments)?;
     let profile = if release { "release" } else { "debug" };
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
@@ -65,7 +91,8 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let mut prepared = servers::prepare(servers::Servers::Local)?;
     let servers = prepared.servers.clone();
     let monitoring_port = monitoring.then_some(PROMETHEUS_PORT);
-    for port in SERVICES.iter().map(|service| service.port).chain([gateway_port, https_port]).chain(monitoring_port) {
+    let service_ports = SERVICES.iter().flat_map(|service| (1..=replicas).map(|replica| replica_port(service, replica)));
+    for port in service_ports.chain([gateway_port, https_port]).chain(monitoring_port) {
         if port_open(port) {
             bail!(
                 "port {port} is taken already (is the system up in another terminal?); free it or choose --gateway-port or --https-port"
@@ -82,8 +109,12 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     let tls = local_certificate(&local.join("tls"), https_port)?;
     let mut children: Vec<(String, Child)> = Vec::new();
     let result = (|| -> anyhow::Result<()> {
-        for service in &SERVICES {
-            let log = std::fs::File::create(local.join("logs").join(format!("{}.log", service.binary)))?;
+        // Replica by replica: every service's first, then every second, ... so a service's
+        // migrations run once, in its first replica, before the others start.
+        for (replica, service) in (1..=replicas).flat_map(|replica| SERVICES.iter().map(move |service| (replica, service))) {
+            let name = replica_name(service, replica);
+            let port = replica_port(service, replica);
+            let log = std::fs::File::create(local.join("logs").join(format!("{name}.log")))?;
             let mut command = Command::new(crate::target_directory().join(profile).join(service.binary));
             if let Some(database) = service.postgres_database {
                 command.env("DATABASE_URL", role_url(&servers.postgres, database_role(service.name), database)?);
@@ -97,7 +128,7 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
             let child = command
                 .current_dir(&root)
                 .env("HOST", "127.0.0.1")
-                .env("PORT", service.port.to_string())
+                .env("PORT", port.to_string())
                 .env("USER_SERVICE_URL", crate::services::local_url(crate::services::service("user")))
                 .env("PRODUCT_SERVICE_URL", crate::services::local_url(crate::services::service("product")))
                 // A key directory, rotated with `cargo xtask keys rotate`.
@@ -110,11 +141,11 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("failed to start {}", service.binary))?;
-            children.push((service.binary.to_owned(), child));
-            wait_for_port(service.port, service.binary, Duration::from_secs(60))?;
+            children.push((name.clone(), child));
+            wait_for_port(port, &name, Duration::from_secs(60))?;
         }
         let gateway = local.join("gateway");
-        render_gateway(&gateway, gateway_port, &tls)?;
+        render_gateway(&gateway, gateway_port, replicas, &tls)?;
         let log = std::fs::File::create(local.join("logs/nginx.log"))?;
         let child = Command::new(if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" })
             .arg("-p")
@@ -138,15 +169,18 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
     if result.is_ok() {
         let gateway = if gateway_port == 80 { "http://localhost".to_owned() } else { format!("http://localhost:{gateway_port}") };
         println!();
-        println!("The shop is up ({profile} build). Ctrl-C stops everything this command started.");
+        let processes = if replicas == 1 { String::new() } else { format!(", {replicas} processes of each service") };
+        println!("The shop is up ({profile} build{processes}). Ctrl-C stops everything this command started.");
         println!("  gateway            {gateway}/api/v1/...   (health: {gateway}/health)");
         println!(
             "  gateway over HTTPS https://localhost:{https_port}/api/v1/...   (HTTP/2; trust {}: curl --cacert {0} ...)",
             local.join("tls").join(CA_FILE).display()
         );
         for service in &SERVICES {
+            let others: Vec<String> = (2..=replicas).map(|replica| replica_port(service, replica).to_string()).collect();
+            let others = if others.is_empty() { String::new() } else { format!("; replicas on {}", others.join(", ")) };
             println!(
-                "  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs)",
+                "  {:<18} http://localhost:{}   (docs: http://localhost:{}/api/v1/docs{others})",
                 format!("{} service", service.name),
                 service.port,
                 service.port
@@ -163,7 +197,9 @@ pub fn up(arguments: &[String]) -> anyhow::Result<ExitCode> {
         let logs = local.join("logs");
         println!("  logs               {}", logs.display());
         for service in &SERVICES {
-            println!("                     {}", logs.join(format!("{}.log", service.binary)).display());
+            for replica in 1..=replicas {
+                println!("                     {}", logs.join(format!("{}.log", replica_name(service, replica))).display());
+            }
         }
         println!("                     {} (nginx's errors)", logs.join("nginx.log").display());
         println!(
@@ -218,9 +254,11 @@ fn start_prometheus(local: &Path) -> anyhow::Result<Child> {
 }
 
 /// Renders the repository's gateway templates (the same ones the harness and docker-compose use)
-/// into a private nginx prefix, each service's one upstream on its guide's port.
-fn render_gateway(prefix: &Path, port: u16, tls: &Tls) -> anyhow::Result<()> {
-    let on_guide_port = |name: &str| vec![format!("127.0.0.1:{}", service(name).port)];
+/// into a private nginx prefix, each service's upstreams its replicas' ports.
+fn render_gateway(prefix: &Path, port: u16, replicas: u16, tls: &Tls) -> anyhow::Result<()> {
+    let on_guide_port = |name: &str| {
+        (1..=replicas).map(|replica| format!("127.0.0.1:{}", replica_port(service(name), replica))).collect::<Vec<_>>()
+    };
     let upstreams = Upstreams {
         user: on_guide_port("user"),
         product: on_guide_port("product"),
@@ -377,14 +415,17 @@ mod tests {
 
     #[test]
     fn the_guides_gateway_port_and_a_debug_build_by_default() {
-        assert_eq!(parse("").unwrap(), Options { release: false, gateway_port: 80, https_port: 8443, monitoring: false });
+        assert_eq!(
+            parse("").unwrap(),
+            Options { release: false, gateway_port: 80, https_port: 8443, replicas: 1, monitoring: false }
+        );
         assert_eq!(
             parse("--monitoring").unwrap(),
-            Options { release: false, gateway_port: 80, https_port: 8443, monitoring: true }
+            Options { release: false, gateway_port: 80, https_port: 8443, replicas: 1, monitoring: true }
         );
         assert_eq!(
             parse("--https-port 9443").unwrap(),
-            Options { release: false, gateway_port: 80, https_port: 9443, monitoring: false }
+            Options { release: false, gateway_port: 80, https_port: 9443, replicas: 1, monitoring: false }
         );
     }
 
@@ -392,8 +433,26 @@ mod tests {
     fn release_and_a_gateway_port_in_either_order() {
         assert_eq!(
             parse("--gateway-port 18080 --release").unwrap(),
-            Options { release: true, gateway_port: 18080, https_port: 8443, monitoring: false }
+            Options { release: true, gateway_port: 18080, https_port: 8443, replicas: 1, monitoring: false }
         );
+    }
+
+    #[test]
+    fn replicas_of_each_service_a_hundred_ports_apart_and_named_apart() {
+        assert_eq!(parse("--replicas 3").unwrap().replicas, 3);
+        assert!(parse("--replicas 0").is_err(), "at least one of each");
+        assert!(parse("--replicas 10").is_err(), "replica 10 would take the next service's ports");
+        let product = crate::services::service("product");
+        assert_eq!((1..=3).map(|replica| replica_port(product, replica)).collect::<Vec<_>>(), [8000, 8100, 8200]);
+        assert_eq!(replica_name(product, 1), "product-service");
+        assert_eq!(replica_name(product, 2), "product-service-2");
+        // No replica of one service takes another's port.
+        let mut ports: Vec<u16> =
+            SERVICES.iter().flat_map(|service| (1..=9).map(move |replica| replica_port(service, replica))).collect();
+        let all = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), all);
     }
 
     #[test]
