@@ -31,6 +31,9 @@ Feature: Metrics: every service reports its work at /metrics, in the Prometheus 
     And the inventory service's metric "pool_max_connections" with "pool=postgres" is 3
     And the inventory service's metric "pool_connections" with "pool=postgres,state=in_use" is 0
     And the inventory service's metric "consumer_paused" with "queue=order_created" is 0
+    # At 0 from each consumer's start, so that the alert on refused messages sees the first one.
+    And the inventory service's metric "messages_total" with "queue=order_created,outcome=refused" is 0
+    And the order service's metric "messages_total" with "queue=inventory_reserved,outcome=refused" is 0
     And the inventory service's metric "reservations_total" with "outcome=reserved" is 1
     And the inventory service's metric "messages_total" with "queue=product_created,outcome=handled" is 3
     And the product service's metric "http_requests_total" with "method=POST,route=/api/v1/products/,status=201" is 3

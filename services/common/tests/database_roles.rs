@@ -94,6 +94,24 @@ async fn production_refuses_a_superuser_and_development_lets_it_run() {
     pool.close().await;
 }
 
+/// A role that is no superuser but may create roles could make itself another's: refused in
+/// production like a superuser.
+#[tokio::test]
+async fn production_refuses_a_role_that_may_create_roles() {
+    let creator = Owned::new("creator");
+    provision(&admin_url(), creator.own()).await.expect("provisioned");
+    let mut server = admin("postgres").await;
+    execute(&mut server, &format!(r#"ALTER ROLE "{}" CREATEROLE"#, creator.role)).await.unwrap();
+    server.close().await.ok();
+
+    let pool = common::postgres::pool(&creator.url_to(&creator.database), 1).await.unwrap();
+    let refused = check_role(&pool, Profile::Production).await.expect_err("a role that may create roles").to_string();
+    assert!(refused.contains("may create roles") && refused.contains(&creator.role), "{refused}");
+    check_role(&pool, Profile::Development).await.expect("development warns only");
+    pool.close().await;
+    drop_all(&[&creator]).await;
+}
+
 #[tokio::test]
 async fn a_database_an_earlier_deployment_migrated_as_a_superuser_becomes_the_roles_and_provisioning_again_changes_nothing() {
     let inventory = Owned::new("earlier");
