@@ -165,9 +165,10 @@ static AREAS: [Area; 11] = [
         // depend on, so running the features would rebuild the whole workspace for each of its
         // ~80 mutants (over an hour here). Its tests drive it against the real broker.
         checked_by: "the consumer's unit tests and its tests against the real broker (retries, dead letters, \
-                     outages, not-yet, reconnection)",
+                     outages, not-yet, reconnection), and the broker-trust tests (who may publish what: a copy \
+                     keeps its first publisher)",
         test_packages: &["common"],
-        test_arguments: &["--lib", "--test", "consumer", "--test-threads", "32"],
+        test_arguments: &["--lib", "--test", "consumer", "--test", "broker_users", "--test-threads", "32"],
         tags: None,
         feature_files: &[],
         test_tool: "nextest",
