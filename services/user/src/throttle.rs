@@ -81,7 +81,33 @@ fn window_seconds() -> f64 {
     WINDOW.as_secs_f64()
 }
 
-/// Emails are matched case-insensitively, as logins are.
+/// The account an attempt counts against: the email as logins match it (trimmed, any case). A
+/// login for text no account can have is still counted, under a key the database can hold: a
+/// control character (PostgreSQL refuses a NUL in text) is written out as `\u{..}`, and text
+/// longer than any email is cut there (a key per megabyte of made-up username would let one
+/// client fill the table).
 fn key(email: &str) -> String {
-    email.trim().to_lowercase()
+    let longest = crate::validation::MAXIMUM_EMAIL_LENGTH + 1;
+    let mut key = String::new();
+    for character in email.trim().to_lowercase().chars().take(longest) {
+        if character.is_control() {
+            key.push_str(&format!("\\u{{{:x}}}", u32::from(character)));
+        } else {
+            key.push(character);
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_key_is_its_email_in_any_case_and_text_no_account_can_have_is_still_a_key_the_database_holds() {
+        assert_eq!(key(" Customer@Example.COM "), "customer@example.com");
+        assert_eq!(key("\0customer@example.com"), "\\u{0}customer@example.com");
+        assert_ne!(key("\0customer@example.com"), key("customer@example.com"), "it names no account, so it counts against none");
+        assert_eq!(key(&"a".repeat(1_000_000)).chars().count(), crate::validation::MAXIMUM_EMAIL_LENGTH + 1);
+    }
 }
