@@ -92,7 +92,13 @@ impl TokenIssuer {
 
     /// The key that signs now.
     pub fn signing_key(&self) -> anyhow::Result<Arc<SigningKey>> {
-        self.ring().signing_key(Utc::now()).context("no signing key signs yet")
+        Ok(self.signing_key_and_instant()?.0)
+    }
+
+    /// The key that signs now, and that instant: what one issuance signs with and dates by.
+    fn signing_key_and_instant(&self) -> anyhow::Result<(Arc<SigningKey>, DateTime<Utc>)> {
+        let now = Utc::now();
+        Ok((self.ring().signing_key(now).context("no signing key signs yet")?, now))
     }
 
     pub fn access_token_ttl(&self) -> Duration {
@@ -101,8 +107,7 @@ impl TokenIssuer {
 
     /// Signs a token of `kind` for `user_id`, valid from now for that kind's lifetime.
     pub fn issue(&self, user_id: i64, roles: &[String], kind: TokenKind) -> anyhow::Result<IssuedToken> {
-        let now = Utc::now();
-        let key = self.ring().signing_key(now).context("no signing key signs yet")?;
+        let (key, now) = self.signing_key_and_instant()?;
         self.issue_with(&key, now, user_id, roles, kind)
     }
 
@@ -137,8 +142,7 @@ impl TokenIssuer {
     /// instant and signed by one key, even when a rotation activates the next key or the key
     /// directory is read again while the pair is being signed.
     pub fn issue_pair(&self, user_id: i64, roles: &[String]) -> anyhow::Result<TokenPair> {
-        let now = Utc::now();
-        let key = self.ring().signing_key(now).context("no signing key signs yet")?;
+        let (key, now) = self.signing_key_and_instant()?;
         Ok(TokenPair {
             access: self.issue_with(&key, now, user_id, roles, TokenKind::Access)?,
             refresh: self.issue_with(&key, now, user_id, roles, TokenKind::Refresh)?,

@@ -17,12 +17,29 @@ pub struct LocalCa {
     issuer: Issuer<'static, KeyPair>,
 }
 
+/// Writes `text` to `path` (created or replaced) readable by its owner only: how every private
+/// key here is kept.
+pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
 /// A server's certificate, signed by a [`LocalCa`], and its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct ServerCertificate {
     /// The server's certificate, then the authority's (what nginx's `ssl_certificate` sends).
     pub chain_pem: String,
     pub key_pem: String,
+}
+
+impl ServerCertificate {
+    /// Writes the chain to `chain` and the key, owner-only, to `key`.
+    pub fn write(&self, chain: &std::path::Path, key: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::write(chain, &self.chain_pem).with_context(|| format!("writing {}", chain.display()))?;
+        write_private(key, &self.key_pem)
+    }
 }
 
 impl LocalCa {

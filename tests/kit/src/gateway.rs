@@ -136,8 +136,6 @@ async fn stop_nginx(master: &mut Child) {
 
 /// A certificate for the gateway in `prefix`, signed by [`local_ca`], served on `port`.
 fn certificate_in(prefix: &Path, port: u16, https: Https) -> anyhow::Result<Tls> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-
     let directory = prefix.join("tls");
     std::fs::create_dir_all(&directory)?;
     let certificate = local_ca().issue(&[HTTPS_HOST, "localhost"])?;
@@ -147,9 +145,7 @@ fn certificate_in(prefix: &Path, port: u16, https: Https) -> anyhow::Result<Tls>
         key: directory.join("gateway-key.pem"),
         production: https == Https::Production,
     };
-    std::fs::write(&tls.certificate, &certificate.chain_pem)?;
-    let mut key = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tls.key)?;
-    std::io::Write::write_all(&mut key, certificate.key_pem.as_bytes())?;
+    certificate.write(&tls.certificate, &tls.key)?;
     Ok(tls)
 }
 

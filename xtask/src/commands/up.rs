@@ -276,25 +276,18 @@ const CA_FILE: &str = "ca.pem";
 /// the gateway's chain and key) and reused by every later start, so a client told to trust
 /// `ca.pem` keeps trusting the gateway. Nothing is added to the machine's trust store.
 fn local_certificate(directory: &Path, port: u16) -> anyhow::Result<Tls> {
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use shop_testkit_base::tls::{LOCAL_NAMES, LocalCa, write_private};
 
     let tls = Tls { port, certificate: directory.join("gateway.pem"), key: directory.join("gateway-key.pem"), production: false };
     if [CA_FILE, "gateway.pem", "gateway-key.pem"].iter().all(|file| directory.join(file).exists()) {
         return Ok(tls);
     }
     std::fs::create_dir_all(directory)?;
-    let authority = shop_testkit_base::tls::LocalCa::generate("ecommerce-rust local CA")?;
-    let certificate = authority.issue(&shop_testkit_base::tls::LOCAL_NAMES)?;
-    // Private keys readable by their owner only.
-    let write = |file: &str, text: &str, mode: u32| -> anyhow::Result<()> {
-        let mut output =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(directory.join(file))?;
-        std::io::Write::write_all(&mut output, text.as_bytes()).with_context(|| format!("writing {file}"))
-    };
-    write("ca-key.pem", authority.key_pem(), 0o600)?;
-    write("gateway-key.pem", &certificate.key_pem, 0o600)?;
-    write("gateway.pem", &certificate.chain_pem, 0o644)?;
-    write(CA_FILE, authority.certificate_pem(), 0o644)?;
+    let authority = LocalCa::generate("ecommerce-rust local CA")?;
+    write_private(&directory.join("ca-key.pem"), authority.key_pem())?;
+    authority.issue(&LOCAL_NAMES)?.write(&tls.certificate, &tls.key)?;
+    // Last: its presence says the rest is there.
+    std::fs::write(directory.join(CA_FILE), authority.certificate_pem())?;
     say(&format!("HTTPS: made a local certificate authority and the gateway's certificate in {}", directory.display()));
     Ok(tls)
 }
